@@ -1,0 +1,1 @@
+"""Reading, validating and generating data in the Kaggle lish-moa layout."""

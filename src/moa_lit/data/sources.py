@@ -1,0 +1,66 @@
+"""Where a run's data comes from: the built-in synthetic generator or a folder
+in the Kaggle layout. Each is a Hydra ``_target_`` of ``conf/data/``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from moa_lit import schema
+from moa_lit.data.reader import MoAData, read_dataset
+from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+from moa_lit.errors import MoAError
+
+log = logging.getLogger(__name__)
+
+
+def load_kaggle(
+    dir: str | None,
+    n_genes: int = schema.N_GENES,
+    n_cells: int = schema.N_CELLS,
+    use_cache: bool = True,
+    require_nonscored: bool = False,
+) -> MoAData:
+    if not dir:
+        raise MoAError(
+            "data=kaggle needs data.dir=/path/to/lish-moa, the folder holding "
+            f"{schema.TRAIN_FEATURES} and {schema.TRAIN_TARGETS_SCORED}"
+        )
+    return read_dataset(
+        Path(dir).expanduser(),
+        n_genes=n_genes,
+        n_cells=n_cells,
+        require_nonscored=require_nonscored,
+        use_cache=use_cache,
+    )
+
+
+def load_synthetic(
+    dir: str,
+    n_samples: int = 23814,
+    seed: int = 0,
+    n_genes: int = schema.N_GENES,
+    n_cells: int = schema.N_CELLS,
+    n_scored: int = schema.N_SCORED,
+    n_nonscored: int = schema.N_NONSCORED,
+    use_cache: bool = True,
+    require_nonscored: bool = False,
+) -> MoAData:
+    if n_samples < 50:
+        raise MoAError(f"data.n_samples={n_samples}: expected at least 50 rows")
+    cfg = SyntheticConfig(
+        n_samples=n_samples,
+        seed=seed,
+        n_genes=n_genes,
+        n_cells=n_cells,
+        n_scored=n_scored,
+        n_nonscored=n_nonscored,
+    )
+    folder = ensure_synthetic(cfg, Path(dir).expanduser())
+    return read_dataset(
+        folder,
+        n_genes=n_genes,
+        n_cells=n_cells,
+        require_nonscored=require_nonscored,
+        use_cache=use_cache,
+    )

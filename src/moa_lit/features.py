@@ -1,0 +1,127 @@
+"""Feature preprocessing as one scikit-learn pipeline, fitted on a fold's
+training rows only and saved with that fold, so no statistic of validation or
+test rows leaks into training (the shape that keeps the OOF score honest).
+
+Steps (each switchable from ``conf/features/``): a rank-Gauss transform of g-*
+and c-* (QuantileTransformer with normal output), PCA components of g-* and of
+c-* appended, factor-analysis components appended, row statistics of g-* and
+c-*, cp_time/cp_dose one-hot encoded, and an optional variance threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA, FactorAnalysis
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, QuantileTransformer
+
+from moa_lit import schema
+from moa_lit.errors import MoAError
+
+
+def row_statistics(x: np.ndarray | pd.DataFrame) -> np.ndarray:
+    """Mean, std, skew and kurtosis of each row (computed on the raw values)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.column_stack(
+        [x.mean(axis=1), x.std(axis=1), stats.skew(x, axis=1), stats.kurtosis(x, axis=1)]
+    )
+
+
+def _to_float32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _block(
+    name: str,
+    rank_gauss: bool,
+    n_quantiles: int,
+    pca: int,
+    factor_analysis: int,
+    seed: int,
+) -> Pipeline:
+    """g-* or c-* block: optional rank-Gauss, then the values plus appended components."""
+    expand = [("values", "passthrough")]
+    if pca:
+        expand.append(("pca", PCA(n_components=pca, random_state=seed)))
+    if factor_analysis:
+        expand.append(("fa", FactorAnalysis(n_components=factor_analysis, random_state=seed)))
+    steps = []
+    if rank_gauss:
+        steps.append(
+            (
+                "rank_gauss",
+                QuantileTransformer(
+                    n_quantiles=n_quantiles, output_distribution="normal", random_state=seed
+                ),
+            )
+        )
+    steps.append(("expand", FeatureUnion(expand)))
+    return Pipeline(steps)
+
+
+def build_feature_pipeline(
+    genes: Sequence[str],
+    cells: Sequence[str],
+    rank_gauss: bool = True,
+    n_quantiles: int = 100,
+    pca_genes: int = 0,
+    pca_cells: int = 0,
+    factor_analysis_genes: int = 0,
+    factor_analysis_cells: int = 0,
+    row_stats: bool = False,
+    variance_threshold: float | None = None,
+    seed: int = 0,
+) -> Pipeline:
+    """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix."""
+    for key, n, cols in (
+        ("features.pca_genes", pca_genes, genes),
+        ("features.pca_cells", pca_cells, cells),
+        ("features.factor_analysis_genes", factor_analysis_genes, genes),
+        ("features.factor_analysis_cells", factor_analysis_cells, cells),
+    ):
+        if n < 0 or n > len(cols):
+            raise MoAError(f"{key}={n}: expected 0..{len(cols)} (the number of input columns)")
+    blocks = [
+        ("genes", _block("genes", rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed), list(genes)),
+        ("cells", _block("cells", rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed), list(cells)),
+    ]
+    if row_stats:
+        blocks += [
+            ("gene_stats", FunctionTransformer(row_statistics), list(genes)),
+            ("cell_stats", FunctionTransformer(row_statistics), list(cells)),
+        ]
+    blocks.append(
+        (
+            "meta",
+            OneHotEncoder(
+                categories=[list(schema.CP_TIMES), list(schema.CP_DOSES)],
+                sparse_output=False,
+                handle_unknown="error",
+            ),
+            [schema.CP_TIME, schema.CP_DOSE],
+        )
+    )
+    steps = [("columns", ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0))]
+    if variance_threshold is not None:
+        steps.append(("variance", VarianceThreshold(threshold=variance_threshold)))
+    steps.append(("float32", FunctionTransformer(_to_float32)))
+    return Pipeline(steps)
+
+
+def fit_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> Pipeline:
+    """Fit on training rows, turning sklearn's failures into settings-level errors."""
+    try:
+        return pipeline.fit(train_rows)
+    except ValueError as err:
+        if "variance threshold" in str(err).lower():
+            raise MoAError(
+                f"features.variance_threshold={pipeline.named_steps['variance'].threshold} "
+                "leaves zero feature columns; expected a lower threshold"
+            ) from None
+        raise

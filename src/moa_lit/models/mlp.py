@@ -1,0 +1,75 @@
+"""The dropout/batch-norm MLP of the original MoA notebook: every block is
+batch norm -> dropout -> (weight-normed) linear -> activation, and the head is
+batch norm -> dropout -> linear to the target logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+def activation(name: str) -> nn.Module:
+    from moa_lit.errors import MoAError
+
+    if name not in ACTIVATIONS:
+        raise MoAError(f"model.net.activation={name!r}: expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def linear(n_in: int, n_out: int, weight_norm: bool) -> nn.Module:
+    layer = nn.Linear(n_in, n_out)
+    return _weight_norm(layer) if weight_norm else layer
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        n_features: int,
+        n_targets: int,
+        hidden_size: int = 1024,
+        n_layers: int = 2,
+        dropout_input: float = 0.2,
+        dropout_hidden: float = 0.5,
+        weight_norm: bool = True,
+        activation_name: str = "relu",
+    ) -> None:
+        super().__init__()
+        from moa_lit.errors import MoAError
+
+        if n_layers < 1:
+            raise MoAError(f"model.net.n_layers={n_layers}: expected at least 1 hidden layer")
+        if hidden_size < 1:
+            raise MoAError(f"model.net.hidden_size={hidden_size}: expected a positive size")
+        blocks: list[nn.Module] = []
+        n_in = n_features
+        for i in range(n_layers):
+            blocks += [
+                nn.BatchNorm1d(n_in),
+                nn.Dropout(dropout_input if i == 0 else dropout_hidden),
+                linear(n_in, hidden_size, weight_norm),
+                activation(activation_name),
+            ]
+            n_in = hidden_size
+        self.body = nn.Sequential(*blocks)
+        self.body_size = hidden_size
+        self.dropout_hidden = dropout_hidden
+        self.weight_norm = weight_norm
+        self.head = self.make_head(n_targets)
+
+    def make_head(self, n_targets: int) -> nn.Module:
+        return nn.Sequential(
+            nn.BatchNorm1d(self.body_size),
+            nn.Dropout(self.dropout_hidden),
+            linear(self.body_size, n_targets, self.weight_norm),
+        )
+
+    def set_output_bias(self, bias) -> None:
+        """Start from the training prior: the head's bias set to the prevalence logits."""
+        out = self.head[-1]
+        out.bias.data.copy_(torch.as_tensor(bias, dtype=out.bias.dtype))
+
+    def forward(self, x):
+        return self.head(self.body(x))

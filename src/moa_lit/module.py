@@ -1,0 +1,111 @@
+"""The LightningModule: a network, its loss and its optimisation, and nothing
+about files or folds (the cross-validation loop lives in ``cv.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from moa_lit.errors import MoAError
+
+
+def _plain(cfg: Any) -> Any:
+    """DictConfig -> plain containers, so checkpoints hold no omegaconf objects."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class MoAModule(L.LightningModule):
+    """Multi-label classifier trained with BCE-with-logits.
+
+    ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
+    dicts), kept as hyperparameters so ``MoAModule.load_from_checkpoint``
+    rebuilds the same network without the run's config.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        n_features: int,
+        n_targets: int,
+        scheduler: dict | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        if not 0.0 <= label_smoothing < 0.5:
+            raise MoAError(f"model.label_smoothing={label_smoothing}: expected a value in [0, 0.5)")
+        self.save_hyperparameters(
+            {
+                "net": net,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "n_features": n_features,
+                "n_targets": n_targets,
+                "label_smoothing": label_smoothing,
+            }
+        )
+        self.net = instantiate(net, n_features=n_features, n_targets=n_targets)
+        self._val_loss_sum = torch.zeros((), dtype=torch.float64)
+        self._val_count = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def smoothed(self, y: torch.Tensor) -> torch.Tensor:
+        s = self.hparams.label_smoothing
+        return y * (1.0 - s) + 0.5 * s if s else y
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.binary_cross_entropy_with_logits(self(x), self.smoothed(y))
+        # Logged per epoch only: per-step logging costs measurable time on CPU.
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = 0
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        # The competition metric on unsmoothed labels, clipped like the scorer.
+        p = torch.sigmoid(self(x).double()).clamp(1e-15, 1 - 1e-15)
+        self._val_loss_sum += F.binary_cross_entropy(p, y.double(), reduction="sum")
+        self._val_count += y.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_count:
+            self.log("val_logloss", (self._val_loss_sum / self._val_count).float(), prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(self.parameters())
+        sched_cfg = self.hparams.scheduler
+        if not sched_cfg:
+            return optimizer
+        scheduler = instantiate(
+            sched_cfg,
+            optimizer=optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
+        # OneCycle is defined per optimisation step, not per epoch.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+        """Sigmoid probabilities in eval mode, batched, returned on the CPU as float64."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(self.device, non_blocking=True)
+            out.append(torch.sigmoid(self(xb).float()).double().cpu())
+        self.train(was_training)
+        if not out:
+            return torch.zeros((0, self.hparams.n_targets), dtype=torch.float64)
+        return torch.cat(out)

@@ -1,0 +1,60 @@
+"""A run directory's files, named in one place, and written atomically: each
+file appears whole or not at all (written under a temporary name in the same
+folder, then renamed), so an interrupted run never leaves a truncated
+submission or a half-written score file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+FOLDS = "folds.csv"
+OOF = "oof.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
+SUBMISSION = "submission.csv"
+SCORES = "scores.json"
+CONFIG = ".hydra/config.yaml"
+MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.joblib,best.ckpt,...}
+PREPROCESSOR = "preprocessor.joblib"
+BEST_CHECKPOINT = "best.ckpt"
+FOLD_INFO = "fold.json"
+LOGS = "logs"
+
+
+def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
+    return Path(run_dir) / MODELS / f"seed{seed}" / f"fold{fold}"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=float_format)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())

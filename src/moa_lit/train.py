@@ -1,0 +1,171 @@
+"""``python -m moa_lit.train``: drug-aware cross-validated training of a MoA
+model; writes the run's outputs into the Hydra run directory and returns the
+OOF log loss (which the Optuna sweeper minimises)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from moa_lit import run_files, schema
+from moa_lit.config import CONFIG_DIR
+from moa_lit.cv import cross_validate
+from moa_lit.errors import MoAError
+from moa_lit.folds import assign_folds
+from moa_lit.scores import score_run
+from moa_lit.quiet import quiet_lightning
+from moa_lit.timing import PhaseTimer
+
+log = logging.getLogger("moa_lit.train")
+
+
+def configure_threads(num_threads: int | None) -> int:
+    n = int(num_threads) if num_threads else (os.cpu_count() or 1)
+    if n < 1:
+        raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
+    torch.set_num_threads(n)
+    return n
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise MoAError(
+            "trainer=gpu was requested but no CUDA GPU is available "
+            "(torch.cuda.is_available() is False); use trainer=cpu"
+        )
+
+
+def select_folds(folds_cfg, n_folds: int) -> list[int]:
+    if folds_cfg is None:
+        return list(range(n_folds))
+    ids = [int(k) for k in (folds_cfg if isinstance(folds_cfg, (list, tuple)) or OmegaConf.is_list(folds_cfg) else [folds_cfg])]
+    bad = [k for k in ids if not 0 <= k < n_folds]
+    if bad or not ids or len(set(ids)) != len(ids):
+        raise MoAError(f"cv.folds={ids}: expected distinct fold numbers in 0..{n_folds - 1}")
+    return sorted(ids)
+
+
+def train(cfg: DictConfig) -> float:
+    timer = PhaseTimer()
+    quiet_lightning()
+    check_accelerator(cfg.trainer)
+    threads = configure_threads(cfg.get("num_threads"))
+    seeds = list(cfg.seeds)
+    if not seeds:
+        raise MoAError("seeds=[]: expected at least one seed")
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fold_ids = select_folds(cfg.cv.folds, cfg.cv.n_folds)
+
+    with timer("data"):
+        data = instantiate(cfg.data)
+    names = data.scored_names
+    targets = data.scored.to_numpy(dtype=np.float64)
+    is_control = data.train_is_control
+    log.info(
+        "data: %d training rows (%d controls), %d scored targets, %s drugs, %s test rows; %d threads",
+        len(targets), int(is_control.sum()), len(names),
+        "no" if data.drug is None else data.drug.nunique(),
+        0 if data.test is None else len(data.test), threads,
+    )
+
+    with timer("folds"):
+        folds = assign_folds(
+            targets,
+            data.drug,
+            n_folds=cfg.cv.n_folds,
+            seed=cfg.cv.seed,
+            drug_threshold=cfg.cv.drug_threshold,
+        )
+    with timer("writing"):
+        fold_table = pd.DataFrame({schema.ID: data.train[schema.ID].to_numpy(), "fold": folds})
+        if data.drug is not None:
+            fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
+        run_files.write_csv(fold_table, run_dir / run_files.FOLDS)
+
+    preds = cross_validate(
+        cfg,
+        features=data.train,
+        targets=targets,
+        is_control=is_control,
+        folds=folds,
+        fold_ids=fold_ids,
+        genes=list(data.layout.genes),
+        cells=list(data.layout.cells),
+        run_dir=run_dir,
+        timer=timer,
+        test_features=data.test,
+        test_is_control=data.test_is_control if data.test is not None else None,
+    )
+
+    with timer("writing"):
+        scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
+        rows = np.isin(folds, fold_ids)
+        oof = pd.DataFrame(preds.oof[rows], columns=names)
+        oof.insert(0, schema.ID, data.train[schema.ID].to_numpy()[rows])
+        run_files.write_csv(oof, run_dir / run_files.OOF, float_format="%.7g")
+        if preds.test is not None:
+            submission = pd.DataFrame(preds.test, columns=names)
+            submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
+            if data.sample_submission_columns is not None:
+                submission = submission[data.sample_submission_columns]
+            run_files.write_csv(submission, run_dir / run_files.SUBMISSION, float_format="%.7g")
+    scores["seeds"] = seeds
+    scores["fold_summaries"] = preds.fold_summaries
+    scores["data"] = data.fingerprint
+    scores["timings_s"] = timer.summary()
+    scores["wall_time_s"] = scores["timings_s"]["total"]
+    run_files.write_json(scores, run_dir / run_files.SCORES)
+
+    source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
+    print(
+        f"OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
+        f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
+        f"prior {scores['prior_logloss']:.5f} / {scores['prior_logloss_treated']:.5f} ({source}); "
+        f"{scores['wall_time_s']:.0f} s\nOutputs: {run_dir}",
+        flush=True,
+    )
+    return scores["oof_logloss"]
+
+
+def user_error(exc: BaseException) -> MoAError | None:
+    """The MoAError behind an exception, also when Hydra's instantiate wrapped it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, MoAError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def run_and_exit_on_error(fn, cfg: DictConfig):
+    """Bad input or settings end the program with one line and exit code 2."""
+    try:
+        return fn(cfg)
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None:
+            raise
+        log.error("%s", err)
+        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run_and_exit_on_error(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_labels_dir() -> Path | None:
+    """The real lish-moa label files beside the checkout (never copied into it)."""
+    base = Path(os.environ.get("MOA_SHARED_DIR", REPO.parent / "shared"))
+    d = base / "data" / "lish-moa-labels"
+    return d if (d / "train_targets_scored.csv.zip").is_file() else None
+
+
+@pytest.fixture
+def real_labels_dir() -> Path:
+    d = shared_labels_dir()
+    if d is None:
+        pytest.skip("real lish-moa label files not found in ../shared/data/lish-moa-labels")
+    return d
+
+
+def tiny_run_overrides(tmp_path: Path, n_samples: int = 600, epochs: int = 2) -> list[str]:
+    """A run small enough for the test suite: tiny synthetic data, 2 folds, a narrow net."""
+    return [
+        f"data.n_samples={n_samples}",
+        f"data.dir={tmp_path / 'data'}",
+        "cv.n_folds=2",
+        f"trainer.max_epochs={epochs}",
+        "model.net.hidden_size=64",
+        "loader.batch_size=64",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+
+
+def run_cli(module: str, args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` as a user would, importing this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

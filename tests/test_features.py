@@ -1,0 +1,118 @@
+"""The feature pipeline is fitted on a fold's treated training rows only."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_lit import schema
+from moa_lit.datamodule import MoADataModule, TensorBatches
+from moa_lit.errors import MoAError
+from moa_lit.features import build_feature_pipeline, fit_features
+
+ALL_STEPS = dict(
+    rank_gauss=True,
+    n_quantiles=50,
+    pca_genes=3,
+    pca_cells=2,
+    factor_analysis_genes=2,
+    factor_analysis_cells=1,
+    row_stats=True,
+    variance_threshold=0.01,
+)
+
+
+def make_frame(n=120, n_genes=12, n_cells=6, seed=0):
+    rng = np.random.default_rng(seed)
+    layout = schema.FeatureLayout.kaggle(n_genes, n_cells)
+    frame = pd.DataFrame(rng.standard_t(4, size=(n, n_genes + n_cells)).astype(np.float32), columns=layout.numeric)
+    frame.insert(0, schema.CP_DOSE, rng.choice(schema.CP_DOSES, n))
+    frame.insert(0, schema.CP_TIME, rng.choice(schema.CP_TIMES, n))
+    frame.insert(0, schema.CP_TYPE, np.where(rng.random(n) < 0.1, schema.CONTROL, schema.TREATED))
+    frame.insert(0, schema.ID, [f"id_{i:09x}" for i in range(n)])
+    targets = (rng.random((n, 4)) < 0.2).astype(np.float32)
+    targets[frame[schema.CP_TYPE].to_numpy() == schema.CONTROL] = 0
+    return frame, targets, layout
+
+
+def make_dm(frame, targets, layout, folds, **params):
+    return MoADataModule(
+        frame,
+        targets,
+        folds,
+        (frame[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
+        list(layout.genes),
+        list(layout.cells),
+        feature_params=params or ALL_STEPS,
+        batch_size=16,
+    )
+
+
+def test_pipeline_output_shape_and_dtype():
+    frame, _, layout = make_frame()
+    pipe = fit_features(build_feature_pipeline(layout.genes, layout.cells, **ALL_STEPS), frame)
+    out = pipe.transform(frame)
+    assert out.dtype == np.float32
+    # 12 genes + 3 PCA + 2 FA, 6 cells + 2 PCA + 1 FA, 2x4 row stats, 3 + 2 one-hot (before the threshold)
+    assert 0 < out.shape[1] <= 12 + 5 + 6 + 3 + 8 + 5
+    assert np.isfinite(out).all()
+
+
+def test_no_step_sees_validation_or_test_rows_while_fitting():
+    frame, targets, layout = make_frame()
+    folds = np.arange(len(frame)) % 3
+    dm = make_dm(frame, targets, layout, folds).set_fold(1)
+
+    # Scramble everything the fitting must not see: the fold's validation rows
+    # and the control rows. The fitted pipeline and the training tensors must
+    # not change at all.
+    poisoned = frame.copy()
+    unseen = (folds == 1) | (frame[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    poisoned.loc[unseen, layout.numeric] = poisoned.loc[unseen, layout.numeric] * 100 + 7
+    dm2 = make_dm(poisoned, targets, layout, folds).set_fold(1)
+
+    np.testing.assert_array_equal(dm.tensors.x_train.numpy(), dm2.tensors.x_train.numpy())
+    other = frame.sample(30, random_state=0)
+    np.testing.assert_array_equal(dm.transform(other).numpy(), dm2.transform(other).numpy())
+
+    # ... and scrambling a training row does change it (the check can fail).
+    seen = np.flatnonzero(~unseen)[:5]
+    poisoned.loc[seen, layout.numeric] = poisoned.loc[seen, layout.numeric] * 100 + 7
+    dm3 = make_dm(poisoned, targets, layout, folds).set_fold(1)
+    assert not np.array_equal(dm.transform(other).numpy(), dm3.transform(other).numpy())
+
+
+def test_train_rows_exclude_fold_and_controls():
+    frame, targets, layout = make_frame()
+    folds = np.arange(len(frame)) % 3
+    dm = make_dm(frame, targets, layout, folds)
+    rows = dm.train_rows(0)
+    assert not np.isin(rows, np.flatnonzero(folds == 0)).any()
+    assert (frame[schema.CP_TYPE].to_numpy()[rows] == schema.TREATED).all()
+
+
+def test_variance_threshold_removing_everything_is_a_clear_error():
+    frame, _, layout = make_frame()
+    pipe = build_feature_pipeline(layout.genes, layout.cells, variance_threshold=1e9)
+    with pytest.raises(MoAError, match="features.variance_threshold"):
+        fit_features(pipe, frame)
+
+
+def test_too_many_components_is_a_clear_error():
+    _, _, layout = make_frame()
+    with pytest.raises(MoAError, match="features.pca_cells=99"):
+        build_feature_pipeline(layout.genes, layout.cells, pca_cells=99)
+
+
+def test_tensor_batches_cover_rows_once_and_reshuffle():
+    import torch
+
+    x = torch.arange(10, dtype=torch.float32)[:, None]
+    batches = TensorBatches(x, x, batch_size=3, shuffle=True, seed=0)
+    # 3 + 3 + 3 + 1: the single-row tail is dropped (batch norm needs 2 rows)
+    assert len(batches) == 3
+    first = torch.cat([b[0] for b in batches]).flatten()
+    second = torch.cat([b[0] for b in batches]).flatten()
+    assert len(first) == 9 and len(set(first.tolist())) == 9
+    assert not torch.equal(first, second)
+    ordered = TensorBatches(x, x, batch_size=4, shuffle=False, drop_singleton=False)
+    assert torch.equal(torch.cat([b[0] for b in ordered]), x)

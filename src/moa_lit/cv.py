@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import run_files
+from moa_lit.callbacks import StopOnNonFiniteLoss
 from moa_lit.datamodule import MoADataModule
 from moa_lit.module import MoAModule
 from moa_lit.timing import PhaseTimer
@@ -33,7 +34,7 @@ class CVPredictions:
 
 
 def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int):
-    callbacks = []
+    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}")]
     checkpoint = None
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:

@@ -1,0 +1,2 @@
+"""Benchmarks that print numbers (never timed tests): ``python -m moa_lit.bench``
+for speed and memory, ``python -m moa_lit.bench.quality`` for the model ablation."""

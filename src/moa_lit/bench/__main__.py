@@ -1,0 +1,3 @@
+from moa_lit.bench.speed import main
+
+main()

@@ -1,0 +1,288 @@
+"""Speed and memory of moa-lit on this machine, measured side by side in one
+process so ratios are not at the mercy of a noisy shared machine.
+
+Prints: training throughput of the project's Lightning path against a minimal
+plain-PyTorch loop over the same tensors, model, batches, optimizer and
+schedule (and their ratio); effective training GFLOP/s beside the GFLOP/s of a
+plain matrix multiply of the model's largest layer; cold and cached parsing of
+the Kaggle-sized feature CSV; the wall time of the default 5-fold run split
+into phases, with its peak resident memory; inference rows/s of a saved run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moa_lit.config import CONFIG_DIR
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
+
+
+# ---------------------------------------------------------------- training ---
+def _fold_data(cfg, data, device: str):
+    from omegaconf import OmegaConf
+
+    from moa_lit.datamodule import MoADataModule
+    from moa_lit.folds import assign_folds
+
+    targets = data.scored.to_numpy(dtype=np.float64)
+    folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    dm = MoADataModule(
+        data.train, targets, folds, data.train_is_control, list(data.layout.genes), list(data.layout.cells),
+        OmegaConf.to_container(cfg.features, resolve=True), cfg.loader.batch_size, cfg.loader.eval_batch_size, device,
+    )
+    return dm.set_fold(0, seed=0)
+
+
+def _module(cfg, dm):
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    return instantiate(cfg.model, n_features=dm.n_features, n_targets=dm.tensors.y_train.shape[1], _recursive_=False)
+
+
+def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
+    """The project's own path: MoAModule + the configured Trainer and callbacks."""
+    from moa_lit.cv import _trainer
+
+    module = _module(cfg, dm)
+    cfg.trainer.max_epochs = epochs
+    trainer, _ = _trainer(cfg, workdir / "fold", workdir, seed=0, fold=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    return time.perf_counter() - t0
+
+
+def plain_epochs(cfg, dm, epochs: int) -> float:
+    """A minimal hand-written loop: same model, batches, optimizer, schedule, and
+    the same per-epoch validation pass."""
+    from hydra.utils import instantiate
+
+    from moa_lit.datamodule import TensorBatches
+
+    module = _module(cfg, dm).to(dm.device)
+    net = module.net
+    optimizer = instantiate(cfg.model.optimizer, _partial_=True)(net.parameters())
+    batches = TensorBatches(dm.tensors.x_train, dm.tensors.y_train, dm.batch_size, shuffle=True, seed=0)
+    scheduler = instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=epochs * len(batches))
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        net.train()
+        for x, y in batches:
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        net.eval()
+        with torch.no_grad():
+            total = 0.0
+            for x, y in TensorBatches(dm.tensors.x_val, dm.tensors.y_val, dm.eval_batch_size, shuffle=False, drop_singleton=False):
+                total += float(F.binary_cross_entropy_with_logits(net(x), y, reduction="sum"))
+    if dm.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def linear_layer_shapes(net) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def matmul_gflops(batch: int, n_in: int, n_out: int, device, repeats: int = 50) -> float:
+    a = torch.randn(batch, n_in, device=device)
+    w = torch.randn(n_in, n_out, device=device)
+    for _ in range(5):
+        a @ w
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ w
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * batch * n_in * n_out * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def bench_training(cfg, data, epochs: int, rounds: int, device: str) -> dict:
+    import logging
+    from omegaconf import open_dict
+
+    from moa_lit.quiet import quiet_lightning
+
+    quiet_lightning()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    with open_dict(cfg):
+        cfg.callbacks.progress_bar.refresh_rate = 0
+    dm = _fold_data(cfg, data, device)
+    n_rows = len(dm.tensors.x_train)
+    plain, light = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):  # alternate, so drift on a shared machine hits both
+            plain.append(plain_epochs(cfg, dm, epochs))
+            light.append(lightning_epochs(cfg, dm, epochs, Path(tmp) / f"r{r}"))
+    plain_rps = n_rows * epochs / min(plain)
+    light_rps = n_rows * epochs / min(light)
+    net = _module(cfg, dm).net
+    shapes = linear_layer_shapes(net)
+    # forward + backward of a linear layer is ~3x its forward's 2*m*n FLOPs per row
+    flops_per_row = sum(6 * i * o for i, o in shapes)
+    largest = max(shapes, key=lambda s: s[0] * s[1])
+    mm = matmul_gflops(dm.batch_size, *largest, device=dm.device)
+    train_gflops = light_rps * flops_per_row / 1e9
+    return {
+        "train_rows": n_rows,
+        "n_features": dm.n_features,
+        "batch_size": dm.batch_size,
+        "epochs": epochs,
+        "plain_rows_per_s": plain_rps,
+        "lightning_rows_per_s": light_rps,
+        "ratio": light_rps / plain_rps,
+        "train_gflops": train_gflops,
+        "matmul_shape": [dm.batch_size, *largest],
+        "matmul_gflops": mm,
+    }
+
+
+# -------------------------------------------------------------------- data ---
+def bench_data(folder: Path) -> dict:
+    """Cold parse (no cache) and cached load of the Kaggle-sized train features."""
+    from moa_lit.data.reader import read_dataset
+
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        read_dataset(folder, use_cache=False)
+        cold_total = time.perf_counter() - t0
+        read_dataset(folder, cache_dir=Path(cache))  # fills the cache
+        t0 = time.perf_counter()
+        read_dataset(folder, cache_dir=Path(cache))
+        cached_total = time.perf_counter() - t0
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    pd.read_csv(folder / "train_features.csv", engine="pyarrow")
+    parse_only = time.perf_counter() - t0
+    size_mb = (folder / "train_features.csv").stat().st_size / 1e6
+    return {"features_csv_mb": size_mb, "parse_features_s": parse_only, "cold_read_all_s": cold_total, "cached_read_all_s": cached_total}
+
+
+# ---------------------------------------------------------------- full run ---
+def bench_full_run(overrides: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "moa_lit.train", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0", *overrides],
+            env=env, capture_output=True, text=True,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"full run failed:\n{proc.stderr[-2000:]}")
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        scores = json.loads((run_dir / "scores.json").read_text())
+        result = {"wall_s": wall, "timings_s": scores["timings_s"], "peak_rss_mb": peak_mb,
+                  "oof_logloss": scores["oof_logloss"], "oof_logloss_treated": scores["oof_logloss_treated"]}
+        result["inference"] = bench_inference(run_dir)
+        return result
+
+
+def bench_inference(run_dir: Path) -> dict | None:
+    try:
+        from moa_lit.predict import predict_run
+    except ImportError:
+        return None
+    cfg_data = None
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    folder = next(Path(cfg.data.dir).glob("synthetic-*"), None) if "synthetic" in cfg.data._target_ else Path(cfg.data.dir)
+    test_file = folder / "test_features.csv"
+    t0 = time.perf_counter()
+    out = predict_run(run_dir, test_file)
+    seconds = time.perf_counter() - t0
+    return {"rows": len(out), "seconds": seconds, "rows_per_s": len(out) / seconds}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating plain/Lightning rounds (best of)")
+    parser.add_argument("--n-samples", type=int, default=23814, help="synthetic training rows")
+    parser.add_argument("--skip-full-run", action="store_true", help="skip the default 5-fold run")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the model/run, e.g. trainer.max_epochs=5")
+    args = parser.parse_args(argv)
+
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    overrides = [f"data.n_samples={args.n_samples}", *args.overrides]
+    if device == "cuda":
+        overrides.append("trainer=gpu")
+    cfg = compose(overrides)
+    from hydra.utils import instantiate
+
+    print(f"machine: {machine()}")
+    print(f"device: {device if device == 'cuda' else 'cpu (no GPU)' if not torch.cuda.is_available() else 'cpu'}")
+    data = instantiate(cfg.data)
+
+    tr = bench_training(cfg, data, args.epochs, args.rounds, device)
+    print(f"training: {tr['train_rows']} rows x {tr['n_features']} features, batch {tr['batch_size']}, {tr['epochs']} epochs, best of {args.rounds}")
+    print(f"plain PyTorch loop: {tr['plain_rows_per_s']:,.0f} rows/s")
+    print(f"Lightning path:     {tr['lightning_rows_per_s']:,.0f} rows/s")
+    print(f"lightning/plain throughput ratio: {tr['ratio']:.3f}")
+    print(f"training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
+
+    from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+
+    folder = ensure_synthetic(SyntheticConfig(n_samples=args.n_samples, seed=cfg.data.seed), Path(cfg.data.dir))
+    dr = bench_data(folder)
+    print(f"data: train_features.csv {dr['features_csv_mb']:.0f} MB parsed in {dr['parse_features_s']:.2f} s; "
+          f"read + validate all files cold {dr['cold_read_all_s']:.2f} s, from cache {dr['cached_read_all_s']:.2f} s")
+
+    if not args.skip_full_run:
+        fr = bench_full_run(overrides)
+        t = fr["timings_s"]
+        training = t.get("training", 0.0)
+        other = fr["timings_s"]["total"] - training
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+        print(f"full run ({cfg.cv.n_folds} folds, {cfg.trainer.max_epochs} epochs): {t['total']:.1f} s in-process ({fr['wall_s']:.1f} s with start-up): {parts}")
+        print(f"non-training share: {other / t['total']:.1%}; peak resident memory {fr['peak_rss_mb']:,.0f} MB")
+        print(f"full run OOF log loss (built-in synthetic data): {fr['oof_logloss']:.5f} all rows, {fr['oof_logloss_treated']:.5f} treated rows")
+        inf = fr["inference"]
+        if inf:
+            print(f"inference: {inf['rows']} rows through all folds in {inf['seconds']:.2f} s = {inf['rows_per_s']:,.0f} rows/s")
+        else:
+            print("inference: predict command not available")
+
+
+if __name__ == "__main__":
+    main()

@@ -46,21 +46,31 @@ def where(ids: pd.Series | None, row: int) -> str:
 # -- header -------------------------------------------------------------------------
 
 
+def column_difference(names: Sequence[str], expected: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(expected names absent from `names`, names not expected), each in its own order."""
+    present, wanted = set(names), set(expected)
+    return [name for name in expected if name not in present], [name for name in names if name not in wanted]
+
+
+def describe_difference(missing: Sequence[str], unexpected: Sequence[str]) -> str:
+    """'missing 2 ('g-5', 'g-6'); unexpected 1 ('foo')'."""
+    parts = [f"missing {len(missing)} ({quoted(missing)})"] if missing else []
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} ({quoted(unexpected)})")
+    return "; ".join(parts)
+
+
 def check_columns(role: str, names: list[str], expected: Sequence[str], hint: str = "") -> None:
     """The header holds exactly `expected`, in any order, each name once."""
     check_unique_names(role, names)
-    present, wanted = set(names), set(expected)
-    missing = [name for name in expected if name not in present]
-    unexpected = [name for name in names if name not in wanted]
+    missing, unexpected = column_difference(names, expected)
     if not missing and not unexpected:
         return
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} ({quoted(missing)})")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} ({quoted(unexpected)})")
     hint = hint or header_hint(names)
-    raise MoAError(f"{role}: header does not match the expected columns: {'; '.join(parts)}" + (f"; {hint}" if hint else ""))
+    raise MoAError(
+        f"{role}: header does not match the expected columns: {describe_difference(missing, unexpected)}"
+        + (f"; {hint}" if hint else "")
+    )
 
 
 def check_unique_names(role: str, names: list[str]) -> None:
@@ -85,12 +95,20 @@ def header_hint(names: list[str]) -> str:
     return ""
 
 
+def is_blank(column: pd.Series) -> np.ndarray:
+    """Missing cells: NaN, or empty text (pyarrow keeps '' in text columns)."""
+    blank = column.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        blank = blank | (column.astype("str").str.strip() == "").to_numpy()
+    return blank
+
+
 # -- sig_id ---------------------------------------------------------------------------
 
 
 def check_ids(role: str, ids: pd.Series) -> None:
     """Every row has a sig_id and none appears twice."""
-    blank = ids.isna().to_numpy() | (ids.astype("str").str.strip() == "").to_numpy()
+    blank = is_blank(ids)
     if blank.any():
         row = int(np.argmax(blank))
         raise MoAError(f"{role}: missing sig_id at {where(None, row)}; expected an id on every row")
@@ -132,8 +150,13 @@ def align_rows(frame: pd.DataFrame, ids: pd.Series, reference_ids: pd.Series) ->
 # -- values -----------------------------------------------------------------------------
 
 
-def numeric_matrix(role: str, frame: pd.DataFrame, columns: list[str], expected: str) -> np.ndarray:
-    """The columns as a float64 matrix; a cell that is not a number is an error.
+def numeric_matrix(
+    role: str, frame: pd.DataFrame, columns: list[str], expected: str, dtype: type = np.float64
+) -> np.ndarray:
+    """The columns as a float matrix; a cell that is not a number is an error.
+
+    With float32, a value beyond its range (1e39) becomes inf and is then
+    reported by `check_finite`, as it could not be used anyway.
 
     A numeric column costs nothing here; only a column the parser left as
     text (because some cell is not a number) is searched for that cell.
@@ -144,7 +167,7 @@ def numeric_matrix(role: str, frame: pd.DataFrame, columns: list[str], expected:
     if text:
         converted = {name: _to_number(role, block[name], name, ids, expected) for name in text}
         block = block.assign(**converted)
-    return block.to_numpy(dtype=np.float64)
+    return block.to_numpy(dtype=dtype)
 
 
 def _to_number(role: str, column: pd.Series, name: str, ids: pd.Series | None, expected: str) -> pd.Series:
@@ -191,7 +214,7 @@ def check_binary(role: str, values: np.ndarray, columns: list[str], ids: pd.Seri
 def check_choice(role: str, name: str, column: pd.Series, allowed: Sequence[object], ids: pd.Series) -> None:
     """Every value of `column` is one of `allowed` (compared as parsed)."""
     expected = "one of " + ", ".join(show_value(value) for value in allowed)
-    missing = column.isna().to_numpy()
+    missing = is_blank(column)
     if missing.any():
         row = int(np.argmax(missing))
         raise MoAError(f"{role}: column {name!r} has a missing value at {where(ids, row)}; expected {expected}")

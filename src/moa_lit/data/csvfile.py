@@ -12,11 +12,13 @@ import csv
 import gzip
 import io
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
 
 from moa_lit.errors import MoAError
 
@@ -91,24 +93,50 @@ def _zip_member(archive: zipfile.ZipFile, path: Path, role: str) -> zipfile.ZipI
     return members[0]
 
 
-def parse_csv(path: Path, role: str, header: Header, text_columns: Iterable[str]) -> pd.DataFrame:
-    """Parse the whole file; the (cleaned) `text_columns` stay strings.
+# The types a caller can ask for; anything else is left to the parser.
+ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "int8": pa.int8()}
 
-    pyarrow's multi-threaded parser reads the 156 MB train file in about a
-    second. It refuses a few malformed files (a row with too few or too many
-    fields) where pandas' C parser either copes (short rows become NaN, which
-    the value checks then name by row and column) or reports the line number,
-    so the C parser is the fallback rather than the first choice.
+
+def parse_csv(path: Path, role: str, header: Header, types: Mapping[str, str]) -> pd.DataFrame:
+    """Parse the whole file; `types` maps (cleaned) column names to 'str', 'float32' or 'int8'.
+
+    First pyarrow with those types fixed: it reads the 156 MB train file
+    about twice as fast as `pd.read_csv(engine="pyarrow")` with inferred
+    float64 columns (measured 1.5-2.2 s against 3.0-4.6 s on a busy 2-core
+    machine), and it is the path every valid file takes. When a cell does not
+    fit its type (a value like 'abc') or a row is malformed, the file is
+    parsed again letting the parser infer numeric types, so that the value
+    checks find the bad cell and name its row and column; pandas' C parser is
+    the last resort, as it copes with short rows (NaN, named by the checks)
+    and names the line of a row with too many fields.
     """
-    text_columns = set(text_columns)
-    # pandas matches dtype keys against the raw names, whitespace and all.
-    dtype = {raw: "str" for raw, name in zip(header.raw, header.names) if name in text_columns}
+    text = [raw for raw, name in zip(header.raw, header.names) if types.get(name) == "str"]
     try:
-        frame = pd.read_csv(path, engine="pyarrow", dtype=dtype)
-    except Exception:  # pyarrow's errors are not one type; the C parser explains better
-        frame = _parse_with_c_engine(path, role, dtype)
+        frame = _parse_typed(path, header, types)
+    except (pa.ArrowException, ValueError):  # bad cell or bad row: find it the slow way
+        frame = _parse_inferred(path, role, text)
     frame.columns = [clean_name(str(name)) for name in frame.columns]
     return frame
+
+
+def _parse_typed(path: Path, header: Header, types: Mapping[str, str]) -> pd.DataFrame:
+    # pyarrow sees the raw names (a BOM removed, whitespace kept).
+    column_types = {raw: ARROW_TYPES[types[name]] for raw, name in zip(header.raw, header.names) if name in types}
+    options = pcsv.ConvertOptions(column_types=column_types)
+    if path.suffix == ".zip":  # pyarrow opens .gz itself, not .zip
+        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, path, path.name)) as member:
+            table = pcsv.read_csv(member, convert_options=options)
+    else:
+        table = pcsv.read_csv(path, convert_options=options)
+    return table.to_pandas()
+
+
+def _parse_inferred(path: Path, role: str, text_columns: list[str]) -> pd.DataFrame:
+    dtype = {raw: "str" for raw in text_columns}
+    try:
+        return pd.read_csv(path, engine="pyarrow", dtype=dtype)
+    except Exception:  # pyarrow's errors are not of one type; the C parser explains better
+        return _parse_with_c_engine(path, role, dtype)
 
 
 def _parse_with_c_engine(path: Path, role: str, dtype: dict[str, str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from moa_lit.data import checks
 from moa_lit.data.cache import ParseCache
-from moa_lit.data.csvfile import find_source, parse_csv, read_header
+from moa_lit.data.csvfile import Header, find_source, parse_csv, read_header
 from moa_lit.errors import MoAError
 from moa_lit.schema import (
     CONTROL,
@@ -51,6 +51,12 @@ logger = logging.getLogger("moa_lit.data")
 REQUIRED = (TRAIN_FEATURES, TRAIN_TARGETS_SCORED)
 OPTIONAL = (TRAIN_TARGETS_NONSCORED, TRAIN_DRUG, TEST_FEATURES, SAMPLE_SUBMISSION)
 FEATURE_TEXT_COLUMNS = (ID, CP_TYPE, CP_DOSE)
+
+
+def _feature_types(layout: FeatureLayout) -> dict[str, str]:
+    """Parse types of a features file; cp_time is left to the parser so that
+    24.5 or 'abc' reach the cp_time check instead of failing the parse."""
+    return {**{name: "str" for name in FEATURE_TEXT_COLUMNS}, **{name: "float32" for name in layout.numeric}}
 
 
 @dataclass
@@ -124,7 +130,7 @@ def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None)
     role = role or path.name
     header = read_header(path, role)
     checks.check_columns(role, header.names, layout.columns, hint=_layout_hint(header.names, layout))
-    raw = _parse_rows(path, role, header, FEATURE_TEXT_COLUMNS)
+    raw = _parse_rows(path, role, header, _feature_types(layout))
 
     ids = raw[ID]
     checks.check_ids(role, ids)
@@ -133,11 +139,11 @@ def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None)
     times = pd.to_numeric(raw[CP_TIME], errors="coerce")
     checks.check_choice(role, CP_TIME, _shown_as_found(raw[CP_TIME], times), CP_TIMES, ids)
     checks.check_choice(role, CP_DOSE, raw[CP_DOSE], CP_DOSES, ids)
-    values = checks.numeric_matrix(role, raw, layout.numeric, expected="a float")
+    values = checks.numeric_matrix(role, raw, layout.numeric, expected="a float", dtype=np.float32)
     checks.check_finite(role, values, layout.numeric, ids)
 
     meta = raw[[ID, CP_TYPE, CP_DOSE]].assign(**{CP_TIME: times.astype(np.int64)})[[ID, CP_TYPE, CP_TIME, CP_DOSE]]
-    numbers = pd.DataFrame(values.astype(np.float32), columns=layout.numeric)
+    numbers = pd.DataFrame(values, columns=layout.numeric, copy=False)
     return pd.concat([meta, numbers], axis=1)
 
 
@@ -152,11 +158,11 @@ def read_targets(path: Path, *, role: str | None = None) -> pd.DataFrame:
     targets = [name for name in header.names if name != ID]
     if not targets:
         raise MoAError(f"{role}: only a {ID!r} column; expected target columns after it")
-    raw = _parse_rows(path, role, header, [ID])
+    raw = _parse_rows(path, role, header, {ID: "str", **{name: "int8" for name in targets}})
 
     ids = raw[ID]
     checks.check_ids(role, ids)
-    values = checks.numeric_matrix(role, raw, targets, expected="0 or 1")
+    values = checks.numeric_matrix(role, raw, targets, expected="0 or 1", dtype=np.float32)
     checks.check_binary(role, values, targets, ids)
     labels = pd.DataFrame(values.astype(np.int8), columns=targets)
     return pd.concat([ids.to_frame(), labels], axis=1)
@@ -168,9 +174,9 @@ def read_drug(path: Path, *, role: str | None = None) -> pd.DataFrame:
     role = role or path.name
     header = read_header(path, role)
     checks.check_columns(role, header.names, [ID, DRUG])
-    raw = _parse_rows(path, role, header, [ID, DRUG])
+    raw = _parse_rows(path, role, header, {ID: "str", DRUG: "str"})
     checks.check_ids(role, raw[ID])
-    missing = (raw[DRUG].isna() | (raw[DRUG].str.strip() == "")).to_numpy()
+    missing = checks.is_blank(raw[DRUG])
     if missing.any():
         row = int(np.argmax(missing))
         raise MoAError(f"{role}: missing {DRUG} at {checks.where(raw[ID], row)}; expected a drug id on every row")
@@ -219,8 +225,8 @@ def _describe_folder(folder: Path, wanted: str) -> str:
     return f"the folder holds: {shown}"
 
 
-def _parse_rows(path: Path, role: str, header, text_columns) -> pd.DataFrame:
-    raw = parse_csv(path, role, header, text_columns)
+def _parse_rows(path: Path, role: str, header: Header, types: dict[str, str]) -> pd.DataFrame:
+    raw = parse_csv(path, role, header, types)
     if len(raw) == 0:
         raise MoAError(f"{role}: has a header but no data rows: {path}")
     return raw
@@ -228,8 +234,7 @@ def _parse_rows(path: Path, role: str, header, text_columns) -> pd.DataFrame:
 
 def _layout_hint(names: list[str], layout: FeatureLayout) -> str:
     """Name the layout when gene/cell columns are the ones that do not fit."""
-    expected = set(layout.columns)
-    odd = [name for name in names if name not in expected] + [name for name in layout.columns if name not in set(names)]
+    odd = [name for group in checks.column_difference(names, layout.columns) for name in group]
     if odd and all(name.startswith(("g-", "c-")) for name in odd):
         genes, cells = len(layout.genes), len(layout.cells)
         return f"expected g-0..g-{genes - 1} and c-0..c-{cells - 1} (n_genes={genes}, n_cells={cells})"
@@ -270,11 +275,10 @@ def _read_test(cache: ParseCache, path: Path | None, layout: FeatureLayout, kind
     if path is None:
         return None
     names = read_header(path, path.name).names
-    missing = [name for name in layout.columns if name not in set(names)]
-    extra = [name for name in names if name not in set(layout.columns)]
+    missing, extra = checks.column_difference(names, layout.columns)
     if missing or extra:
-        parts = [f"missing {checks.quoted(missing)}"] * bool(missing) + [f"extra {checks.quoted(extra)}"] * bool(extra)
-        raise MoAError(f"{path.name}: columns differ from {TRAIN_FEATURES}: {'; '.join(parts)}; expected the same columns")
+        difference = checks.describe_difference(missing, extra)
+        raise MoAError(f"{path.name}: columns differ from {TRAIN_FEATURES}: {difference}; expected the same columns")
     return cache.frame(path, kind, lambda source: read_features(source, layout))
 
 
@@ -288,11 +292,9 @@ def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.Da
     expected = [ID, *scored.columns]
     if names == expected:
         return names
-    missing = [name for name in expected if name not in set(names)]
-    extra = [name for name in names if name not in set(expected)]
+    missing, extra = checks.column_difference(names, expected)
     if missing or extra:
-        parts = [f"missing {checks.quoted(missing)}"] * bool(missing) + [f"extra {checks.quoted(extra)}"] * bool(extra)
-        detail = "; ".join(parts)
+        detail = checks.describe_difference(missing, extra)
     else:
         position = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
         detail = f"same names in another order (column {position + 1} is {names[position]!r}, expected {expected[position]!r})"

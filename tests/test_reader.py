@@ -499,6 +499,34 @@ def test_bad_value_in_a_compressed_file_is_still_located(data_dir, frames):
     expect_error(data_dir, r"^train_features\.csv\.gz: column 'g-2' has non-numeric value 'x' at row 18 ")
 
 
+def test_file_that_is_not_utf8_names_its_line(data_dir):
+    path = data_dir / TRAIN_DRUG
+    path.write_bytes(path.read_bytes().replace(b"drug1", b"dr\xe9g1", 1))
+    expect_error(data_dir, r"^train_drug\.csv: line \d+ is not UTF-8 text \(byte 0xe9 ")
+
+
+def test_targets_saved_with_an_index_column(data_dir, frames):
+    frames[TRAIN_TARGETS_SCORED].to_csv(data_dir / TRAIN_TARGETS_SCORED)  # pandas' default index=True
+    expect_error(data_dir, r"^train_targets_scored\.csv: column 1 has no name \(an index column saved by pandas")
+
+
+def test_damaged_gzip_file(data_dir):
+    plain = data_dir / TRAIN_FEATURES
+    packed = gzip.compress(plain.read_bytes())
+    (data_dir / (TRAIN_FEATURES + ".gz")).write_bytes(packed[: len(packed) // 2])
+    plain.unlink()
+    expect_error(data_dir, r"^train_features\.csv\.gz: cannot parse as CSV: .*ended")
+
+
+def test_zip_with_two_files(data_dir):
+    plain = data_dir / TRAIN_FEATURES
+    with zipfile.ZipFile(data_dir / (TRAIN_FEATURES + ".zip"), "w") as archive:
+        archive.write(plain, arcname="a.csv")
+        archive.write(plain, arcname="b.csv")
+    plain.unlink()
+    expect_error(data_dir, r"^train_features\.csv\.zip: a zip file must hold exactly one CSV, found 2 \(a\.csv, b\.csv\)")
+
+
 def test_read_features_names_a_user_file(tmp_path, frames):
     path = tmp_path / "new_samples.csv"
     frames[TEST_FEATURES].to_csv(path, index=False)
@@ -623,3 +651,20 @@ def test_no_writable_cache_folder_still_reads(data_dir, tmp_path, monkeypatch, p
     read(data_dir)
     read(data_dir)
     assert len(parse_calls) == 10
+
+
+# -- the real label files, where this checkout sits beside ../shared ------------------------------
+
+REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lish-moa-labels"
+
+
+@pytest.mark.skipif(not REAL_LABELS.is_dir(), reason="../shared/data/lish-moa-labels is not beside this checkout")
+def test_real_label_files_read_as_documented():
+    """Counts from DATA_FACTS.md: the reader takes the real (zipped) files as they are."""
+    scored = reader.read_targets(REAL_LABELS / (TRAIN_TARGETS_SCORED + ".zip"))
+    nonscored = reader.read_targets(REAL_LABELS / (TRAIN_TARGETS_NONSCORED + ".zip"))
+    drug = reader.read_drug(REAL_LABELS / (TRAIN_DRUG + ".zip"))
+    assert scored.shape == (23814, 1 + 206) and int(scored.iloc[:, 1:].to_numpy().sum()) == 16844
+    assert nonscored.shape == (23814, 1 + 402) and int((nonscored.iloc[:, 1:].sum() == 0).sum()) == 71
+    assert drug["drug_id"].nunique() == 3289
+    assert scored["sig_id"].equals(drug["sig_id"]) and scored["sig_id"].equals(nonscored["sig_id"])

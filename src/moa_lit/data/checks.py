@@ -85,6 +85,16 @@ def check_unique_names(role: str, names: list[str]) -> None:
         )
 
 
+def check_named(role: str, names: list[str]) -> None:
+    """Every column has a name (an unnamed first column is an index saved by pandas)."""
+    if "" in names:
+        position = names.index("")
+        raise MoAError(
+            f"{role}: column {position + 1} has no name (an index column saved by pandas, or a trailing comma?); "
+            "expected every column to be named"
+        )
+
+
 def header_hint(names: list[str]) -> str:
     """A guess at the usual cause of a header that does not fit, or ''."""
     if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
@@ -189,7 +199,7 @@ def check_finite(role: str, values: np.ndarray, columns: list[str], ids: pd.Seri
         return
     row, col = _first_cell(bad)
     value = values[row, col]
-    found = "a missing value (empty or NaN)" if np.isnan(value) else f"an infinite value ({value})"
+    found = "a missing value (empty or NaN)" if np.isnan(value) else f"an infinite value ({value}, or beyond float32 range)"
     n = int(bad.sum())
     more = f" ({n} such cells in all)" if n > 1 else ""
     raise MoAError(f"{role}: column {columns[col]!r} has {found} at {where(ids, row)}{more}; expected a finite float")

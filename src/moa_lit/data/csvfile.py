@@ -12,9 +12,10 @@ import csv
 import gzip
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -58,9 +59,11 @@ def read_header(path: Path, role: str) -> Header:
     if path.stat().st_size == 0:
         raise MoAError(f"{role}: file is empty (0 bytes): {path}; expected a CSV header and rows")
     try:
-        first = _first_row(path, role)
-    except UnicodeDecodeError as err:
-        raise MoAError(f"{role}: not UTF-8 text ({err.reason} at byte {err.start}): {path}") from None
+        with open_bytes(path, role) as stream:
+            # utf-8-sig skips a BOM; newline="" lets csv handle both \n and \r\n.
+            first = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
+    except UnicodeDecodeError:
+        raise not_utf8(path, role) from None
     except csv.Error as err:
         raise MoAError(f"{role}: cannot read the header row ({err}): {path}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:  # a damaged .gz or .zip
@@ -70,18 +73,18 @@ def read_header(path: Path, role: str) -> Header:
     return Header(raw=first, names=[clean_name(field) for field in first])
 
 
-def _first_row(path: Path, role: str) -> list[str] | None:
-    """The first CSV row of a plain, gzip or one-member zip file."""
-    # utf-8-sig skips a BOM; newline="" lets csv handle both \n and \r\n.
-    text = dict(encoding="utf-8-sig", newline="")
+@contextmanager
+def open_bytes(path: Path, role: str) -> Iterator[IO[bytes]]:
+    """The decompressed bytes of a plain, gzip or one-member zip file."""
     if path.suffix == ".gz":
-        with gzip.open(path, "rt", **text) as stream:
-            return next(csv.reader(stream), None)
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, path, role)) as raw:
-            return next(csv.reader(io.TextIOWrapper(raw, **text)), None)
-    with open(path, **text) as stream:
-        return next(csv.reader(stream), None)
+        with gzip.open(path, "rb") as stream:
+            yield stream
+    elif path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, path, role)) as stream:
+            yield stream
+    else:
+        with open(path, "rb") as stream:
+            yield stream
 
 
 def _zip_member(archive: zipfile.ZipFile, path: Path, role: str) -> zipfile.ZipInfo:
@@ -91,6 +94,26 @@ def _zip_member(archive: zipfile.ZipFile, path: Path, role: str) -> zipfile.ZipI
         names = ", ".join(info.filename for info in members[:5]) or "nothing"
         raise MoAError(f"{role}: a zip file must hold exactly one CSV, found {len(members)} ({names}): {path}")
     return members[0]
+
+
+def not_utf8(path: Path, role: str) -> MoAError:
+    """The error for a file that is not UTF-8, naming its first bad line.
+
+    Parsers report a byte offset into their current buffer, which means
+    nothing to the user; finding the line takes one more pass, on an error
+    path only.
+    """
+    with open_bytes(path, role) as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                byte = line[err.start : err.start + 1].hex()
+                return MoAError(
+                    f"{role}: line {number} is not UTF-8 text (byte 0x{byte} at character {err.start + 1}); "
+                    f"save the file as UTF-8: {path}"
+                )
+    return MoAError(f"{role}: not UTF-8 text: {path}")
 
 
 # The types a caller can ask for; anything else is left to the parser.
@@ -113,7 +136,7 @@ def parse_csv(path: Path, role: str, header: Header, types: Mapping[str, str]) -
     text = [raw for raw, name in zip(header.raw, header.names) if types.get(name) == "str"]
     try:
         frame = _parse_typed(path, header, types)
-    except (pa.ArrowException, ValueError):  # bad cell or bad row: find it the slow way
+    except (pa.ArrowException, ValueError, OSError, EOFError):  # bad cell, row or stream: find it the slow way
         frame = _parse_inferred(path, role, text)
     frame.columns = [clean_name(str(name)) for name in frame.columns]
     return frame
@@ -124,8 +147,8 @@ def _parse_typed(path: Path, header: Header, types: Mapping[str, str]) -> pd.Dat
     column_types = {raw: ARROW_TYPES[types[name]] for raw, name in zip(header.raw, header.names) if name in types}
     options = pcsv.ConvertOptions(column_types=column_types)
     if path.suffix == ".zip":  # pyarrow opens .gz itself, not .zip
-        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, path, path.name)) as member:
-            table = pcsv.read_csv(member, convert_options=options)
+        with open_bytes(path, path.name) as stream:
+            table = pcsv.read_csv(stream, convert_options=options)
     else:
         table = pcsv.read_csv(path, convert_options=options)
     return table.to_pandas()
@@ -142,9 +165,9 @@ def _parse_inferred(path: Path, role: str, text_columns: list[str]) -> pd.DataFr
 def _parse_with_c_engine(path: Path, role: str, dtype: dict[str, str]) -> pd.DataFrame:
     try:
         return pd.read_csv(path, engine="c", dtype=dtype, low_memory=False)
-    except UnicodeDecodeError as err:
-        raise MoAError(f"{role}: not UTF-8 text ({err.reason} at byte {err.start}): {path}") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
+    except UnicodeDecodeError:
+        raise not_utf8(path, role) from None
+    except (pd.errors.ParserError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         reason = " ".join(str(err).split())  # one line, whatever the parser wrote
         reason = reason.removeprefix("Error tokenizing data. C error: ")
         raise MoAError(f"{role}: cannot parse as CSV: {reason}: {path}") from None

@@ -142,7 +142,7 @@ def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None)
     values = checks.numeric_matrix(role, raw, layout.numeric, expected="a float", dtype=np.float32)
     checks.check_finite(role, values, layout.numeric, ids)
 
-    meta = raw[[ID, CP_TYPE, CP_DOSE]].assign(**{CP_TIME: times.astype(np.int64)})[[ID, CP_TYPE, CP_TIME, CP_DOSE]]
+    meta = pd.DataFrame({ID: raw[ID], CP_TYPE: raw[CP_TYPE], CP_TIME: times.astype(np.int64), CP_DOSE: raw[CP_DOSE]})
     numbers = pd.DataFrame(values, columns=layout.numeric, copy=False)
     return pd.concat([meta, numbers], axis=1)
 
@@ -152,6 +152,7 @@ def read_targets(path: Path, *, role: str | None = None) -> pd.DataFrame:
     path = Path(path)
     role = role or path.name
     header = read_header(path, role)
+    checks.check_named(role, header.names)
     checks.check_unique_names(role, header.names)
     if ID not in header.names:
         raise MoAError(f"{role}: no {ID!r} column (found {checks.quoted(header.names)}); expected sig_id and the targets")
@@ -288,6 +289,7 @@ def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.Da
         return None
     role = path.name
     names = read_header(path, role).names
+    checks.check_named(role, names)
     checks.check_unique_names(role, names)
     expected = [ID, *scored.columns]
     if names == expected:

@@ -136,24 +136,33 @@ def check_ids(role: str, ids: pd.Series) -> None:
 
 def check_same_ids(role: str, ids: pd.Series, reference_role: str, reference_ids: pd.Series) -> None:
     """`ids` holds the same sig_ids as `reference_ids`, in whatever order."""
-    reference, here = pd.Index(reference_ids), pd.Index(ids)
-    absent = reference[~reference.isin(here)]
-    extra = here[~here.isin(reference)]
-    if len(absent) == 0 and len(extra) == 0:
+    here, reference = ids.to_numpy(dtype=object), reference_ids.to_numpy(dtype=object)
+    if same_order(here, reference):
+        return
+    # Python sets, not Series.isin: isin against 24k pyarrow strings takes 0.1-0.3 s.
+    here_set, reference_set = set(here), set(reference)
+    absent = [sig_id for sig_id in reference if sig_id not in here_set]
+    extra = [sig_id for sig_id in here if sig_id not in reference_set]
+    if not absent and not extra:
         return
     parts = []
-    if len(absent):
+    if absent:
         parts.append(f"{len(absent)} sig_id(s) of {reference_role} are missing here (e.g. {absent[0]})")
-    if len(extra):
+    if extra:
         parts.append(f"{len(extra)} sig_id(s) here are not in {reference_role} (e.g. {extra[0]})")
     raise MoAError(f"{role}: rows do not match {reference_role}: {'; '.join(parts)}; expected the same sig_ids")
 
 
-def align_rows(frame: pd.DataFrame, ids: pd.Series, reference_ids: pd.Series) -> pd.DataFrame:
+def same_order(left: np.ndarray, right: np.ndarray) -> bool:
+    return len(left) == len(right) and bool((left == right).all())
+
+
+def align_rows(frame: pd.DataFrame | pd.Series, ids: pd.Series, reference_ids: pd.Series):
     """`frame`'s rows in the order of `reference_ids` (same set, checked before)."""
-    if ids.to_numpy().tolist() == reference_ids.to_numpy().tolist():
+    here, reference = ids.to_numpy(dtype=object), reference_ids.to_numpy(dtype=object)
+    if same_order(here, reference):
         return frame.reset_index(drop=True)
-    positions = pd.Index(ids).get_indexer(reference_ids)
+    positions = pd.Index(here).get_indexer(reference)
     return frame.take(positions).reset_index(drop=True)
 
 

@@ -351,7 +351,8 @@ def _warn_about_oddities(data: MoAData, sources: dict[str, Path | None]) -> None
                 example,
             )
     if data.test is not None:
-        shared = data.test[ID].isin(data.train[ID]).to_numpy()
+        train_ids = set(data.train[ID].to_numpy(dtype=object))
+        shared = np.array([sig_id in train_ids for sig_id in data.test[ID].to_numpy(dtype=object)], dtype=bool)
         if shared.any():
             logger.warning(
                 "%s: %d sig_id(s) also appear in %s (e.g. %s); test rows are expected to be new samples",

@@ -208,7 +208,10 @@ def check_finite(role: str, values: np.ndarray, columns: list[str], ids: pd.Seri
         return
     row, col = _first_cell(bad)
     value = values[row, col]
-    found = "a missing value (empty or NaN)" if np.isnan(value) else f"an infinite value ({value}, or beyond float32 range)"
+    if np.isnan(value):
+        found = "a missing value (empty or NaN)"
+    else:
+        found = f"an infinite value ({value}, or beyond float32 range)"
     n = int(bad.sum())
     more = f" ({n} such cells in all)" if n > 1 else ""
     raise MoAError(f"{role}: column {columns[col]!r} has {found} at {where(ids, row)}{more}; expected a finite float")
@@ -241,7 +244,8 @@ def check_choice(role: str, name: str, column: pd.Series, allowed: Sequence[obje
     if bad.any():
         row = int(np.argmax(bad))
         raise MoAError(
-            f"{role}: column {name!r} has value {show_value(column.iloc[row])} at {where(ids, row)}; expected {expected}"
+            f"{role}: column {name!r} has value {show_value(column.iloc[row])} at {where(ids, row)}; "
+            f"expected {expected}"
         )
 
 

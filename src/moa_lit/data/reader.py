@@ -26,6 +26,7 @@ from moa_lit.data.cache import ParseCache
 from moa_lit.data.csvfile import Header, find_source, parse_csv, read_header
 from moa_lit.errors import MoAError
 from moa_lit.schema import (
+    CELL_PREFIX,
     CONTROL,
     CP_DOSE,
     CP_DOSES,
@@ -34,6 +35,7 @@ from moa_lit.schema import (
     CP_TYPE,
     CP_TYPES,
     DRUG,
+    GENE_PREFIX,
     ID,
     N_CELLS,
     N_GENES,
@@ -155,7 +157,8 @@ def read_targets(path: Path, *, role: str | None = None) -> pd.DataFrame:
     checks.check_named(role, header.names)
     checks.check_unique_names(role, header.names)
     if ID not in header.names:
-        raise MoAError(f"{role}: no {ID!r} column (found {checks.quoted(header.names)}); expected sig_id and the targets")
+        found = checks.quoted(header.names)
+        raise MoAError(f"{role}: no {ID!r} column (found {found}); expected sig_id and the targets")
     targets = [name for name in header.names if name != ID]
     if not targets:
         raise MoAError(f"{role}: only a {ID!r} column; expected target columns after it")
@@ -190,7 +193,9 @@ def read_drug(path: Path, *, role: str | None = None) -> pd.DataFrame:
 def _data_folder(data_dir: str | Path) -> Path:
     folder = Path(data_dir).expanduser()
     if not folder.exists():
-        raise MoAError(f"data folder not found: {folder}; expected a folder with {TRAIN_FEATURES} and {TRAIN_TARGETS_SCORED}")
+        raise MoAError(
+            f"data folder not found: {folder}; expected a folder with {TRAIN_FEATURES} and {TRAIN_TARGETS_SCORED}"
+        )
     if not folder.is_dir():
         hint = " (unzip it first)" if folder.suffix == ".zip" else ""
         raise MoAError(f"data path is a file, not a folder: {folder}{hint}")
@@ -236,9 +241,9 @@ def _parse_rows(path: Path, role: str, header: Header, types: dict[str, str]) ->
 def _layout_hint(names: list[str], layout: FeatureLayout) -> str:
     """Name the layout when gene/cell columns are the ones that do not fit."""
     odd = [name for group in checks.column_difference(names, layout.columns) for name in group]
-    if odd and all(name.startswith(("g-", "c-")) for name in odd):
+    if odd and all(name.startswith((GENE_PREFIX, CELL_PREFIX)) for name in odd):
         genes, cells = len(layout.genes), len(layout.cells)
-        return f"expected g-0..g-{genes - 1} and c-0..c-{cells - 1} (n_genes={genes}, n_cells={cells})"
+        return f"expected {genes} {GENE_PREFIX}* and {cells} {CELL_PREFIX}* columns (n_genes={genes}, n_cells={cells})"
     return checks.header_hint(names)
 
 
@@ -299,7 +304,10 @@ def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.Da
         detail = checks.describe_difference(missing, extra)
     else:
         position = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
-        detail = f"same names in another order (column {position + 1} is {names[position]!r}, expected {expected[position]!r})"
+        detail = (
+            f"same names in another order (column {position + 1} is {names[position]!r}, "
+            f"expected {expected[position]!r})"
+        )
     raise MoAError(f"{role}: columns differ from {ID} + the targets of {scored_path.name}: {detail}")
 
 
@@ -337,7 +345,8 @@ def _warn_about_oddities(data: MoAData, sources: dict[str, Path | None]) -> None
             its,
         )
     controls = data.train_is_control
-    for targets, path in ((data.scored, sources[TRAIN_TARGETS_SCORED]), (data.nonscored, sources[TRAIN_TARGETS_NONSCORED])):
+    target_files = ((data.scored, sources[TRAIN_TARGETS_SCORED]), (data.nonscored, sources[TRAIN_TARGETS_NONSCORED]))
+    for targets, path in target_files:
         if targets is None:
             continue
         positive = controls & targets.to_numpy().any(axis=1)

@@ -123,10 +123,11 @@ ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "int8": pa.int8()}
 def parse_csv(path: Path, role: str, header: Header, types: Mapping[str, str]) -> pd.DataFrame:
     """Parse the whole file; `types` maps (cleaned) column names to 'str', 'float32' or 'int8'.
 
-    First pyarrow with those types fixed: it reads the 156 MB train file
-    about twice as fast as `pd.read_csv(engine="pyarrow")` with inferred
-    float64 columns (measured 1.5-2.2 s against 3.0-4.6 s on a busy 2-core
-    machine), and it is the path every valid file takes. When a cell does not
+    First pyarrow with those types fixed, the path every valid file takes: on
+    the 156 MB train file it needs about a third less CPU than
+    `pd.read_csv(engine="pyarrow")`, which infers float64 columns and then
+    converts them (1.6-2.0 s against 2.2-3.0 s of CPU time, measured
+    interleaved on a 2-core machine). When a cell does not
     fit its type (a value like 'abc') or a row is malformed, the file is
     parsed again letting the parser infer numeric types, so that the value
     checks find the bad cell and name its row and column; pandas' C parser is

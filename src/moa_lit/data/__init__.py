@@ -1,1 +1,1 @@
-"""Reading, validating and generating data in the Kaggle lish-moa layout."""
+"""Reading, validating and caching the lish-moa input files."""

@@ -21,7 +21,7 @@ Mechanisms. Every target (206 scored + 402 non-scored) is a mechanism with
     lower cell viability, each with its own pattern of cell-line sensitivities.
 
 Drugs. Labels live on drugs, and all rows of a drug share them. Most drugs have 6
-rows (2 doses x 3 times), a few 12 or 18, about 4% a single row; nine frequent
+rows (2 doses x 3 times), some 5, 7, 12 or 13, about 4% a single row; nine frequent
 drugs hold ~17% of training rows; controls (~7.8%, `ctl_vehicle`) share one drug id
 and have no label and no signal. A drug gets a potency (log-normal; a quarter of
 drugs are nearly inactive, as many annotated compounds are at the assayed doses)
@@ -108,9 +108,11 @@ class SyntheticConfig:
 # ---------------------------------------------------------------- facts reused
 # Rows of the nine frequent treated drugs as shares of the real training set.
 _FREQUENT_ROW_SHARES = np.array([718, 246, 203, 202, 196, 194, 186, 178, 19]) / 23814
-# Replicate counts of ordinary drugs and how many real drugs have each.
-_REPLICATE_SIZES = np.array([1, 6, 12, 18])
-_REPLICATE_PROBS = np.array([129, 2774, 64, 3]) / (129 + 2774 + 64 + 3)
+# Replicate counts of ordinary drugs and how many real drugs have each (a drug
+# with 5 or 7 rows lost or repeated one dose x time cell).
+_REPLICATE_SIZES = np.array([1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 18])
+_REPLICATE_COUNTS = np.array([129, 3, 2, 3, 66, 2774, 196, 4, 4, 64, 25, 6, 3])
+_REPLICATE_PROBS = _REPLICATE_COUNTS / _REPLICATE_COUNTS.sum()
 # What an ordinary treated drug carries: scored labels, only non-scored, or none.
 _P_SCORED, _P_NONSCORED_ONLY = 0.62, 0.19
 _P_EXTRA_NONSCORED = 0.06  # scored drugs that also carry a non-scored label
@@ -172,7 +174,8 @@ def target_names(n_scored: int, n_nonscored: int) -> tuple[list[str], list[str]]
     return sorted(ordered[:n_scored]), sorted(ordered[n_scored:n_scored + n_nonscored])
 
 
-def _is_toxic(name: str) -> bool:
+def is_toxic_mechanism(name: str) -> bool:
+    """Whether a target name is one of the cell-killing mechanisms (viability falls)."""
     return any(name.startswith(noun + "_") for noun in _TOXIC_NOUNS)
 
 
@@ -238,7 +241,7 @@ def _build_mechanisms(cfg: SyntheticConfig, rng: np.random.Generator) -> _Mechan
     signature = _unit_rms(shared[:, :, None] * core[:, None, :]
                           + np.sqrt(1 - shared**2)[:, :, None] * own)
 
-    toxic = np.array([_is_toxic(n) for n in [*scored, *nonscored]], dtype=bool)
+    toxic = np.array([is_toxic_mechanism(n) for n in [*scored, *nonscored]], dtype=bool)
     toxicity = np.where(toxic, rng.uniform(0.6, 2.0, size=n_m), 0.0)
     base_sensitivity = rng.uniform(0.5, 1.5, size=c)  # some cell lines are frail
     cell_sensitivity = base_sensitivity * rng.lognormal(0.0, 0.4, size=(n_m, c))
@@ -363,13 +366,15 @@ def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig
     sizes, kinds = _drug_sizes(n_rows, frequent, cfg, rng)
     scored, nonscored = _assign_labels(sizes, kinds, mech, rng, is_train)
     drug_of_row = np.repeat(np.arange(len(sizes)), sizes)
-    # Replicate drugs (6/12/18 rows) cover each dose x time cell equally; others
-    # (controls, frequent drugs, single rows) draw cells at random.
+    # Ordinary drugs cycle through the six dose x time cells from a random start,
+    # so 6/12/18-row drugs cover each cell equally and a 5- or 7-row drug misses
+    # or repeats one; controls and frequent drugs draw cells at random.
     combo = rng.integers(0, 6, size=n_rows)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     within = np.arange(n_rows) - starts[drug_of_row]
-    replicate = (kinds[drug_of_row] == _REGULAR) & (sizes[drug_of_row] % 6 == 0)
-    combo[replicate] = within[replicate] % 6
+    first_cell = rng.integers(0, 6, size=len(sizes))
+    regular = kinds[drug_of_row] == _REGULAR
+    combo[regular] = (within + first_cell[drug_of_row])[regular] % 6
     order = rng.permutation(n_rows)  # the real files are not grouped by drug
     drug_of_row, combo = drug_of_row[order], combo[order]
     return _Part(drug_of_row, combo // 3, combo % 3, kinds, scored, nonscored)

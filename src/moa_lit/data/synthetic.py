@@ -196,7 +196,7 @@ class _Mechanisms:
 
 
 def _sparse_vectors(rng: np.random.Generator, n: int, dim: int, n_active: int) -> np.ndarray:
-    """n vectors with n_active N(0,1) entries each, scaled to unit RMS over active entries."""
+    """n vectors with n_active N(0,1) entries each at random positions, zero elsewhere."""
     out = np.zeros((n, dim))
     n_active = max(1, min(n_active, dim))
     for i in range(n):
@@ -317,7 +317,7 @@ def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
     if n_s and len(has_scored):
         k = rng.choice(_N_SCORED_LABELS[0], size=len(has_scored), p=_N_SCORED_LABELS[1])
         owner = np.repeat(has_scored, k)
-        if is_train:
+        if is_train and n_s > 4:
             # The two rarest targets get their one covering slot and no other,
             # placed on single-row drugs: targets with exactly one positive row.
             rare = np.argsort(w_s)[:2]
@@ -419,11 +419,17 @@ def _features(part: _Part, mech: _Mechanisms, cfg: SyntheticConfig,
     sat = 2.0  # per-gene response cannot grow without bound
     genes = cfg.signal_strength * sat * np.tanh(strength[:, None] * response[d] / sat)
     genes += 1.5 * loss.mean(axis=1, keepdims=True) * mech.stress
-    df = cfg.noise_df
-    noise = rng.standard_t(df, size=(n_rows, cfg.n_genes)) * np.sqrt((df - 2) / df) if df > 2 \
-        else rng.standard_t(df, size=(n_rows, cfg.n_genes))
-    genes += np.sinh(np.arcsinh(noise) - 0.1)  # skewed, heavy-tailed noise
+    genes += _skewed_t_noise(rng, (n_rows, cfg.n_genes), cfg.noise_df)
     return genes, cells
+
+
+def _skewed_t_noise(rng: np.random.Generator, shape: tuple[int, int], df: float) -> np.ndarray:
+    """Student-t noise (unit variance where df > 2), skewed to the left by a
+    sinh-arcsinh shift as the real g-* columns are."""
+    noise = rng.standard_t(df, size=shape)
+    if df > 2:
+        noise *= np.sqrt((df - 2) / df)
+    return np.sinh(np.arcsinh(noise) - 0.1)
 
 
 # ---------------------------------------------------------------- frames

@@ -25,10 +25,15 @@ def real_labels_dir() -> Path:
     return d
 
 
-def tiny_run_overrides(tmp_path: Path, n_samples: int = 600, epochs: int = 2) -> list[str]:
-    """A run small enough for the test suite: tiny synthetic data, 2 folds, a narrow net."""
+def tiny_run_overrides(tmp_path: Path, n_samples: int = 600, epochs: int = 2, n_scored: int = 206) -> list[str]:
+    """A run small enough for the test suite: tiny synthetic data, 2 folds, a narrow net.
+
+    With a few hundred rows most of the 206 targets have one or two drugs; tests
+    that need a learnable signal pass a smaller ``n_scored``.
+    """
     return [
         f"data.n_samples={n_samples}",
+        f"data.n_scored={n_scored}",
         f"data.dir={tmp_path / 'data'}",
         "cv.n_folds=2",
         f"trainer.max_epochs={epochs}",

@@ -14,7 +14,7 @@ from moa_lit.metric import mean_logloss
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     run_dir = tmp / "run"
-    proc = run_cli("moa_lit.train", [*tiny_run_overrides(tmp, n_samples=900, epochs=3), f"hydra.run.dir={run_dir}"], cwd=tmp)
+    proc = run_cli("moa_lit.train", [*tiny_run_overrides(tmp, n_samples=1200, epochs=4, n_scored=24), "model.net.hidden_size=128", f"hydra.run.dir={run_dir}"], cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data_dirs = [d for d in (tmp / "data").iterdir() if d.is_dir() and not d.name.startswith(".")]
     assert len(data_dirs) == 1

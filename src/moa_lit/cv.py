@@ -101,7 +101,9 @@ def cross_validate(
             # Start at the fold's prior (logit of each target's prevalence) so the
             # first epochs are spent learning signal, not the base rates.
             if hasattr(module.net, "set_output_bias"):
-                prevalence = np.clip(targets[dm.train_rows(fold)].mean(axis=0), 1e-4, 1 - 1e-4)
+                train_targets = targets[dm.train_rows(fold)]
+                # smoothed like the prior baseline: half a positive for unseen targets
+                prevalence = (train_targets.sum(axis=0) + 0.5) / (len(train_targets) + 1.0)
                 module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
             trainer, checkpoint = _trainer(cfg, fold_path, run_dir, seed, fold)
             with timer("training"):

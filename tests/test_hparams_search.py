@@ -18,6 +18,7 @@ from conftest import run_cli
 from pg_cluster import Unavailable, postgres_server
 from moa_lit import run_files
 from moa_lit.config import CONFIG_DIR
+from moa_lit.search import FailureBudget, reproduce_command
 
 STUDY = "moa_mlp"  # conf/hparams_search/optuna.yaml
 
@@ -203,3 +204,27 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     # Each trial ran in its own numbered folder of the worker that ran it.
     folders = sorted(p.name for i in range(2) for p in (tmp_path / f"worker{i}").glob("trial_*"))
     assert folders == [run_files.trial_subdir(t.number) for t in sorted(trials, key=lambda t: t.number)]
+
+
+def test_failure_budget_counts_against_the_planned_trials():
+    budget = FailureBudget(n_trials=20, max_failure_rate=0.25)
+    assert budget.allowed == 5
+    for _ in range(5):
+        budget.record(failed=True)
+    assert not budget.exhausted  # 5 early failures of 20 planned are within the rate
+    budget.record(failed=False)
+    budget.record(failed=True)
+    assert budget.exhausted and (budget.failed, budget.finished) == (6, 7)
+    assert FailureBudget(n_trials=3, max_failure_rate=0.0).allowed == 0
+    assert FailureBudget(n_trials=3, max_failure_rate=1.0).allowed == 3
+
+
+def test_reproduce_command_is_a_plain_run_with_shell_safe_overrides():
+    command = reproduce_command(
+        {"model.net.n_layers": 2, "model.scheduler.max_lr": 0.0031},
+        {"hparams_search": "optuna", "cv.folds": "[0,1]", "data.dir": "/data/my lish-moa"},
+    )
+    assert command == (
+        "python -m moa_lit.train 'cv.folds=[0,1]' 'data.dir=/data/my lish-moa' "
+        "model.net.n_layers=2 model.scheduler.max_lr=0.0031"
+    )

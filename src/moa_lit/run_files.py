@@ -25,6 +25,14 @@ PREPROCESSOR = "preprocessor.joblib"
 BEST_CHECKPOINT = "best.ckpt"
 FOLD_INFO = "fold.json"
 LOGS = "logs"
+# A hyperparameter search's sweep folder (hydra.sweep.dir).
+OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the name Hydra's Optuna sweeper uses
+
+
+def trial_subdir(number: int) -> str:
+    """A search trial's run folder inside the sweep folder, named by its Optuna
+    trial number so resumed and parallel sweeps never reuse a folder."""
+    return f"trial_{number:04d}"
 
 
 def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
@@ -54,6 +62,11 @@ def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) 
 def write_json(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def read_json(path: Path) -> Any:

@@ -22,6 +22,7 @@ from moa_lit.cv import cross_validate
 from moa_lit.errors import MoAError
 from moa_lit.folds import assign_folds
 from moa_lit.scores import score_run
+from moa_lit.search import failures_go_to_sweeper
 from moa_lit.quiet import quiet_lightning
 from moa_lit.timing import PhaseTimer
 
@@ -164,6 +165,9 @@ def run_and_exit_on_error(fn, cfg: DictConfig):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    if failures_go_to_sweeper():
+        # An Optuna trial: the sweeper records a failure and goes on.
+        return train(cfg)
     return run_and_exit_on_error(train, cfg)
 
 

@@ -1,0 +1,101 @@
+"""Hyperparameter search pieces that need neither Optuna nor torch: which
+sweeper owns trial failures, the failure budget, and the command line that
+reproduces a trial. The sweeper itself is :mod:`moa_lit.sweeper`."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+# The ``_target_`` of the sweeper that records failing trials (conf/hparams_search).
+FAILURE_TOLERANT_SWEEPER = "hydra_plugins.moa_lit_sweeper.optuna_sweeper.FailureTolerantOptunaSweeper"
+
+# Overrides that select the search itself; a reproduced trial is a plain run.
+SEARCH_ONLY_KEYS = ("hparams_search",)
+
+
+def failures_go_to_sweeper() -> bool:
+    """True inside a trial launched by the failure-tolerant sweeper: a failing
+    trial must then raise (Hydra hands the exception to the sweeper, which
+    records the trial as FAIL and goes on) instead of ending the process."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.sweeper.get("_target_") == FAILURE_TOLERANT_SWEEPER
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one log line: our own errors by message, others with their type."""
+    from moa_lit.errors import MoAError
+
+    text = " ".join(str(exc).split()) or repr(exc)
+    # SQLAlchemy appends a documentation link that adds nothing to the line.
+    text = text.split(" (Background on this error at:")[0]
+    return text if isinstance(exc, MoAError) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class FailureBudget:
+    """Failed trials tolerated in one sweep: ``floor(max_failure_rate * n_trials)``.
+    Counted against the planned number of trials (not the ones run so far) so
+    an early failure does not stop a search that would stay within its rate."""
+
+    n_trials: int
+    max_failure_rate: float
+    failed: int = 0
+    finished: int = 0
+
+    @property
+    def allowed(self) -> int:
+        return math.floor(self.max_failure_rate * self.n_trials + 1e-9)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.failed > self.allowed
+
+    def record(self, failed: bool) -> None:
+        self.finished += 1
+        self.failed += int(failed)
+
+
+def reproduce_command(params: dict[str, Any], fixed: dict[str, Any], module: str = "moa_lit.train") -> str:
+    """``python -m moa_lit.train ...`` with a trial's fixed and sampled overrides."""
+    overrides: list[str] = []
+    for name, value in [*fixed.items(), *params.items()]:
+        if name.lstrip("+~") in SEARCH_ONLY_KEYS or name.startswith("hydra."):
+            continue
+        overrides.append(f"{name}={value}")
+    return " ".join(["python", "-m", module, *(shlex.quote(o) for o in overrides)])
+
+
+def storage_for_display(storage: Any) -> str:
+    """A storage URL with its password hidden, for messages and logs."""
+    if storage is None:
+        return "null (in memory)"
+    text = str(storage)
+    try:
+        from sqlalchemy.engine.url import make_url
+
+        return make_url(text).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy understands: shown as given
+        return text
+
+
+def config_keys(node: Any, prefix: str = "") -> Iterable[str]:
+    """Dotted keys of a config (for 'did you mean' hints)."""
+    from omegaconf import DictConfig
+
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            full = f"{prefix}{key}"
+            yield full
+            try:
+                child = node._get_node(key)
+            except Exception:
+                continue
+            yield from config_keys(child, full + ".")

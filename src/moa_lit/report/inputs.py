@@ -45,7 +45,7 @@ class ReportInputs:
     is_control: np.ndarray
     curves: list[FoldCurve]
     config_text: str | None
-    overrides: list[str] | None
+    overrides: str | None  # .hydra/overrides.yaml as written
 
 
 def _need(path: Path) -> Path:

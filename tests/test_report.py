@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
+from moa_lit.report.inputs import read_report_inputs
 from moa_lit.report.plots import reliability_table
 from saved_run import trained_run
 
@@ -102,3 +103,15 @@ def test_reliability_table_bins_on_a_log_scale():
     assert table["mean_prediction"].tolist() == pytest.approx([5e-5, (0.5 + 0.5 + 0.6 + 0.02) / 4])
     assert table["observed_rate"].tolist() == pytest.approx([0.0, 0.5])
     assert table["positives"].tolist() == [0, 2]
+
+
+def test_labels_are_matched_to_oof_rows_by_sig_id(saved, tmp_path):
+    copy = shutil.copytree(saved[0], tmp_path / "run")
+    expected = read_report_inputs(copy).labels
+    labels = pd.read_csv(copy / "oof_labels.csv", dtype=str, keep_default_na=False)
+    labels.iloc[::-1].to_csv(copy / "oof_labels.csv", index=False)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(read_report_inputs(copy).labels, expected)
+    labels.iloc[1:].to_csv(copy / "oof_labels.csv", index=False)
+    with pytest.raises(MoAError, match=f"no row for sig_id {labels['sig_id'].iloc[0]}"):
+        read_report_inputs(copy)

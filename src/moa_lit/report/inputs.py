@@ -55,11 +55,13 @@ def _need(path: Path) -> Path:
 
 
 def _labels(path: Path, ids: pd.Series, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    table = pd.read_csv(_need(path), dtype=str, keep_default_na=False).set_index(schema.ID)
-    missing = ids[~ids.isin(table.index)]
-    if len(missing):
-        raise MoAError(f"{path}: no row for sig_id {missing.iloc[0]} of {run_files.OOF}; expected files of one run")
-    table = table.loc[ids.to_numpy()]
+    table = pd.read_csv(_need(path), dtype=str, keep_default_na=False)
+    if not np.array_equal(table[schema.ID].to_numpy(), ids.to_numpy()):  # training writes both in one order
+        table = table.set_index(schema.ID)
+        missing = ids[~ids.isin(table.index)]
+        if len(missing):
+            raise MoAError(f"{path}: no row for sig_id {missing.iloc[0]} of {run_files.OOF}; expected files of one run")
+        table = table.loc[ids.to_numpy()]
     column = {name: j for j, name in enumerate(names)}
     labels = np.zeros((len(table), len(names)), dtype=np.float64)
     for i, text in enumerate(table[POSITIVES].to_numpy()):

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: headless machines and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -18,6 +19,14 @@ from moa_lit.metric import EPS  # noqa: E402
 from moa_lit.report.inputs import FoldCurve  # noqa: E402
 
 SEED_COLORS = plt.get_cmap("tab10").colors
+LABEL_GAP = 0.06  # between the names of the worst targets, in axes fraction
+
+
+def _margins(fig: plt.Figure, left: float, right: float, bottom: float, top: float, **space) -> None:
+    """Fixed margins in inches: tight_layout measures every tick label of the log
+    axes and costs more than drawing the figure."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, **space)
 
 
 def learning_curves(curves: list[FoldCurve]) -> plt.Figure:
@@ -33,24 +42,32 @@ def learning_curves(curves: list[FoldCurve]) -> plt.Figure:
         for c in (c for c in curves if c.fold == fold):
             color = SEED_COLORS[c.seed % len(SEED_COLORS)]
             e = c.epochs
-            ax.plot(e.index, e["train_loss"], "--", color=color, alpha=0.7, label=f"seed {c.seed} train")
-            ax.plot(e.index, e["val_logloss"], "-o", color=color, markersize=3, label=f"seed {c.seed} validation")
+            ax.plot(e.index, e["train_loss"], "--", color=color, alpha=0.7)
+            ax.plot(e.index, e["val_logloss"], "-o", color=color, markersize=3)
             if c.best_epoch is not None and c.best_epoch in e.index:
                 ax.plot(c.best_epoch, e.loc[c.best_epoch, "val_logloss"], "*", color=color, markersize=14,
-                        markeredgecolor="black", label=f"seed {c.seed} best epoch {c.best_epoch}")
+                        markeredgecolor="black")
         ax.set_title(f"fold {fold}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         if log_y:
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
+    # One legend for all panels: line style says which loss, colour which seed.
+    seeds = sorted({c.seed for c in curves})
+    handles = [
+        Line2D([], [], color="grey", linestyle="--", label="training loss"),
+        Line2D([], [], color="grey", marker="o", markersize=3, label="validation log loss"),
+        Line2D([], [], color="grey", marker="*", markersize=12, markeredgecolor="black", linestyle="", label="best epoch (kept)"),
+        *[Line2D([], [], color=SEED_COLORS[s % len(SEED_COLORS)], linewidth=3, label=f"seed {s}") for s in seeds],
+    ]
+    axes.ravel()[0].legend(handles=handles, fontsize=7, loc="upper right")
     for ax in axes[:, 0]:
-        ax.set_ylabel("log loss (train: smoothed labels)")
+        ax.set_ylabel("log loss")
     for ax in axes.ravel()[len(folds):]:
         ax.set_visible(False)
     fig.suptitle("Learning curves: training vs validation loss (validation on treated rows)")
-    fig.tight_layout()
+    _margins(fig, left=0.85, right=0.2, bottom=0.55, top=0.75, hspace=0.45, wspace=0.06)
     return fig
 
 
@@ -62,24 +79,34 @@ def prior_loss(positives: np.ndarray, n_rows: int) -> np.ndarray:
 
 def per_target_loss(names: list[str], loss: np.ndarray, positives: np.ndarray, n_rows: int, n_named: int = 8):
     """OOF loss of each target against its positive count (log x), the worst named."""
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     x = np.where(positives > 0, positives, 0.5)  # log axis: targets without positives drawn at 0.5
     ax.scatter(x, loss, s=14, alpha=0.7, label="target (OOF log loss)")
-    grid = np.geomspace(0.5, max(positives.max(), 1) * 1.5, 200)
+    grid = np.geomspace(x.min() * 0.8, max(positives.max(), 1) * 1.5, 200)
     ax.plot(grid, prior_loss(grid, n_rows), "k--", linewidth=1, label="predicting the target's rate (in-sample prior)")
     worst = np.argsort(-loss, kind="stable")[:n_named]
-    for rank, j in enumerate(worst):
-        ax.annotate(names[j], (x[j], loss[j]), xytext=(6, 8 - 7 * (rank % 3)), textcoords="offset points", fontsize=7,
-                    arrowprops={"arrowstyle": "-", "alpha": 0.4})
+    # Names in a column right of the plot, each at its point's height where room allows
+    # (worst on top, spaced apart): the worst targets often sit close together, where
+    # labels beside the points would overlap.
+    y0, y1 = ax.get_ylim()
+    heights = []
+    for j in worst:
+        wanted = (loss[j] - y0) / (y1 - y0)
+        heights.append(min(wanted, 0.98) if not heights else min(wanted, heights[-1] - LABEL_GAP))
+    shift = max(0.0, 0.02 - heights[-1]) if heights else 0.0
+    for rank, (j, h) in enumerate(zip(worst, heights)):
+        ax.annotate(f"{rank + 1}. {names[j]}", xy=(x[j], loss[j]), xycoords="data",
+                    xytext=(1.03, h + shift), textcoords="axes fraction", fontsize=8, va="center",
+                    arrowprops={"arrowstyle": "-", "alpha": 0.35, "shrinkB": 4})
     ax.scatter(x[worst], loss[worst], s=30, facecolors="none", edgecolors="red", label=f"worst {len(worst)}")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("positives among OOF rows (log scale; 0 drawn at 0.5)")
     ax.set_ylabel("OOF log loss of the target")
     ax.set_title(f"Per-target OOF log loss, {len(names)} targets, {n_rows} rows (controls at 0)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.75, bottom=0.1, top=0.93)  # the right quarter holds the names
     return fig, worst
 
 
@@ -124,12 +151,14 @@ def reliability(table: pd.DataFrame, n_rows: int):
     ax.set_ylim(floor / 2, 1.5)
     ax.set_ylabel("observed positive rate")
     ax.set_title(f"Reliability of OOF predictions ({n_rows} treated rows x all targets)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     hist.bar(table["mean_prediction"], table["count"], width=table["mean_prediction"] * 0.35, color="grey")
     hist.set_yscale("log")
     hist.set_ylabel("predictions")
     hist.set_xlabel("mean predicted probability in bin (log scale)")
-    hist.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+    hist.grid(alpha=0.3)
+    for a in (ax, hist):
+        a.minorticks_off()  # decades are enough to read, and minor log ticks are most of the drawing time
+    _margins(fig, left=0.85, right=0.2, bottom=0.6, top=0.4, hspace=0.08)
     return fig

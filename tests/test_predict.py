@@ -125,3 +125,11 @@ def test_cli_error_is_one_line_naming_the_missing_file(tmp_path):
     assert proc.returncode == 2
     assert f"{tmp_path / run_files.RUN_MANIFEST}: missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_input_without_rows_is_refused(saved, tmp_path, monkeypatch):
+    run_dir, data_dir = saved
+    empty = tmp_path / "empty.csv"
+    empty.write_text((data_dir / "test_features.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(MoAError, match="no (data )?rows"):
+        _predict(run_dir, empty, tmp_path, monkeypatch)

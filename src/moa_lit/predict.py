@@ -76,7 +76,8 @@ def _load_preprocessor(path: Path) -> Pipeline:
 
 def _load_module(path: Path, n_targets: int) -> MoAModule:
     try:
-        module = MoAModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain hyperparameter dicts, no arbitrary objects unpickled.
+        module = MoAModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise MoAError(
             f"{path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -181,6 +182,8 @@ def predict(cfg: DictConfig) -> Path:
     configure_threads(cfg.get("num_threads"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
+    if features.empty:
+        raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
     predictions = predict_frame(run_dir, features, manifest)
     run_files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]

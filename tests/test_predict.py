@@ -40,6 +40,8 @@ def test_predict_from_elsewhere_without_training_data_matches_training(saved, tm
     finally:
         hidden.rename(data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["seeds"] == [0, 1]  # an average over seeds too
+    assert "with 4 models" in proc.stdout
 
     ours = pd.read_csv(elsewhere / "compounds_predictions.csv")
     training = pd.read_csv(run_dir / "submission.csv")

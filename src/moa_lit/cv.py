@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import run_files
 from moa_lit.callbacks import StopOnNonFiniteLoss
 from moa_lit.datamodule import MoADataModule
-from moa_lit.module import MoAModule
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,14 @@ MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.joblib,best.ckpt,...}
 PREPROCESSOR = "preprocessor.joblib"
 BEST_CHECKPOINT = "best.ckpt"
 FOLD_INFO = "fold.json"
-LOGS = "logs"
+LOGS = "logs"  # logs/seed<s>_fold<k>/metrics.csv (CSVLogger: epoch, train_loss, val_logloss)
+RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds, folds, format version
+OOF_LABELS = "oof_labels.csv"  # sig_id, cp_type and the positive targets of each OOF row, for the report
+REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
+REPORT_MD = "report.md"
+LEARNING_CURVES_PNG = "learning_curves.png"
+PER_TARGET_PNG = "per_target_loss.png"
+RELIABILITY_PNG = "reliability.png"
 # A hyperparameter search's sweep folder (hydra.sweep.dir).
 OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the name Hydra's Optuna sweeper uses
 
@@ -67,6 +74,12 @@ def write_json(obj: Any, path: Path) -> None:
 def write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def save_figure(figure, path: Path, dpi: int = 110) -> None:
+    """A matplotlib figure as PNG (the format is named: the temporary file has no .png suffix)."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi)
 
 
 def read_json(path: Path) -> Any:

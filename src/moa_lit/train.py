@@ -24,6 +24,9 @@ from moa_lit.folds import assign_folds
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
 from moa_lit.quiet import quiet_lightning
+from moa_lit.report import build_report
+from moa_lit.report.inputs import oof_labels_table
+from moa_lit.run_manifest import write_manifest
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger("moa_lit.train")
@@ -93,6 +96,7 @@ def train(cfg: DictConfig) -> float:
         if data.drug is not None:
             fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
         run_files.write_csv(fold_table, run_dir / run_files.FOLDS)
+        write_manifest(run_dir, data.layout, names, data.sample_submission_columns, seeds, fold_ids)
 
     preds = cross_validate(
         cfg,
@@ -115,6 +119,8 @@ def train(cfg: DictConfig) -> float:
         oof = pd.DataFrame(preds.oof[rows], columns=names)
         oof.insert(0, schema.ID, data.train[schema.ID].to_numpy()[rows])
         run_files.write_csv(oof, run_dir / run_files.OOF, float_format="%.7g")
+        oof_labels = oof_labels_table(oof[schema.ID], data.train[schema.CP_TYPE].to_numpy()[rows], targets[rows], names)
+        run_files.write_csv(oof_labels, run_dir / run_files.OOF_LABELS)
         if preds.test is not None:
             submission = pd.DataFrame(preds.test, columns=names)
             submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
@@ -127,6 +133,7 @@ def train(cfg: DictConfig) -> float:
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]
     run_files.write_json(scores, run_dir / run_files.SCORES)
+    build_report(run_dir)
 
     source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
     print(

@@ -220,8 +220,6 @@ def bench_inference(run_dir: Path) -> dict | None:
         from moa_lit.predict import predict_run
     except ImportError:
         return None
-    cfg_data = None
-    import pandas as pd
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")

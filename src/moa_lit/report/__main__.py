@@ -1,0 +1,31 @@
+"""``python -m moa_lit.report run_dir=<training run folder>``: rebuild the run's
+``report/`` from the files in that folder (no training data needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from moa_lit.config import CONFIG_DIR
+from moa_lit.errors import MoAError
+from moa_lit.report.build import build_report
+from moa_lit.train import run_and_exit_on_error
+
+
+def rebuild(cfg: DictConfig) -> Path:
+    if OmegaConf.is_missing(cfg, "run_dir") or not cfg.get("run_dir"):
+        raise MoAError("run_dir is required: python -m moa_lit.report run_dir=<training run folder>")
+    path = build_report(Path(str(cfg.run_dir)).expanduser())
+    print(f"Report: {path}", flush=True)
+    return path
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
+def main(cfg: DictConfig) -> None:
+    run_and_exit_on_error(rebuild, cfg)
+
+
+if __name__ == "__main__":
+    main()

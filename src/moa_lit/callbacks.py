@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import lightning as L
+from lightning.fabric.utilities.seed import seed_everything
 
+from moa_lit.datamodule import epoch_seed
 from moa_lit.errors import MoAError
 
 
@@ -31,3 +33,19 @@ class StopOnNonFiniteLoss(L.Callback):
                 f"{trainer.current_epoch} (batch {batch_idx}); the learning rate is likely too high: "
                 "lower model.optimizer.lr / model.scheduler.max_lr"
             )
+
+
+class SeedEachEpoch(L.Callback):
+    """Reseeds the global random generators (dropout) at the first batch of
+    every training epoch from (seed, fold, epoch). Lightning does not save the
+    global generator in checkpoints, so without this a fold resumed at epoch e
+    would draw different dropout masks than an uninterrupted run. The first
+    batch is used rather than ``on_train_epoch_start``, which Lightning skips
+    for the epoch a checkpoint was saved in when it resumes from it."""
+
+    def __init__(self, seed: int, fold: int) -> None:
+        self.seed, self.fold = seed, fold
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            seed_everything(epoch_seed(self.seed, self.fold, trainer.current_epoch) % 2**32, verbose=False)

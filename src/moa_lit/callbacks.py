@@ -40,8 +40,8 @@ class SeedEachEpoch(L.Callback):
     every training epoch from (seed, fold, epoch). Lightning does not save the
     global generator in checkpoints, so without this a fold resumed at epoch e
     would draw different dropout masks than an uninterrupted run. The first
-    batch is used rather than ``on_train_epoch_start``, which Lightning skips
-    for the epoch a checkpoint was saved in when it resumes from it."""
+    batch is used rather than ``on_train_epoch_start``, which Lightning's fit
+    loop does not call when it restarts mid-epoch or at an epoch's end."""
 
     def __init__(self, seed: int, fold: int) -> None:
         self.seed, self.fold = seed, fold

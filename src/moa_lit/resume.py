@@ -83,6 +83,7 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path) -> bool:
                 "or choose a new hydra.run.dir"
             )
         run_files.write_text(OmegaConf.to_yaml(current), settings_path)
+        log.info("if this run is interrupted, continue it with the same command plus: resume=true hydra.run.dir=%s", run_dir)
         return False
     if not settings_path.is_file():
         if holds_a_run(run_dir):

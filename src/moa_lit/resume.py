@@ -30,6 +30,7 @@ MAY_CHANGE_ON_RESUME = (
     "logger",
     "callbacks.progress_bar",
     "data.use_cache",
+    "loader.eval_batch_size",  # prediction batch size: the same probabilities up to rounding
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",

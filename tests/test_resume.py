@@ -125,19 +125,24 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference):
     np.testing.assert_allclose(sub.drop(columns="sig_id"), ref_sub.drop(columns="sig_id"), rtol=0, atol=1e-7)
 
 
-def test_resuming_a_finished_run_reuses_every_fold(reference, caplog):
+def test_resuming_a_finished_run_reuses_its_folds(reference, caplog):
     tmp, _ = reference
     run_dir = tmp / "finished"
     shutil.copytree(tmp / "b", run_dir)
-    before = {p: p.read_bytes() for p in run_dir.rglob("*.npz")}
+    fold0 = run_files.fold_dir(run_dir, 0, 0) / run_files.FOLD_PREDICTIONS
+    before = fold0.read_bytes()
+    # Killed after fold 1's last epoch, before its predictions were written:
+    (run_files.fold_dir(run_dir, 0, 1) / run_files.FOLD_PREDICTIONS).unlink()
+    (run_dir / run_files.OOF).unlink()
     stale = run_dir / "models" / f".predictions.npz.x{run_files.TEMPORARY_SUFFIX}"
     stale.write_bytes(b"half a file")  # what a SIGKILL during a write leaves
     caplog.set_level("INFO")
     train(compose_run(tmp, run_dir, ["resume=true"]))
-    assert "resuming from" not in caplog.text and caplog.text.count("finished before") == 2
+    assert "seed 0 fold 0: finished before" in caplog.text and "seed 0 fold 1: resuming from" in caplog.text
     assert not stale.exists()
-    assert {p: p.read_bytes() for p in run_dir.rglob("*.npz")} == before
-    assert (run_dir / run_files.OOF).read_bytes() == (tmp / "b" / run_files.OOF).read_bytes()
+    assert fold0.read_bytes() == before
+    for name in (run_files.OOF, run_files.SUBMISSION):
+        assert (run_dir / name).read_bytes() == (tmp / "b" / name).read_bytes()
 
 
 def test_resume_refuses_other_settings_and_leaves_the_run_alone(reference):
@@ -149,3 +154,21 @@ def test_resume_refuses_other_settings_and_leaves_the_run_alone(reference):
     with pytest.raises(MoAError, match=r"already holds a run; add resume=true"):
         train(compose_run(tmp, run_dir))
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_checkpoint_memory_survives_a_moved_run_folder(tmp_path):
+    import torch
+
+    from moa_lit.callbacks import FoldCheckpoint
+
+    old, new = tmp_path / "old" / "fold1", tmp_path / "new" / "fold1"
+    saved = FoldCheckpoint(dirpath=str(old), monitor="val_logloss", filename="best")
+    saved.best_model_score = torch.tensor(0.0123)
+    saved.best_model_path = str(old / "best.ckpt")
+    saved.best_k_models = {str(old / "best.ckpt"): torch.tensor(0.0123)}
+    resumed = FoldCheckpoint(dirpath=str(new), monitor="val_logloss", filename="best")
+    resumed.load_state_dict(saved.state_dict())
+    # Lightning's own ModelCheckpoint forgets the score here, so any later epoch would count as best.
+    assert float(resumed.best_model_score) == pytest.approx(0.0123)
+    assert resumed.best_model_path == str(new.resolve() / "best.ckpt")
+    assert list(resumed.best_k_models) == [str(new.resolve() / "best.ckpt")]

@@ -188,12 +188,14 @@ def _train_fold(cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, tim
     if checkpoint is not None and checkpoint.best_model_path:
         best_path = Path(checkpoint.best_model_path)
         target = fold_path / run_files.BEST_CHECKPOINT
-        if best_path != target:
+        # Only this fold's own files: a path remembered from before a resume
+        # may point into another folder.
+        if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_path.resolve():
             best_path.replace(target)
         state = torch.load(target, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         best_epoch = int(state["epoch"])
-        best_score = float(checkpoint.best_model_score)
+        best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
     module.to(dm.device)
 
     with timer("prediction"):

@@ -67,6 +67,9 @@ def test_writers_produce_a_whole_file(tmp_path, kind):
     path = tmp_path / f"output.{kind}"
     write(path)
     assert path.stat().st_size > 0 and [p.name for p in tmp_path.iterdir()] == [path.name]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert path.stat().st_mode == plain.stat().st_mode  # readable like any file, not private to the owner
 
 
 def test_fold_predictions_round_trip_and_mark_the_fold_finished(tmp_path):

@@ -78,8 +78,10 @@ def test_every_run_output_is_written_atomically(reference):
         if p.is_file() and run_files.LOGS not in p.relative_to(tmp / "a").parts
     ]
     names = {p.name for p in outputs}
-    assert {"oof.csv", "submission.csv", "scores.json", "folds.csv", "settings.yaml", "best.ckpt", "last.ckpt",
+    assert {"oof.csv", "submission.csv", "scores.json", "folds.csv", "settings.yaml", "best.ckpt",
             "preprocessor.joblib", "fold.json", "predictions.npz"} <= names
+    # last.ckpt is removed when its fold finishes; it went through atomic_path too
+    assert any(p.name == run_files.LAST_CHECKPOINT for p in written)
     assert [p for p in outputs if p not in written] == []
     assert not list((tmp / "a").rglob(f"*{run_files.TEMPORARY_SUFFIX}"))
 
@@ -128,17 +130,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference):
 def test_resuming_a_finished_run_reuses_its_folds(reference, caplog):
     tmp, _ = reference
     run_dir = tmp / "finished"
-    shutil.copytree(tmp / "b", run_dir)
+    shutil.copytree(tmp / "b", run_dir)  # a moved run folder resumes too
+    assert not list(run_dir.rglob(run_files.LAST_CHECKPOINT))  # finished folds drop it
     fold0 = run_files.fold_dir(run_dir, 0, 0) / run_files.FOLD_PREDICTIONS
     before = fold0.read_bytes()
-    # Killed after fold 1's last epoch, before its predictions were written:
+    # Killed before fold 1 wrote its predictions and had a checkpoint: it is trained again.
     (run_files.fold_dir(run_dir, 0, 1) / run_files.FOLD_PREDICTIONS).unlink()
     (run_dir / run_files.OOF).unlink()
     stale = run_dir / "models" / f".predictions.npz.x{run_files.TEMPORARY_SUFFIX}"
     stale.write_bytes(b"half a file")  # what a SIGKILL during a write leaves
     caplog.set_level("INFO")
     train(compose_run(tmp, run_dir, ["resume=true"]))
-    assert "seed 0 fold 0: finished before" in caplog.text and "seed 0 fold 1: resuming from" in caplog.text
+    assert "seed 0 fold 0: finished before" in caplog.text and "resuming from" not in caplog.text
     assert not stale.exists()
     assert fold0.read_bytes() == before
     for name in (run_files.OOF, run_files.SUBMISSION):

@@ -229,6 +229,8 @@ def _train_fold(cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, tim
         )
         # Last: its presence marks the fold finished for resume=true.
         save_fold_predictions(fold_path, preds, label=f"seed {seed} fold {fold}")
+        # Only an unfinished fold needs it; best.ckpt stays for prediction.
+        (fold_path / run_files.LAST_CHECKPOINT).unlink(missing_ok=True)
     log.info(
         "seed %d fold %d: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
         seed, fold, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],

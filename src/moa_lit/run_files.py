@@ -34,6 +34,9 @@ FOLD_PREDICTIONS = "predictions.npz"
 LOGS = "logs"
 TEMPORARY_SUFFIX = ".tmp"
 
+_UMASK = os.umask(0)  # read the process umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back at once
+
 
 def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
     return Path(run_dir) / MODELS / f"seed{seed}" / f"fold{fold}"
@@ -48,6 +51,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.seed import seed_everything
 
+from moa_lit.datamodule import epoch_seed
 from moa_lit.errors import MoAError
 
 
@@ -31,3 +36,45 @@ class StopOnNonFiniteLoss(L.Callback):
                 f"{trainer.current_epoch} (batch {batch_idx}); the learning rate is likely too high: "
                 "lower model.optimizer.lr / model.scheduler.max_lr"
             )
+
+
+class SeedEachEpoch(L.Callback):
+    """Reseeds the global random generators (dropout) at the first batch of
+    every training epoch from (seed, fold, epoch). Lightning does not save the
+    global generator in checkpoints, so without this a fold resumed at epoch e
+    would draw different dropout masks than an uninterrupted run. The first
+    batch is used rather than ``on_train_epoch_start``, which Lightning's fit
+    loop does not call when it restarts mid-epoch or at an epoch's end."""
+
+    def __init__(self, seed: int, fold: int) -> None:
+        self.seed, self.fold = seed, fold
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            seed_everything(epoch_seed(self.seed, self.fold, trainer.current_epoch) % 2**32, verbose=False)
+
+
+class FoldCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose memory of the best epoch survives a run
+    folder that was moved or copied before ``resume=true``. Lightning keeps
+    only ``best_model_path`` (still pointing into the old folder) when the
+    folder changed, so the first resumed epoch would count as the best
+    whatever its score; here paths under the old folder are read as the same
+    files under the new one."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+
+            def moved(path: str | None) -> str | None:
+                return str(Path(self.dirpath) / Path(path).name) if path and Path(path).parent == Path(old) else path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": moved(state_dict.get("best_model_path")),
+                "kth_best_model_path": moved(state_dict.get("kth_best_model_path")),
+                "last_model_path": moved(state_dict.get("last_model_path")),
+                "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()},
+            }
+        super().load_state_dict(state_dict)

@@ -1,6 +1,9 @@
 """Cross-validation around Lightning: for each seed and fold, fit the fold's
 features, train, keep the best epoch, predict the fold's validation rows
-(out-of-fold) and the test rows. Control rows are predicted exactly 0."""
+(out-of-fold) and the test rows. Control rows are predicted exactly 0.
+
+With ``resume=true`` a fold whose predictions are on disk is not trained again,
+and a fold interrupted mid-training goes on from its ``last.ckpt``."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -18,8 +20,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import run_files
-from moa_lit.callbacks import StopOnNonFiniteLoss
+from moa_lit.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
+from moa_lit.checkpoint_io import AtomicCheckpointIO
 from moa_lit.datamodule import MoADataModule
+from moa_lit.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
+from moa_lit.resources import out_of_memory_as_user_error
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,7 @@ class CVPredictions:
 
 
 def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int):
-    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}")]
+    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), SeedEachEpoch(seed, fold)]
     checkpoint = None
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:
@@ -48,8 +53,28 @@ def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: i
         logger = instantiate(
             cfg.logger, save_dir=str(run_dir / run_files.LOGS), name="", version=f"seed{seed}_fold{fold}"
         )
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(fold_path))
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(fold_path),
+        plugins=[AtomicCheckpointIO()],
+    )
     return trainer, checkpoint
+
+
+def _resume_checkpoint(fold_path: Path, resume: bool) -> str | None:
+    """The checkpoint an interrupted fold goes on from, if any."""
+    last = fold_path / run_files.LAST_CHECKPOINT
+    return str(last) if resume and last.is_file() else None
+
+
+def _memory_settings(cfg: DictConfig) -> dict:
+    return {
+        "loader.batch_size": cfg.loader.batch_size,
+        "loader.eval_batch_size": cfg.loader.eval_batch_size,
+        "model.net.hidden_size": cfg.model.get("net", {}).get("hidden_size"),
+    }
 
 
 def cross_validate(
@@ -86,73 +111,29 @@ def cross_validate(
     test_sum = None if test_features is None else np.zeros((len(test_features), n_targets))
     summaries = []
 
+    resume = bool(cfg.get("resume", False))
     for seed in seeds:
         for fold in fold_ids:
-            t0 = time.perf_counter()
+            label = f"seed {seed} fold {fold}"
             fold_path = run_files.fold_dir(run_dir, seed, fold)
-            fold_path.mkdir(parents=True, exist_ok=True)
-            with timer("features"):
-                dm.set_fold(fold, seed=seed)
-            L.seed_everything(seed, workers=False, verbose=False)
-            module = instantiate(
-                cfg.model, n_features=dm.n_features, n_targets=n_targets, _recursive_=False
-            )
-            # Start at the fold's prior (logit of each target's prevalence) so the
-            # first epochs are spent learning signal, not the base rates.
-            if hasattr(module.net, "set_output_bias"):
-                train_targets = targets[dm.train_rows(fold)]
-                # smoothed like the prior baseline: half a positive for unseen targets
-                prevalence = (train_targets.sum(axis=0) + 0.5) / (len(train_targets) + 1.0)
-                module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
-            trainer, checkpoint = _trainer(cfg, fold_path, run_dir, seed, fold)
-            with timer("training"):
-                trainer.fit(module, datamodule=dm)
-            best_epoch = None
-            best_score = None
-            if checkpoint is not None and checkpoint.best_model_path:
-                best_path = Path(checkpoint.best_model_path)
-                target = fold_path / run_files.BEST_CHECKPOINT
-                if best_path != target:
-                    best_path.replace(target)
-                state = torch.load(target, map_location="cpu", weights_only=False)
-                module.load_state_dict(state["state_dict"])
-                best_epoch = int(state["epoch"])
-                best_score = float(checkpoint.best_model_score)
-            module.to(dm.device)
-
-            with timer("prediction"):
-                val_idx = dm.val_rows(fold)
-                pred = module.predict_proba(dm.tensors.x_val).numpy()
-                oof_sum[val_idx] += pred
-                if test_sum is not None:
-                    test_pred = module.predict_proba(dm.transform(test_features)).numpy()
-                    test_sum += test_pred
-            with timer("writing"):
-                joblib.dump(dm.preprocessor, fold_path / run_files.PREPROCESSOR)
-                run_files.write_json(
-                    {
-                        "seed": seed,
-                        "fold": fold,
-                        "best_epoch": best_epoch,
-                        "best_val_logloss_treated": best_score,
-                        "n_features": dm.n_features,
-                        "n_train_rows": len(dm.train_rows(fold)),
-                        "n_val_rows": len(val_idx),
-                    },
-                    fold_path / run_files.FOLD_INFO,
+            if resume and fold_finished(fold_path):
+                saved = load_fold_predictions(
+                    fold_path,
+                    expected_val_rows=dm.val_rows(fold),
+                    n_test=None if test_features is None else len(test_features),
+                    n_targets=n_targets,
+                    label=label,
                 )
-            summary = {
-                "seed": seed,
-                "fold": fold,
-                "best_epoch": best_epoch,
-                "val_logloss_treated": best_score,
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
+                _add_fold_predictions(saved, oof_sum, test_sum)
+                summaries.append(_summary_from_fold_info(fold_path))
+                log.info("%s: finished before, predictions reused from %s", label, fold_path / run_files.FOLD_PREDICTIONS)
+                continue
+            with out_of_memory_as_user_error(label, _memory_settings(cfg)):
+                preds, summary = _train_fold(
+                    cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, timer, test_features, resume
+                )
+            _add_fold_predictions(preds, oof_sum, test_sum)
             summaries.append(summary)
-            log.info(
-                "seed %d fold %d: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
-                seed, fold, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
-            )
 
     run_rows = np.isin(folds, fold_ids)
     oof[run_rows] = oof_sum[run_rows] / len(seeds)
@@ -163,3 +144,96 @@ def cross_validate(
         if test_is_control is not None:
             test[test_is_control] = 0.0
     return CVPredictions(oof=oof, test=test, fold_summaries=summaries)
+
+
+def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum: np.ndarray | None) -> None:
+    oof_sum[preds.val_rows] += preds.oof
+    if test_sum is not None:
+        test_sum += preds.test
+
+
+def _summary_from_fold_info(fold_path: Path) -> dict:
+    info = run_files.read_json(fold_path / run_files.FOLD_INFO)
+    return {
+        "seed": info["seed"],
+        "fold": info["fold"],
+        "best_epoch": info["best_epoch"],
+        "val_logloss_treated": info["best_val_logloss_treated"],
+        "seconds": info.get("seconds"),
+    }
+
+
+def _train_fold(cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, timer, test_features, resume):
+    """Train one (seed, fold), predict, and write its files; predictions last."""
+    t0 = time.perf_counter()
+    fold_path.mkdir(parents=True, exist_ok=True)
+    with timer("features"):
+        dm.set_fold(fold, seed=seed)
+    L.seed_everything(seed, workers=False, verbose=False)
+    module = instantiate(cfg.model, n_features=dm.n_features, n_targets=n_targets, _recursive_=False)
+    # Start at the fold's prior (logit of each target's prevalence) so the
+    # first epochs are spent learning signal, not the base rates.
+    if hasattr(module.net, "set_output_bias"):
+        train_targets = targets[dm.train_rows(fold)]
+        # smoothed like the prior baseline: half a positive for unseen targets
+        prevalence = (train_targets.sum(axis=0) + 0.5) / (len(train_targets) + 1.0)
+        module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
+    trainer, checkpoint = _trainer(cfg, fold_path, run_dir, seed, fold)
+    ckpt_path = _resume_checkpoint(fold_path, resume)
+    if ckpt_path:
+        log.info("seed %d fold %d: resuming from %s", seed, fold, ckpt_path)
+    with timer("training"):
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    best_epoch = None
+    best_score = None
+    if checkpoint is not None and checkpoint.best_model_path:
+        best_path = Path(checkpoint.best_model_path)
+        target = fold_path / run_files.BEST_CHECKPOINT
+        # Only this fold's own files: a path remembered from before a resume
+        # may point into another folder.
+        if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_path.resolve():
+            best_path.replace(target)
+        state = torch.load(target, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+        best_epoch = int(state["epoch"])
+        best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+    module.to(dm.device)
+
+    with timer("prediction"):
+        val_idx = dm.val_rows(fold)
+        preds = FoldPredictions(
+            val_rows=val_idx,
+            oof=module.predict_proba(dm.tensors.x_val).numpy(),
+            test=None if test_features is None else module.predict_proba(dm.transform(test_features)).numpy(),
+        )
+    summary = {
+        "seed": seed,
+        "fold": fold,
+        "best_epoch": best_epoch,
+        "val_logloss_treated": best_score,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    with timer("writing"):
+        run_files.write_joblib(dm.preprocessor, fold_path / run_files.PREPROCESSOR)
+        run_files.write_json(
+            {
+                "seed": seed,
+                "fold": fold,
+                "best_epoch": best_epoch,
+                "best_val_logloss_treated": best_score,
+                "n_features": dm.n_features,
+                "n_train_rows": len(dm.train_rows(fold)),
+                "n_val_rows": len(val_idx),
+                "seconds": summary["seconds"],
+            },
+            fold_path / run_files.FOLD_INFO,
+        )
+        # Last: its presence marks the fold finished for resume=true.
+        save_fold_predictions(fold_path, preds, label=f"seed {seed} fold {fold}")
+        # Only an unfinished fold needs it; best.ckpt stays for prediction.
+        (fold_path / run_files.LAST_CHECKPOINT).unlink(missing_ok=True)
+    log.info(
+        "seed %d fold %d: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+        seed, fold, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+    )
+    return preds, summary

@@ -16,6 +16,32 @@ from moa_lit.errors import MoAError
 from moa_lit.features import build_feature_pipeline, fit_features
 
 
+def epoch_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from small integers (seed, fold, epoch, ...)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class EpochPermutations:
+    """The shuffle order of each training epoch, a function of (seed, epoch)
+    only, so a fold resumed from a checkpoint at epoch e sees the same batches
+    as an uninterrupted run. Lightning calls ``sampler.set_epoch(epoch)`` at
+    the start of every training epoch (as for a DistributedSampler), also the
+    first epoch after a resume; used outside Lightning, each pass moves on to
+    the next epoch by itself."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def permutation(self, n: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        self.epoch += 1
+        return torch.randperm(n, generator=generator)
+
+
 class TensorBatches:
     """An iterable of (x, y) mini-batches over tensors, reshuffled every epoch.
 
@@ -26,9 +52,11 @@ class TensorBatches:
     def __init__(self, x, y, batch_size: int, shuffle: bool, seed: int = 0, drop_singleton: bool = True):
         self.x, self.y = x, y
         self.batch_size = batch_size
-        self.shuffle = shuffle
         self.drop_singleton = drop_singleton
-        self.generator = torch.Generator().manual_seed(seed)
+        # Named like a DataLoader's: Lightning calls `sampler.set_epoch` and
+        # reads both attributes when it inspects a loader.
+        self.sampler = EpochPermutations(seed) if shuffle else None
+        self.batch_sampler = None
 
     def _n_batches(self) -> int:
         n = len(self.x)
@@ -40,7 +68,7 @@ class TensorBatches:
 
     def __iter__(self):
         n = len(self.x)
-        order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
+        order = self.sampler.permutation(n).to(self.x.device) if self.sampler is not None else None
         for b in range(self._n_batches()):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if order is None:

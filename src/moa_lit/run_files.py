@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
 FOLDS = "folds.csv"
@@ -20,10 +21,17 @@ TEST_PREDICTIONS = "test_predictions.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
 CONFIG = ".hydra/config.yaml"
+# The settings that fix a run's results, saved when it starts: Hydra rewrites
+# .hydra/config.yaml on every start, so `resume=true` compares against this.
+SETTINGS = "settings.yaml"
 MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.joblib,best.ckpt,...}
 PREPROCESSOR = "preprocessor.joblib"
 BEST_CHECKPOINT = "best.ckpt"
+LAST_CHECKPOINT = "last.ckpt"  # the latest epoch, where an interrupted fold resumes
 FOLD_INFO = "fold.json"
+# A fold's out-of-fold and test predictions; written last, it marks the fold finished.
+FOLD_PREDICTIONS = "predictions.npz"
+TEMPORARY_SUFFIX = ".tmp"
 LOGS = "logs"  # logs/seed<s>_fold<k>/metrics.csv (CSVLogger: epoch, train_loss, val_logloss)
 RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds, folds, format version
 OOF_LABELS = "oof_labels.csv"  # sig_id, cp_type and the positive targets of each OOF row, for the report
@@ -42,6 +50,10 @@ def trial_subdir(number: int) -> str:
     return f"trial_{number:04d}"
 
 
+_UMASK = os.umask(0)  # read the process umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back at once
+
+
 def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
     return Path(run_dir) / MODELS / f"seed{seed}" / f"fold{fold}"
 
@@ -51,10 +63,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,6 +85,19 @@ def write_json(obj: Any, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_joblib(obj: Any, path: Path) -> None:
+    import joblib
+
+    with atomic_path(path) as tmp:
+        joblib.dump(obj, tmp)
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    # Through a file object: given a name, numpy would append ".npz" to the temporary one.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -80,6 +107,15 @@ def save_figure(figure, path: Path, dpi: int = 110) -> None:
     """A matplotlib figure as PNG (the format is named: the temporary file has no .png suffix)."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi)
+
+
+def remove_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed run left behind (a SIGKILL skips the
+    clean-up of ``atomic_path``); they are never a finished output."""
+    stale = [p for p in Path(run_dir).rglob(f".*{TEMPORARY_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def read_json(path: Path) -> Any:

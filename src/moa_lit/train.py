@@ -20,7 +20,9 @@ from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.cv import cross_validate
 from moa_lit.errors import MoAError
+from moa_lit.fold_predictions import check_probabilities
 from moa_lit.folds import assign_folds
+from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
 from moa_lit.quiet import quiet_lightning
@@ -70,6 +72,7 @@ def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fold_ids = select_folds(cfg.cv.folds, cfg.cv.n_folds)
+    resuming = prepare_run_dir(cfg, run_dir)
 
     with timer("data"):
         data = instantiate(cfg.data)
@@ -95,6 +98,8 @@ def train(cfg: DictConfig) -> float:
         fold_table = pd.DataFrame({schema.ID: data.train[schema.ID].to_numpy(), "fold": folds})
         if data.drug is not None:
             fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
+        if resuming:
+            check_same_folds(run_dir, fold_table)
         run_files.write_csv(fold_table, run_dir / run_files.FOLDS)
         write_manifest(run_dir, data.layout, names, data.sample_submission_columns, seeds, fold_ids)
 
@@ -116,6 +121,9 @@ def train(cfg: DictConfig) -> float:
     with timer("writing"):
         scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
         rows = np.isin(folds, fold_ids)
+        check_probabilities(preds.oof[rows], "out-of-fold predictions")
+        if preds.test is not None:
+            check_probabilities(preds.test, "test predictions")
         oof = pd.DataFrame(preds.oof[rows], columns=names)
         oof.insert(0, schema.ID, data.train[schema.ID].to_numpy()[rows])
         run_files.write_csv(oof, run_dir / run_files.OOF, float_format="%.7g")

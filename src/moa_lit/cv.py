@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import run_files
 from moa_lit.callbacks import StopOnNonFiniteLoss
 from moa_lit.datamodule import MoADataModule
-from moa_lit.module import MoAModule
+from moa_lit.errors import MoAError
+from moa_lit.stages import check_stage_settings, fit_fold
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,8 @@ class CVPredictions:
     fold_summaries: list[dict] = field(default_factory=list)
 
 
-def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int):
-    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}")]
+def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int, extra_callbacks=()):
+    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), *extra_callbacks]
     checkpoint = None
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:
@@ -53,6 +55,18 @@ def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: i
     return trainer, checkpoint
 
 
+def prediction_clip(cfg: DictConfig) -> tuple[float, float] | None:
+    """``predict.clip=[lo, hi]``: written (and scored) predictions are clipped,
+    which bounds the metric's penalty for a confident miss; controls stay 0."""
+    clip = (cfg.get("predict") or {}).get("clip")
+    if clip is None:
+        return None
+    values = list(clip) if OmegaConf.is_list(clip) or isinstance(clip, (list, tuple)) else None
+    if not values or len(values) != 2 or not 0.0 <= float(values[0]) < float(values[1]) <= 1.0:
+        raise MoAError(f"predict.clip={clip}: expected [lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]")
+    return float(values[0]), float(values[1])
+
+
 def cross_validate(
     cfg: DictConfig,
     features: pd.DataFrame,
@@ -66,8 +80,12 @@ def cross_validate(
     timer: PhaseTimer,
     test_features: pd.DataFrame | None = None,
     test_is_control: np.ndarray | None = None,
+    nonscored: np.ndarray | None = None,
+    drug: np.ndarray | None = None,
 ) -> CVPredictions:
     n_rows, n_targets = targets.shape
+    check_stage_settings(cfg, nonscored)
+    clip = prediction_clip(cfg)
     seeds = list(cfg.seeds)
     device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
     dm = MoADataModule(
@@ -94,37 +112,20 @@ def cross_validate(
             fold_path.mkdir(parents=True, exist_ok=True)
             with timer("features"):
                 dm.set_fold(fold, seed=seed)
-            L.seed_everything(seed, workers=False, verbose=False)
-            module = instantiate(
-                cfg.model, n_features=dm.n_features, n_targets=n_targets, _recursive_=False
-            )
-            # Start at the fold's prior (logit of each target's prevalence) so the
-            # first epochs are spent learning signal, not the base rates.
-            if hasattr(module.net, "set_output_bias"):
-                prevalence = np.clip(targets[dm.train_rows(fold)].mean(axis=0), 1e-4, 1 - 1e-4)
-                module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
-            trainer, checkpoint = _trainer(cfg, fold_path, run_dir, seed, fold)
             with timer("training"):
-                trainer.fit(module, datamodule=dm)
-            best_epoch = None
-            best_score = None
-            if checkpoint is not None and checkpoint.best_model_path:
-                best_path = Path(checkpoint.best_model_path)
-                target = fold_path / run_files.BEST_CHECKPOINT
-                if best_path != target:
-                    best_path.replace(target)
-                state = torch.load(target, map_location="cpu", weights_only=False)
-                module.load_state_dict(state["state_dict"])
-                best_epoch = int(state["epoch"])
-                best_score = float(checkpoint.best_model_score)
-            module.to(dm.device)
+                fitted = fit_fold(
+                    cfg, dm, fold, seed, fold_path,
+                    make_trainer=partial(_trainer, cfg, fold_path, run_dir, seed, fold),
+                    nonscored=nonscored, drug=drug,
+                )
+            best_epoch, best_score = fitted.best_epoch, fitted.best_score
 
             with timer("prediction"):
                 val_idx = dm.val_rows(fold)
-                pred = module.predict_proba(dm.tensors.x_val).numpy()
+                pred = fitted.predict_proba(dm.tensors.x_val)
                 oof_sum[val_idx] += pred
                 if test_sum is not None:
-                    test_pred = module.predict_proba(dm.transform(test_features)).numpy()
+                    test_pred = fitted.predict_proba(dm.transform(test_features))
                     test_sum += test_pred
             with timer("writing"):
                 joblib.dump(dm.preprocessor, fold_path / run_files.PREPROCESSOR)
@@ -134,7 +135,7 @@ def cross_validate(
                         "fold": fold,
                         "best_epoch": best_epoch,
                         "best_val_logloss_treated": best_score,
-                        "n_features": dm.n_features,
+                        "n_features": fitted.module.hparams.n_features,
                         "n_train_rows": len(dm.train_rows(fold)),
                         "n_val_rows": len(val_idx),
                     },
@@ -155,10 +156,14 @@ def cross_validate(
 
     run_rows = np.isin(folds, fold_ids)
     oof[run_rows] = oof_sum[run_rows] / len(seeds)
+    if clip is not None:
+        oof[run_rows] = np.clip(oof[run_rows], *clip)
     oof[run_rows & is_control] = 0.0  # controls have no MoA by definition
     test = None
     if test_sum is not None:
         test = test_sum / (len(seeds) * len(fold_ids))
+        if clip is not None:
+            test = np.clip(test, *clip)
         if test_is_control is not None:
             test[test_is_control] = 0.0
     return CVPredictions(oof=oof, test=test, fold_summaries=summaries)

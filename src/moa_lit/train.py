@@ -106,6 +106,8 @@ def train(cfg: DictConfig) -> float:
         timer=timer,
         test_features=data.test,
         test_is_control=data.test_is_control if data.test is not None else None,
+        nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
+        drug=None if data.drug is None else data.drug.to_numpy(),
     )
 
     with timer("writing"):

@@ -124,6 +124,7 @@ class MoAModule(L.LightningModule):
             sched_cfg,
             optimizer=optimizer,
             total_steps=total_steps,
+            _convert_="all",  # a per-group max_lr must reach OneCycle as a list
             **extra,
         )
         # OneCycle is defined per optimisation step, not per epoch.

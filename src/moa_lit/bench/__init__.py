@@ -1,0 +1,1 @@
+"""Benchmark scripts (not tests): they print numbers measured on this machine."""

@@ -21,6 +21,7 @@ the fold's treated training rows only:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -160,7 +161,9 @@ def train_without_validation(
         limit_val_batches=0,
         default_root_dir=str(root),
     )
-    trainer.fit(module, train_dataloaders=dm.batches(x, dm.tensor(y), train=True))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # by design here
+        trainer.fit(module, train_dataloaders=dm.batches(x, dm.tensor(y), train=True))
     module.to(dm.device)
     return module
 

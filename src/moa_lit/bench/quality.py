@@ -135,10 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         common += [f"trainer.max_epochs={args.epochs}", f"pretrain.max_epochs={args.epochs}", f"stack.max_epochs={args.epochs}"]
 
+    # The blend mixes the model families chosen with --only, or all of them.
+    blended_runs = [n for n in BLENDED if n in args.only] or BLENDED
     results: dict[str, dict | str] = {}
     prior = None
     for variant in VARIANTS:
-        needed = variant.name in args.only or ("blend" in args.only and variant.name in BLENDED)
+        needed = variant.name in args.only or ("blend" in args.only and variant.name in blended_runs)
         if not needed:
             continue
         print(f"running {variant.name} ...", flush=True)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         except MoAError as err:
             results[variant.name] = str(err)
     if "blend" in args.only:
-        done = [n for n in BLENDED if isinstance(results.get(n), dict)]
+        done = [n for n in blended_runs if isinstance(results.get(n), dict)]
         t0 = time.perf_counter()
         try:
             blended = blend([out / n for n in done], out / "blend")["scores"]
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     descriptions = {v.name: v.description for v in VARIANTS}
     descriptions["prior"] = "per-target training prevalence of each fold, no features"
-    descriptions["blend"] = "OOF-optimised blend of " + ", ".join(BLENDED) + " (wall s: runs + blend)"
+    descriptions["blend"] = "OOF-optimised blend of " + ", ".join(blended_runs) + " (wall s: runs + blend)"
     rows = []
     for name in NAMES:
         if name == "prior" and "prior" in args.only and prior is not None:

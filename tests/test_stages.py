@@ -33,7 +33,7 @@ def stage_cfg(*extra):
             "loader.batch_size=16",
             "pretrain.enabled=true",
             "pretrain.targets=scored+nonscored",
-            "pretrain.max_epochs=2",
+            "pretrain.max_epochs=1",
             "stack.inner_folds=2",
             "stack.max_epochs=1",
             "stack.targets=scored+nonscored",
@@ -45,13 +45,13 @@ def stage_cfg(*extra):
 def plain_trainer(callbacks):
     """Stage 2 without checkpointing or validation: these tests look at stage 1."""
     trainer = L.Trainer(
-        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, callbacks=callbacks,
     )
     return trainer, None
 
 
-def data(n=160):
+def data(n=120):
     frame, scored, layout = make_frame(n=n)
     rng = np.random.default_rng(1)
     nonscored = (rng.random((n, 5)) < 0.2).astype(np.float32)

@@ -13,8 +13,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-import torch
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 

@@ -4,7 +4,6 @@ batch norm -> dropout -> linear to the target logits."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 

@@ -97,6 +97,11 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     scores, oof = read_run(run_dir)
     assert np.isfinite(scores["oof_logloss"])
     assert (run_dir / "models/seed0/fold1/stack_models.pt").is_file()
+    fold_info = json.loads((run_dir / "models/seed0/fold1/fold.json").read_text())
+    # 20 scored targets are trained on; 6 of the 12 non-scored ones have positives
+    assert 0 < fold_info["pretrained_targets"] <= 6 and 0 < fold_info["stacked_columns"] <= 6
+    # 772 g-* + 5 PCA, 100 c-* + 3 PCA, 5 one-hot, then the stacked columns
+    assert fold_info["n_features"] == 772 + 5 + 100 + 3 + 5 + fold_info["stacked_columns"]
     assert (run_dir / "submission.csv").is_file()
     cfg = (run_dir / ".hydra/config.yaml").read_text()
     assert "enabled: true" in cfg and "pca_genes: 5" in cfg

@@ -136,6 +136,7 @@ def cross_validate(
                         "n_features": fitted.module.hparams.n_features,
                         "n_train_rows": len(dm.train_rows(fold)),
                         "n_val_rows": len(val_idx),
+                        **fitted.stages,
                     },
                     fold_path / run_files.FOLD_INFO,
                 )

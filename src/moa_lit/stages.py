@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -65,6 +65,7 @@ class FoldModel:
     stack: StackedFeatures | None = None
     best_epoch: int | None = None
     best_score: float | None = None
+    stages: dict = field(default_factory=dict)  # what the auxiliary stages used, for fold.json
 
     def predict_proba(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for rows given as the fold's preprocessed features."""
@@ -228,9 +229,11 @@ def fit_fold(
     x_train, x_val = dm.tensors.x_train, dm.tensors.x_val
 
     stack = None
+    info: dict = {}
     if stacking is not None:
         aux = auxiliary_targets("stack", stacking.targets, scored, nonscored, train_idx, fold)
         stack, x_train = fit_stacked_features(cfg, stacking, dm, fold, seed, aux, drug, fold_path)
+        info["stacked_columns"] = aux.shape[1]
         x_val = stack.augment(x_val)
         x_train, x_val = x_train.to(dm.device), x_val.to(dm.device)
 
@@ -242,6 +245,7 @@ def fit_fold(
             cfg, pretrain, dm, x_train, aux[train_idx], label=f"seed {seed} fold {fold} pretraining", root=fold_path
         )
         body_state = stage1.net.body.state_dict()
+        info["pretrained_targets"] = aux.shape[1]
         log.info("seed %d fold %d: pretrained on %d auxiliary targets", seed, fold, aux.shape[1])
 
     L.seed_everything(seed, workers=False, verbose=False)
@@ -263,7 +267,7 @@ def fit_fold(
             val_dataloaders=dm.batches(x_val, y.y_val, train=False),
         )
 
-    result = FoldModel(module=module, stack=stack)
+    result = FoldModel(module=module, stack=stack, stages=info)
     if checkpoint is not None and checkpoint.best_model_path:
         best_path = Path(checkpoint.best_model_path)
         target = fold_path / run_files.BEST_CHECKPOINT

@@ -90,6 +90,25 @@ def test_train_rows_exclude_fold_and_controls():
     assert (frame[schema.CP_TYPE].to_numpy()[rows] == schema.TREATED).all()
 
 
+def test_variance_threshold_keeps_one_hot_and_row_statistics():
+    frame, _, layout = make_frame()
+    params = dict(rank_gauss=True, n_quantiles=50, row_stats=True)
+    n_all = fit_features(build_feature_pipeline(layout.genes, layout.cells, **params), frame).transform(frame).shape[1]
+    thresholded = fit_features(
+        build_feature_pipeline(layout.genes, layout.cells, variance_threshold=0.8, **params), frame
+    ).transform(frame)
+    # 18 rank-Gauss columns (variance ~1) survive 0.8, and so do the 8 row
+    # statistics and 5 one-hot columns (variance <= 0.25), which it does not cover
+    assert n_all == 18 + 8 + 5
+    assert thresholded.shape[1] == n_all
+    # a constant gene column is dropped
+    frame["g-0"] = np.float32(1.0)
+    constant = fit_features(
+        build_feature_pipeline(layout.genes, layout.cells, variance_threshold=0.8, **params), frame
+    ).transform(frame)
+    assert constant.shape[1] == n_all - 1
+
+
 def test_variance_threshold_removing_everything_is_a_clear_error():
     frame, _, layout = make_frame()
     pipe = build_feature_pipeline(layout.genes, layout.cells, variance_threshold=1e9)

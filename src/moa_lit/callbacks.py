@@ -78,3 +78,30 @@ class FoldCheckpoint(ModelCheckpoint):
                 "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()},
             }
         super().load_state_dict(state_dict)
+
+
+class FreezeBody(L.Callback):
+    """Fine-tuning a pretrained body: for the first ``epochs`` epochs only the
+    new head learns (the body's weights get no gradient and its batch-norm
+    statistics stay as pretrained), so a random head cannot wreck the body
+    before it fits; then the whole network trains."""
+
+    def __init__(self, epochs: int) -> None:
+        if epochs < 0:
+            raise MoAError(f"pretrain.freeze_body_epochs={epochs}: expected 0 or more epochs")
+        self.epochs = epochs
+
+    def _set(self, pl_module, frozen: bool) -> None:
+        body = pl_module.net.body
+        for p in body.parameters():
+            p.requires_grad_(not frozen)
+        if frozen:
+            body.eval()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Lightning puts the model back in train mode after each validation, so
+        # the frozen body is set to eval mode again at every epoch start.
+        self._set(pl_module, frozen=trainer.current_epoch < self.epochs)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._set(pl_module, frozen=False)

@@ -9,3 +9,22 @@ _PACKAGE = Path(__file__).resolve().parent
 _CANDIDATES = (_PACKAGE.parents[1] / "conf", _PACKAGE / "conf")
 
 CONFIG_DIR = str(next((p for p in _CANDIDATES if (p / "train.yaml").is_file()), _CANDIDATES[0]))
+
+
+def unknown_group_choice(overrides: list[str], config_dir: str = CONFIG_DIR) -> str | None:
+    """One line naming a command-line choice of a config group that has no file
+    (``model=xyz``, ``experiment=xyz``), or None. Hydra's own report of it is a
+    multi-line block; this check runs before Hydra so the user gets one line."""
+    root = Path(config_dir)
+    for arg in overrides:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or "/" in key or "." in key or key == "hydra" or not (root / key).is_dir():
+            continue
+        if any(ch in value for ch in "()[]{}$"):
+            continue  # Hydra sweep syntax: leave it to Hydra
+        options = sorted(p.stem for p in (root / key).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice and choice != "null" and choice not in options:
+                return f"{key}={choice}: no such {key} config; expected one of {', '.join(options)}"
+    return None

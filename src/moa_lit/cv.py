@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,8 +22,10 @@ from moa_lit import run_files
 from moa_lit.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
 from moa_lit.checkpoint_io import AtomicCheckpointIO
 from moa_lit.datamodule import MoADataModule
+from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
 from moa_lit.resources import out_of_memory_as_user_error
+from moa_lit.stages import check_stage_settings, fit_fold
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ class CVPredictions:
     fold_summaries: list[dict] = field(default_factory=list)
 
 
-def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int):
-    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), SeedEachEpoch(seed, fold)]
+def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int, extra_callbacks=()):
+    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), SeedEachEpoch(seed, fold), *extra_callbacks]
     checkpoint = None
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:
@@ -77,6 +78,18 @@ def _memory_settings(cfg: DictConfig) -> dict:
     }
 
 
+def prediction_clip(cfg: DictConfig) -> tuple[float, float] | None:
+    """``predict.clip=[lo, hi]``: written (and scored) predictions are clipped,
+    which bounds the metric's penalty for a confident miss; controls stay 0."""
+    clip = (cfg.get("predict") or {}).get("clip")
+    if clip is None:
+        return None
+    values = list(clip) if OmegaConf.is_list(clip) or isinstance(clip, (list, tuple)) else None
+    if not values or len(values) != 2 or not 0.0 <= float(values[0]) < float(values[1]) <= 1.0:
+        raise MoAError(f"predict.clip={clip}: expected [lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]")
+    return float(values[0]), float(values[1])
+
+
 def cross_validate(
     cfg: DictConfig,
     features: pd.DataFrame,
@@ -90,8 +103,12 @@ def cross_validate(
     timer: PhaseTimer,
     test_features: pd.DataFrame | None = None,
     test_is_control: np.ndarray | None = None,
+    nonscored: np.ndarray | None = None,
+    drug: np.ndarray | None = None,
 ) -> CVPredictions:
     n_rows, n_targets = targets.shape
+    check_stage_settings(cfg, nonscored)
+    clip = prediction_clip(cfg)
     seeds = list(cfg.seeds)
     device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
     dm = MoADataModule(
@@ -130,17 +147,21 @@ def cross_validate(
                 continue
             with out_of_memory_as_user_error(label, _memory_settings(cfg)):
                 preds, summary = _train_fold(
-                    cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, timer, test_features, resume
+                    cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug
                 )
             _add_fold_predictions(preds, oof_sum, test_sum)
             summaries.append(summary)
 
     run_rows = np.isin(folds, fold_ids)
     oof[run_rows] = oof_sum[run_rows] / len(seeds)
+    if clip is not None:
+        oof[run_rows] = np.clip(oof[run_rows], *clip)
     oof[run_rows & is_control] = 0.0  # controls have no MoA by definition
     test = None
     if test_sum is not None:
         test = test_sum / (len(seeds) * len(fold_ids))
+        if clip is not None:
+            test = np.clip(test, *clip)
         if test_is_control is not None:
             test[test_is_control] = 0.0
     return CVPredictions(oof=oof, test=test, fold_summaries=summaries)
@@ -163,48 +184,29 @@ def _summary_from_fold_info(fold_path: Path) -> dict:
     }
 
 
-def _train_fold(cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, timer, test_features, resume):
+def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug):
     """Train one (seed, fold), predict, and write its files; predictions last."""
     t0 = time.perf_counter()
     fold_path.mkdir(parents=True, exist_ok=True)
     with timer("features"):
         dm.set_fold(fold, seed=seed)
-    L.seed_everything(seed, workers=False, verbose=False)
-    module = instantiate(cfg.model, n_features=dm.n_features, n_targets=n_targets, _recursive_=False)
-    # Start at the fold's prior (logit of each target's prevalence) so the
-    # first epochs are spent learning signal, not the base rates.
-    if hasattr(module.net, "set_output_bias"):
-        train_targets = targets[dm.train_rows(fold)]
-        # smoothed like the prior baseline: half a positive for unseen targets
-        prevalence = (train_targets.sum(axis=0) + 0.5) / (len(train_targets) + 1.0)
-        module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
-    trainer, checkpoint = _trainer(cfg, fold_path, run_dir, seed, fold)
     ckpt_path = _resume_checkpoint(fold_path, resume)
     if ckpt_path:
         log.info("seed %d fold %d: resuming from %s", seed, fold, ckpt_path)
     with timer("training"):
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    best_epoch = None
-    best_score = None
-    if checkpoint is not None and checkpoint.best_model_path:
-        best_path = Path(checkpoint.best_model_path)
-        target = fold_path / run_files.BEST_CHECKPOINT
-        # Only this fold's own files: a path remembered from before a resume
-        # may point into another folder.
-        if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_path.resolve():
-            best_path.replace(target)
-        state = torch.load(target, map_location="cpu", weights_only=False)
-        module.load_state_dict(state["state_dict"])
-        best_epoch = int(state["epoch"])
-        best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
-    module.to(dm.device)
+        fitted = fit_fold(
+            cfg, dm, fold, seed, fold_path,
+            make_trainer=partial(_trainer, cfg, fold_path, run_dir, seed, fold),
+            nonscored=nonscored, drug=drug, ckpt_path=ckpt_path,
+        )
+    best_epoch, best_score = fitted.best_epoch, fitted.best_score
 
     with timer("prediction"):
         val_idx = dm.val_rows(fold)
         preds = FoldPredictions(
             val_rows=val_idx,
-            oof=module.predict_proba(dm.tensors.x_val).numpy(),
-            test=None if test_features is None else module.predict_proba(dm.transform(test_features)).numpy(),
+            oof=fitted.predict_proba(dm.tensors.x_val),
+            test=None if test_features is None else fitted.predict_proba(dm.transform(test_features)),
         )
     summary = {
         "seed": seed,
@@ -221,10 +223,11 @@ def _train_fold(cfg, dm, targets, n_targets, seed, fold, fold_path, run_dir, tim
                 "fold": fold,
                 "best_epoch": best_epoch,
                 "best_val_logloss_treated": best_score,
-                "n_features": dm.n_features,
+                "n_features": fitted.module.hparams.n_features,
                 "n_train_rows": len(dm.train_rows(fold)),
                 "n_val_rows": len(val_idx),
                 "seconds": summary["seconds"],
+                **fitted.stages,
             },
             fold_path / run_files.FOLD_INFO,
         )

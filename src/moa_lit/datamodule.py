@@ -128,7 +128,7 @@ class MoADataModule(L.LightningDataModule):
             mask &= ~self.is_control
         return np.flatnonzero(mask)
 
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+    def tensor(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         if self.device.type == "cuda":
             # Kept on the device for the whole fold: no host->device copy per batch.
@@ -148,10 +148,10 @@ class MoADataModule(L.LightningDataModule):
         pipeline = build_feature_pipeline(self.genes, self.cells, seed=seed, **self.feature_params)
         self.preprocessor = fit_features(pipeline, self.features.iloc[train_idx])
         self.tensors = FoldTensors(
-            x_train=self._tensor(self.preprocessor.transform(self.features.iloc[train_idx])),
-            y_train=self._tensor(self.targets[train_idx]),
-            x_val=self._tensor(self.preprocessor.transform(self.features.iloc[val_idx])),
-            y_val=self._tensor(self.targets[val_idx]),
+            x_train=self.tensor(self.preprocessor.transform(self.features.iloc[train_idx])),
+            y_train=self.tensor(self.targets[train_idx]),
+            x_val=self.tensor(self.preprocessor.transform(self.features.iloc[val_idx])),
+            y_val=self.tensor(self.targets[val_idx]),
         )
         return self
 
@@ -165,10 +165,15 @@ class MoADataModule(L.LightningDataModule):
         assert self.tensors is not None, "call set_fold first"
         return self.tensors.x_train.shape[1]
 
+    def batches(self, x: torch.Tensor, y: torch.Tensor, train: bool) -> TensorBatches:
+        """Mini-batches of any tensors of this fold (e.g. another target matrix
+        for pretraining, or features with stacked columns appended)."""
+        if train:
+            return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.fold)
+        return TensorBatches(x, y, self.eval_batch_size, shuffle=False, drop_singleton=False)
+
     def train_dataloader(self):
-        t = self.tensors
-        return TensorBatches(t.x_train, t.y_train, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.fold)
+        return self.batches(self.tensors.x_train, self.tensors.y_train, train=True)
 
     def val_dataloader(self):
-        t = self.tensors
-        return TensorBatches(t.x_val, t.y_val, self.eval_batch_size, shuffle=False, drop_singleton=False)
+        return self.batches(self.tensors.x_val, self.tensors.y_val, train=False)

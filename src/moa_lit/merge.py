@@ -137,6 +137,12 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
     (output_dir / ".hydra").mkdir(exist_ok=True)
     with run_files.atomic_path(output_dir / run_files.CONFIG) as tmp:
         OmegaConf.save(OmegaConf.create(merged_cfg), tmp)
+    settings = parts[0]["dir"] / run_files.SETTINGS
+    if settings.is_file():  # predict reads the run's resolved settings (e.g. predict.clip)
+        resolved = OmegaConf.load(settings)
+        resolved.cv.folds = merged_cfg["cv"]["folds"]
+        with run_files.atomic_path(output_dir / run_files.SETTINGS) as tmp:
+            OmegaConf.save(resolved, tmp)
     run_files.write_json(scores, output_dir / run_files.SCORES)
     return scores
 

@@ -35,11 +35,14 @@ class MoAModule(L.LightningModule):
         n_targets: int,
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
+        body_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
         if not 0.0 <= label_smoothing < 0.5:
             raise MoAError(f"model.label_smoothing={label_smoothing}: expected a value in [0, 0.5)")
+        if not body_lr_scale > 0:
+            raise MoAError(f"pretrain.body_lr_scale={body_lr_scale}: expected a positive factor")
         self.save_hyperparameters(
             {
                 "net": net,
@@ -48,6 +51,7 @@ class MoAModule(L.LightningModule):
                 "n_features": n_features,
                 "n_targets": n_targets,
                 "label_smoothing": label_smoothing,
+                "body_lr_scale": body_lr_scale,
             }
         )
         self.net = instantiate(net, n_features=n_features, n_targets=n_targets)
@@ -83,15 +87,45 @@ class MoAModule(L.LightningModule):
         if self._val_count:
             self.log("val_logloss", (self._val_loss_sum / self._val_count).float(), prog_bar=True)
 
+    def _param_groups(self) -> list[dict]:
+        """One group, or the body and the rest apart when the body learns slower
+        (fine-tuning a pretrained body: ``body_lr_scale`` < 1)."""
+        scale = self.hparams.get("body_lr_scale", 1.0)
+        body = getattr(self.net, "body", None)
+        if scale == 1.0 or body is None:
+            return [{"params": list(self.parameters())}]
+        body_ids = {id(p) for p in body.parameters()}
+        lr = self.hparams.optimizer.get("lr", 1e-3)
+        return [
+            {"params": [p for p in self.parameters() if id(p) in body_ids], "lr": lr * scale},
+            {"params": [p for p in self.parameters() if id(p) not in body_ids], "lr": lr},
+        ]
+
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(self.parameters())
+        groups = self._param_groups()
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(groups)
         sched_cfg = self.hparams.scheduler
         if not sched_cfg:
             return optimizer
+        extra = {}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        if "pct_start" in sched_cfg:
+            # OneCycle divides by (pct_start * total_steps - 1): on very short runs
+            # (a tiny fold, a few pretraining epochs) that is 0. Warm up for at
+            # least 2 steps, and skip the schedule when there are fewer than 4.
+            if total_steps < 4:
+                return optimizer
+            extra["pct_start"] = max(float(sched_cfg["pct_start"]), 2.0 / total_steps)
+        if len(groups) == 2 and "max_lr" in sched_cfg:
+            # OneCycle's one max_lr would override the groups' rates: scale it per group.
+            max_lr = float(sched_cfg["max_lr"])
+            extra["max_lr"] = [max_lr * self.hparams.body_lr_scale, max_lr]
         scheduler = instantiate(
             sched_cfg,
             optimizer=optimizer,
-            total_steps=int(self.trainer.estimated_stepping_batches),
+            total_steps=total_steps,
+            _convert_="all",  # a per-group max_lr must reach OneCycle as a list
+            **extra,
         )
         # OneCycle is defined per optimisation step, not per epoch.
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

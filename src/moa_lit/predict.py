@@ -24,10 +24,12 @@ from sklearn.pipeline import Pipeline
 
 from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR
+from moa_lit.cv import prediction_clip
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.module import MoAModule
 from moa_lit.run_manifest import RunManifest, read_manifest
+from moa_lit.stages import StackedFeatures, load_stack
 from moa_lit.train import configure_threads, run_and_exit_on_error
 
 log = logging.getLogger("moa_lit.predict")
@@ -42,6 +44,7 @@ class FoldModel:
     preprocessor: Pipeline
     module: MoAModule
     folder: Path
+    stack: StackedFeatures | None = None  # inner models of a stacked run
 
 
 def _fold_files(run_dir: Path, manifest: RunManifest) -> list[tuple[int, int, Path]]:
@@ -99,17 +102,22 @@ def load_fold_models(run_dir: Path, manifest: RunManifest) -> list[FoldModel]:
             _load_preprocessor(folder / run_files.PREPROCESSOR),
             _load_module(folder / run_files.BEST_CHECKPOINT, len(manifest.target_names)),
             folder,
+            load_stack(folder),
         )
         for seed, fold, folder in _fold_files(run_dir, manifest)
     ]
 
 
-def ensemble_probabilities(models: list[FoldModel], features: pd.DataFrame) -> np.ndarray:
+def ensemble_probabilities(
+    models: list[FoldModel], features: pd.DataFrame, clip: tuple[float, float] | None = None
+) -> np.ndarray:
     """Mean over seeds and folds, summed in training's order (seed, then fold)
     and in float64, so the result matches training's test predictions."""
     total = None
     for m in models:
         x = torch.from_numpy(m.preprocessor.transform(features))
+        if m.stack is not None:
+            x = m.stack.augment(x)
         if x.shape[1] != m.module.hparams.n_features:
             raise MoAError(
                 f"{m.folder}: the preprocessor gives {x.shape[1]} features but the checkpoint expects "
@@ -118,15 +126,27 @@ def ensemble_probabilities(models: list[FoldModel], features: pd.DataFrame) -> n
         pred = m.module.predict_proba(x).numpy()
         total = pred if total is None else total + pred
     probabilities = total / len(models)
+    if clip is not None:
+        probabilities = np.clip(probabilities, *clip)
     probabilities[(features[schema.CP_TYPE] == schema.CONTROL).to_numpy()] = 0.0  # no MoA by definition
     return probabilities
+
+
+def _run_clip(run_dir: Path) -> tuple[float, float] | None:
+    """The run's ``predict.clip``, from the settings it was trained with."""
+    settings = run_dir / run_files.SETTINGS
+    if not settings.is_file():
+        return None
+    return prediction_clip(OmegaConf.load(settings))
 
 
 def predict_frame(run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None) -> pd.DataFrame:
     """sig_id + one probability column per target, in the run's submission column order."""
     manifest = manifest or read_manifest(run_dir)
     models = load_fold_models(Path(run_dir), manifest)
-    frame = pd.DataFrame(ensemble_probabilities(models, features), columns=manifest.target_names)
+    frame = pd.DataFrame(
+        ensemble_probabilities(models, features, clip=_run_clip(Path(run_dir))), columns=manifest.target_names
+    )
     frame.insert(0, schema.ID, features[schema.ID].to_numpy())
     return frame[manifest.output_columns]
 

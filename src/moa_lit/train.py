@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import run_files, schema
-from moa_lit.config import CONFIG_DIR
+from moa_lit.config import CONFIG_DIR, unknown_group_choice
 from moa_lit.cv import cross_validate
 from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
@@ -116,6 +116,8 @@ def train(cfg: DictConfig) -> float:
         timer=timer,
         test_features=data.test,
         test_is_control=data.test_is_control if data.test is not None else None,
+        nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
+        drug=None if data.drug is None else data.drug.to_numpy(),
     )
 
     with timer("writing"):
@@ -179,11 +181,19 @@ def run_and_exit_on_error(fn, cfg: DictConfig):
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     if failures_go_to_sweeper():
         # An Optuna trial: the sweeper records a failure and goes on.
         return train(cfg)
     return run_and_exit_on_error(train, cfg)
+
+
+def main():
+    bad_choice = unknown_group_choice(sys.argv[1:])
+    if bad_choice:
+        print(f"moa-lit: error: {bad_choice}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return hydra_main()
 
 
 if __name__ == "__main__":

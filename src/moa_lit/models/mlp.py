@@ -4,9 +4,10 @@ batch norm -> dropout -> linear to the target logits."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+from moa_lit.models.heads import BodyHeadNet
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -24,7 +25,7 @@ def linear(n_in: int, n_out: int, weight_norm: bool) -> nn.Module:
     return _weight_norm(layer) if weight_norm else layer
 
 
-class MLP(nn.Module):
+class MLP(BodyHeadNet):
     def __init__(
         self,
         n_features: int,
@@ -65,11 +66,3 @@ class MLP(nn.Module):
             nn.Dropout(self.dropout_hidden),
             linear(self.body_size, n_targets, self.weight_norm),
         )
-
-    def set_output_bias(self, bias) -> None:
-        """Start from the training prior: the head's bias set to the prevalence logits."""
-        out = self.head[-1]
-        out.bias.data.copy_(torch.as_tensor(bias, dtype=out.bias.dtype))
-
-    def forward(self, x):
-        return self.head(self.body(x))

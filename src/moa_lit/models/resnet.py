@@ -1,0 +1,68 @@
+"""A residual tabular net after the winners' "2-heads ResNet": an input
+projection, then blocks whose output is added back to their input, so deeper
+stacks train as easily as a shallow MLP."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from moa_lit.errors import MoAError
+from moa_lit.models.heads import BodyHeadNet
+from moa_lit.models.mlp import activation, linear
+
+
+class ResidualBlock(nn.Module):
+    """x + f(x), with f = (batch norm -> dropout -> linear -> activation) x 2."""
+
+    def __init__(self, size: int, dropout: float, weight_norm: bool, activation_name: str) -> None:
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.BatchNorm1d(size),
+            nn.Dropout(dropout),
+            linear(size, size, weight_norm),
+            activation(activation_name),
+            nn.BatchNorm1d(size),
+            nn.Dropout(dropout),
+            linear(size, size, weight_norm),
+            activation(activation_name),
+        )
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class ResNet(BodyHeadNet):
+    def __init__(
+        self,
+        n_features: int,
+        n_targets: int,
+        hidden_size: int = 512,
+        n_blocks: int = 2,
+        dropout_input: float = 0.2,
+        dropout_hidden: float = 0.3,
+        weight_norm: bool = True,
+        activation_name: str = "relu",
+    ) -> None:
+        super().__init__()
+        if n_blocks < 1:
+            raise MoAError(f"model.net.n_blocks={n_blocks}: expected at least 1 residual block")
+        if hidden_size < 1:
+            raise MoAError(f"model.net.hidden_size={hidden_size}: expected a positive size")
+        self.body = nn.Sequential(
+            nn.BatchNorm1d(n_features),
+            nn.Dropout(dropout_input),
+            linear(n_features, hidden_size, weight_norm),
+            activation(activation_name),
+            *[ResidualBlock(hidden_size, dropout_hidden, weight_norm, activation_name) for _ in range(n_blocks)],
+        )
+        self.body_size = hidden_size
+        self.dropout_hidden = dropout_hidden
+        self.weight_norm = weight_norm
+        self.head = self.make_head(n_targets)
+
+    def make_head(self, n_targets: int) -> nn.Module:
+        return nn.Sequential(
+            nn.BatchNorm1d(self.body_size),
+            nn.Dropout(self.dropout_hidden),
+            linear(self.body_size, n_targets, self.weight_norm),
+        )

@@ -1,0 +1,145 @@
+"""Model families, presets, pretraining and clipping through the real command line, on tiny data."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import run_cli
+from moa_lit.config import CONFIG_DIR, unknown_group_choice
+from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+
+TINY = ["cv.n_folds=2", "trainer.max_epochs=1", "loader.batch_size=64", "callbacks.progress_bar.refresh_rate=0"]
+
+
+def synthetic(tmp_path, n=400):
+    return [f"data.n_samples={n}", f"data.dir={tmp_path / 'data'}"]
+
+
+def read_run(run_dir):
+    scores = json.loads((run_dir / "scores.json").read_text())
+    oof = pd.read_csv(run_dir / "oof.csv")
+    return scores, oof
+
+
+def test_resnet_with_clipping_trains_through_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["model=resnet", "model.net.hidden_size=32", "predict.clip=[0.001,0.99]", *TINY, *synthetic(tmp_path)]
+    proc = run_cli("moa_lit.train", [*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores, oof = read_run(run_dir)
+    assert np.isfinite(scores["oof_logloss"]) and scores["n_rows"] == 400
+    assert checkpoint_net(run_dir).endswith("ResNet")
+    p = oof.drop(columns="sig_id").to_numpy()
+    # clipped, except control rows, which stay exactly 0
+    treated = (p > 0).any(axis=1)
+    assert treated.any() and (~treated).any()
+    assert p[treated].min() >= 0.001 and p[treated].max() <= 0.99
+    sub = pd.read_csv(run_dir / "submission.csv").drop(columns="sig_id").to_numpy()
+    assert sub.max() <= 0.99
+
+
+def test_cnn1d_trains_through_the_same_loop(tmp_path):
+    # composed in-process (the same train() the CLI calls) to spare a second interpreter start
+    from moa_lit.train import train
+
+    run_dir = tmp_path / "run"
+    net = ["model=cnn1d", "model.net.channels=8", "model.net.length=8", "model.net.conv_channels=16"]
+    train(compose_train([*net, *TINY, *synthetic(tmp_path), f"paths.output_dir={run_dir}"]))
+    scores, oof = read_run(run_dir)
+    assert np.isfinite(scores["oof_logloss"]) and len(oof) == 400
+    assert checkpoint_net(run_dir).endswith("CNN1D")
+    assert (run_dir / "submission.csv").is_file()
+
+
+def checkpoint_net(run_dir):
+    import torch
+
+    ckpt = torch.load(run_dir / "models/seed0/fold0/best.ckpt", weights_only=False)
+    return ckpt["hyper_parameters"]["net"]["_target_"]
+
+
+def compose_train(overrides):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="train", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def kaggle_folder_with_nonscored(tmp_path, n=400):
+    """A Kaggle-layout folder whose non-scored targets have positives (the
+    stand-in generator writes all-zero ones): half are copies of scored ones."""
+    folder = ensure_synthetic(SyntheticConfig(n_samples=n, seed=3, n_scored=20, n_nonscored=12), tmp_path / "kaggle")
+    scored = pd.read_csv(folder / "train_targets_scored.csv")
+    nonscored = pd.read_csv(folder / "train_targets_nonscored.csv")
+    for i, col in enumerate(nonscored.columns[1:7]):
+        nonscored[col] = scored.iloc[:, 1 + i].to_numpy()
+    nonscored.to_csv(folder / "train_targets_nonscored.csv", index=False)
+    return folder
+
+
+def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path):
+    folder = kaggle_folder_with_nonscored(tmp_path)
+    run_dir = tmp_path / "run"
+    args = [
+        "experiment=best", "data=kaggle", f"data.dir={folder}", *TINY,
+        "seeds=[0]", "model.net.hidden_size=32", "features.pca_genes=5", "features.pca_cells=3",
+        "pretrain.max_epochs=1", "stack.enabled=true", "stack.inner_folds=2", "stack.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = run_cli("moa_lit.train", args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores, oof = read_run(run_dir)
+    assert np.isfinite(scores["oof_logloss"])
+    assert (run_dir / "models/seed0/fold1/stack_models.pt").is_file()
+    fold_info = json.loads((run_dir / "models/seed0/fold1/fold.json").read_text())
+    # 20 scored targets are trained on; 6 of the 12 non-scored ones have positives
+    assert 0 < fold_info["pretrained_targets"] <= 6 and 0 < fold_info["stacked_columns"] <= 6
+    # 772 g-* + 5 PCA, 100 c-* + 3 PCA, 5 one-hot, then the stacked columns
+    assert fold_info["n_features"] == 772 + 5 + 100 + 3 + 5 + fold_info["stacked_columns"]
+    assert (run_dir / "submission.csv").is_file()
+    cfg = (run_dir / ".hydra/config.yaml").read_text()
+    assert "enabled: true" in cfg and "pca_genes: 5" in cfg
+
+
+def test_unknown_preset_is_one_line(tmp_path):
+    proc = run_cli("moa_lit.train", ["experiment=xyz"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best"
+
+
+def test_unknown_choice_check_leaves_valid_and_sweep_overrides_alone():
+    assert unknown_group_choice(["model=resnet", "experiment=best", "features.pca_genes=3", "trainer=debug"]) is None
+    assert unknown_group_choice(["model=mlp,resnet", "hydra/sweeper=optuna", "experiment=null"]) is None
+    assert unknown_group_choice(["model=xyz"]) == "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet"
+    assert unknown_group_choice(["model=mlp,rsnet"]).startswith("model=rsnet")
+    assert unknown_group_choice(["+experiment=nope"]).startswith("experiment=nope")
+
+
+def test_presets_compose():
+    cfg = compose_train
+    base = cfg(["experiment=baseline"])
+    assert base.model.net._target_.endswith("MLP") and not base.pretrain.enabled and list(base.seeds) == [0]
+    best = cfg(["experiment=best", "data=kaggle", "data.dir=/somewhere"])
+    assert best.pretrain.enabled and len(best.seeds) > 1 and best.features.pca_genes > 0
+    assert best.data._target_.endswith("load_kaggle") and best.data.dir == "/somewhere"
+    # a preset is a starting point: command-line overrides still win
+    assert cfg(["experiment=best", "pretrain.enabled=false"]).pretrain.enabled is False
+
+
+def test_bad_clip_is_a_clear_error():
+    from omegaconf import OmegaConf
+
+    from moa_lit.cv import prediction_clip
+    from moa_lit.errors import MoAError
+
+    assert prediction_clip(OmegaConf.create({"predict": {"clip": None}})) is None
+    assert prediction_clip(OmegaConf.create({"predict": {"clip": [0.001, 0.99]}})) == (0.001, 0.99)
+    for bad in ([0.9, 0.1], [0.1], 0.5, [-0.1, 0.5]):
+        with pytest.raises(MoAError, match="predict.clip=.*expected \\[lo, hi\\]"):
+            prediction_clip(OmegaConf.create({"predict": {"clip": bad}}))

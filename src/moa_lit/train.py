@@ -175,7 +175,7 @@ def run_and_exit_on_error(fn, cfg: DictConfig):
         err = user_error(exc)
         if err is None:
             raise
-        log.error("%s", err)
+        log.debug("stopped: %s", err)  # the console gets the one line below
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 

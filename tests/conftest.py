@@ -55,3 +55,18 @@ def run_cli(module: str, args: list[str], cwd: Path, timeout: int = 600) -> subp
         text=True,
         timeout=timeout,
     )
+
+
+def compose_train(overrides):
+    """The training config composed as the command line would, for in-process runs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from moa_lit.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()

@@ -5,11 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from conftest import run_cli
-from moa_lit.config import CONFIG_DIR, unknown_group_choice
+from conftest import compose_train, run_cli
+from moa_lit.config import unknown_group_choice
 from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
 
 TINY = ["cv.n_folds=2", "trainer.max_epochs=1", "loader.batch_size=64", "callbacks.progress_bar.refresh_rate=0"]
@@ -62,13 +60,6 @@ def checkpoint_net(run_dir):
     return ckpt["hyper_parameters"]["net"]["_target_"]
 
 
-def compose_train(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name="train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def kaggle_folder_with_nonscored(tmp_path, n=400):

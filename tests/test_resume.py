@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from conftest import REPO, run_cli, tiny_run_overrides
+from conftest import REPO, compose_train, run_cli, tiny_run_overrides
 from moa_lit import run_files
-from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.train import train
 
@@ -32,13 +29,7 @@ def overrides(tmp: Path) -> list[str]:
 
 
 def compose_run(tmp: Path, run_dir: Path, extra: list[str] = ()):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name="train", overrides=[*overrides(tmp), f"paths.output_dir={run_dir}", *extra])
-    finally:
-        GlobalHydra.instance().clear()
-
+    return compose_train([*overrides(tmp), f"paths.output_dir={run_dir}", *extra])
 
 def read_outputs(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(run_dir / run_files.OOF), pd.read_csv(run_dir / run_files.SUBMISSION)

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from conftest import run_cli, tiny_run_overrides
+from conftest import compose_train, run_cli, tiny_run_overrides
 from moa_lit import run_files
 from moa_lit.callbacks import TrainingDivergedError
-from moa_lit.config import CONFIG_DIR
 from moa_lit.fold_predictions import InvalidPredictionsError
 from moa_lit.module import MoAModule
 from moa_lit.train import run_and_exit_on_error, train
@@ -25,17 +22,8 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def compose_run(data_root: Path, run_dir: Path, extra: list[str]):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(
-                config_name="train",
-                overrides=[*tiny_run_overrides(data_root, n_samples=600, epochs=3), "num_threads=1",
-                           f"paths.output_dir={run_dir}", *extra],
-            )
-    finally:
-        GlobalHydra.instance().clear()
-
+    overrides = [*tiny_run_overrides(data_root, n_samples=600, epochs=3), "num_threads=1"]
+    return compose_train([*overrides, f"paths.output_dir={run_dir}", *extra])
 
 def assert_no_predictions_written(run_dir: Path) -> None:
     assert not list(run_dir.rglob(run_files.FOLD_PREDICTIONS))

@@ -5,12 +5,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
+from conftest import compose_train
 from moa_lit import schema, stages
 from moa_lit.callbacks import FreezeBody
-from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from test_features import make_dm, make_frame
 
@@ -18,13 +16,7 @@ VAL_FOLD = 1
 
 
 def compose_cfg(overrides):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name="train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-
+    return compose_train(overrides)
 
 def stage_cfg(*extra):
     return compose_cfg(

@@ -11,7 +11,7 @@ from torch import nn
 
 from moa_lit.errors import MoAError
 from moa_lit.models.heads import BodyHeadNet
-from moa_lit.models.mlp import linear
+from moa_lit.models.heads import linear
 
 
 class FeaturesToSignal(nn.Module):
@@ -90,10 +90,3 @@ class CNN1D(BodyHeadNet):
         self.dropout_hidden = dropout_hidden
         self.weight_norm = weight_norm
         self.head = self.make_head(n_targets)
-
-    def make_head(self, n_targets: int) -> nn.Module:
-        return nn.Sequential(
-            nn.BatchNorm1d(self.body_size),
-            nn.Dropout(self.dropout_hidden),
-            linear(self.body_size, n_targets, self.weight_norm),
-        )

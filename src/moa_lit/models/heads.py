@@ -6,18 +6,42 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+from moa_lit.errors import MoAError
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise MoAError(f"model.net.activation_name={name!r}: expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def linear(n_in: int, n_out: int, weight_norm: bool) -> nn.Module:
+    layer = nn.Linear(n_in, n_out)
+    return _weight_norm(layer) if weight_norm else layer
 
 
 class BodyHeadNet(nn.Module):
     """Base of the model families; subclasses build ``self.body``, set
-    ``self.body_size`` and call ``self.head = self.make_head(n_targets)``."""
+    ``self.body_size`` (and ``dropout_hidden``, ``weight_norm`` for the default
+    head) and call ``self.head = self.make_head(n_targets)``."""
 
     body: nn.Module
     head: nn.Module
     body_size: int
+    dropout_hidden: float = 0.0
+    weight_norm: bool = False
 
     def make_head(self, n_targets: int) -> nn.Module:
-        raise NotImplementedError
+        """The notebook MLP's head: batch norm, dropout, linear to the logits."""
+        return nn.Sequential(
+            nn.BatchNorm1d(self.body_size),
+            nn.Dropout(self.dropout_hidden),
+            linear(self.body_size, n_targets, self.weight_norm),
+        )
 
     def output_layer(self) -> nn.Module:
         """The last layer of the head (a Linear, possibly weight-normed)."""

@@ -5,24 +5,9 @@ batch norm -> dropout -> linear to the target logits."""
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from moa_lit.models.heads import BodyHeadNet
-
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
-
-
-def activation(name: str) -> nn.Module:
-    from moa_lit.errors import MoAError
-
-    if name not in ACTIVATIONS:
-        raise MoAError(f"model.net.activation={name!r}: expected one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
-
-
-def linear(n_in: int, n_out: int, weight_norm: bool) -> nn.Module:
-    layer = nn.Linear(n_in, n_out)
-    return _weight_norm(layer) if weight_norm else layer
+from moa_lit.errors import MoAError
+from moa_lit.models.heads import BodyHeadNet, activation, linear
 
 
 class MLP(BodyHeadNet):
@@ -38,8 +23,6 @@ class MLP(BodyHeadNet):
         activation_name: str = "relu",
     ) -> None:
         super().__init__()
-        from moa_lit.errors import MoAError
-
         if n_layers < 1:
             raise MoAError(f"model.net.n_layers={n_layers}: expected at least 1 hidden layer")
         if hidden_size < 1:
@@ -59,10 +42,3 @@ class MLP(BodyHeadNet):
         self.dropout_hidden = dropout_hidden
         self.weight_norm = weight_norm
         self.head = self.make_head(n_targets)
-
-    def make_head(self, n_targets: int) -> nn.Module:
-        return nn.Sequential(
-            nn.BatchNorm1d(self.body_size),
-            nn.Dropout(self.dropout_hidden),
-            linear(self.body_size, n_targets, self.weight_norm),
-        )

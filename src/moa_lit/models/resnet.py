@@ -8,7 +8,7 @@ from torch import nn
 
 from moa_lit.errors import MoAError
 from moa_lit.models.heads import BodyHeadNet
-from moa_lit.models.mlp import activation, linear
+from moa_lit.models.heads import activation, linear
 
 
 class ResidualBlock(nn.Module):
@@ -59,10 +59,3 @@ class ResNet(BodyHeadNet):
         self.dropout_hidden = dropout_hidden
         self.weight_norm = weight_norm
         self.head = self.make_head(n_targets)
-
-    def make_head(self, n_targets: int) -> nn.Module:
-        return nn.Sequential(
-            nn.BatchNorm1d(self.body_size),
-            nn.Dropout(self.dropout_hidden),
-            linear(self.body_size, n_targets, self.weight_norm),
-        )

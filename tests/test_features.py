@@ -135,3 +135,12 @@ def test_tensor_batches_cover_rows_once_and_reshuffle():
     assert not torch.equal(first, second)
     ordered = TensorBatches(x, x, batch_size=4, shuffle=False, drop_singleton=False)
     assert torch.equal(torch.cat([b[0] for b in ordered]), x)
+
+
+def test_row_statistics_of_constant_rows_are_finite():
+    from moa_lit.features import row_statistics
+
+    x = np.vstack([np.full(10, -10.0), np.arange(10.0)])
+    stats = row_statistics(x)
+    assert np.isfinite(stats).all()
+    np.testing.assert_allclose(stats[0], [-10.0, 0.0, 0.0, 0.0])

@@ -148,12 +148,21 @@ class MoADataModule(L.LightningDataModule):
         pipeline = build_feature_pipeline(self.genes, self.cells, seed=seed, **self.feature_params)
         self.preprocessor = fit_features(pipeline, self.features.iloc[train_idx])
         self.tensors = FoldTensors(
-            x_train=self.tensor(self.preprocessor.transform(self.features.iloc[train_idx])),
+            x_train=self.tensor(self._finite(self.preprocessor.transform(self.features.iloc[train_idx]), fold)),
             y_train=self.tensor(self.targets[train_idx]),
-            x_val=self.tensor(self.preprocessor.transform(self.features.iloc[val_idx])),
+            x_val=self.tensor(self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)),
             y_val=self.tensor(self.targets[val_idx]),
         )
         return self
+
+    def _finite(self, x: np.ndarray, fold: int) -> np.ndarray:
+        """Non-finite features would turn every loss into NaN: stop and name the settings."""
+        if not np.isfinite(x).all():
+            raise MoAError(
+                f"fold {fold}: the feature pipeline produced NaN or infinite values "
+                f"(features={self.feature_params}); expected finite features"
+            )
+        return x
 
     def transform(self, features: pd.DataFrame) -> torch.Tensor:
         """Features of any rows through the current fold's fitted pipeline."""

@@ -32,9 +32,12 @@ from moa_lit.errors import MoAError
 def row_statistics(x: np.ndarray | pd.DataFrame) -> np.ndarray:
     """Mean, std, skew and kurtosis of each row (computed on the raw values)."""
     x = np.asarray(x, dtype=np.float64)
-    return np.column_stack(
+    out = np.column_stack(
         [x.mean(axis=1), x.std(axis=1), stats.skew(x, axis=1), stats.kurtosis(x, axis=1)]
     )
+    # A constant row (e.g. every c-* at the -10 viability floor) has no skew or
+    # kurtosis: scipy gives NaN, which would poison the network; use 0.
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _to_float32(x: np.ndarray) -> np.ndarray:

@@ -77,7 +77,8 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     args = [
         "experiment=best", "data=kaggle", f"data.dir={folder}", *TINY,
         "seeds=[0]", "model.net.hidden_size=32", "features.pca_genes=5", "features.pca_cells=3",
-        "pretrain.max_epochs=1", "stack.enabled=true", "stack.inner_folds=2", "stack.max_epochs=1",
+        "features.factor_analysis_genes=2", "features.factor_analysis_cells=1",
+        "pretrain.enabled=true", "pretrain.max_epochs=1", "stack.enabled=true", "stack.inner_folds=2", "stack.max_epochs=1",
         f"hydra.run.dir={run_dir}",
     ]
     proc = run_cli("moa_lit.train", args, cwd=tmp_path)
@@ -92,8 +93,8 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     train_rows = (folds["fold"] != 1).to_numpy()
     with_positive = int((nonscored.iloc[train_rows, 1:].sum(axis=0) > 0).sum())
     assert fold_info["pretrained_targets"] == with_positive and fold_info["stacked_columns"] == with_positive
-    # 772 g-* + 5 PCA, 100 c-* + 3 PCA, 5 one-hot, then the stacked columns
-    assert fold_info["n_features"] == 772 + 5 + 100 + 3 + 5 + fold_info["stacked_columns"]
+    # 772 g-* + 5 PCA + 2 FA, 100 c-* + 3 PCA + 1 FA, 5 one-hot, then the stacked columns
+    assert fold_info["n_features"] == 772 + 5 + 2 + 100 + 3 + 1 + 5 + fold_info["stacked_columns"]
     assert (run_dir / "submission.csv").is_file()
     cfg = (run_dir / ".hydra/config.yaml").read_text()
     assert "enabled: true" in cfg and "pca_genes: 5" in cfg
@@ -118,10 +119,10 @@ def test_presets_compose():
     base = cfg(["experiment=baseline"])
     assert base.model.net._target_.endswith("MLP") and not base.pretrain.enabled and list(base.seeds) == [0]
     best = cfg(["experiment=best", "data=kaggle", "data.dir=/somewhere"])
-    assert best.pretrain.enabled and len(best.seeds) > 1 and best.features.pca_genes > 0
+    assert len(best.seeds) > 1 and best.features.pca_genes > 0 and best.features.factor_analysis_genes > 0
     assert best.data._target_.endswith("load_kaggle") and best.data.dir == "/somewhere"
     # a preset is a starting point: command-line overrides still win
-    assert cfg(["experiment=best", "pretrain.enabled=false"]).pretrain.enabled is False
+    assert cfg(["experiment=best", "pretrain.enabled=true"]).pretrain.enabled is True
 
 
 def test_bad_clip_is_a_clear_error():

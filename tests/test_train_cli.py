@@ -54,6 +54,12 @@ def test_oof_scores_are_true_and_beat_the_prior(tiny_run):
     assert scores["oof_logloss"] < scores["prior_logloss"]
     assert set(scores["per_fold"]) == {"0", "1"} and len(scores["per_target"]) == truth.shape[1]
     assert scores["wall_time_s"] > 0 and "training" in scores["timings_s"]
+    # the data fingerprint identifies the source files by content
+    import hashlib
+
+    source = data_dir / "train_features.csv"
+    assert scores["data"]["train_features.csv"]["sha1"] == hashlib.sha1(source.read_bytes()).hexdigest()
+    assert scores["data"]["rows"] == len(features)
 
 
 def test_folds_and_submission_layout(tiny_run):

@@ -21,6 +21,7 @@ from moa_lit.config import CONFIG_DIR, unknown_group_choice
 from moa_lit.cv import cross_validate
 from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
+from moa_lit.data.reader import with_content_hashes
 from moa_lit.folds import assign_folds
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
@@ -76,6 +77,7 @@ def train(cfg: DictConfig) -> float:
 
     with timer("data"):
         data = instantiate(cfg.data)
+        fingerprint = with_content_hashes(data.fingerprint)
     names = data.scored_names
     targets = data.scored.to_numpy(dtype=np.float64)
     is_control = data.train_is_control
@@ -139,7 +141,7 @@ def train(cfg: DictConfig) -> float:
             run_files.write_csv(submission, run_dir / run_files.SUBMISSION, float_format="%.7g")
     scores["seeds"] = seeds
     scores["fold_summaries"] = preds.fold_summaries
-    scores["data"] = data.fingerprint
+    scores["data"] = fingerprint
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]
     run_files.write_json(scores, run_dir / run_files.SCORES)

@@ -232,7 +232,7 @@ def bench_inference(run_dir: Path, test_file: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput measurement")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per throughput measurement (more amortise the per-fit set-up)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating plain/Lightning rounds (best of)")
     parser.add_argument("--n-samples", type=int, default=23814, help="synthetic training rows")
     parser.add_argument("--skip-full-run", action="store_true", help="skip the default 5-fold run")

@@ -96,6 +96,16 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     # 772 g-* + 5 PCA + 2 FA, 100 c-* + 3 PCA + 1 FA, 5 one-hot, then the stacked columns
     assert fold_info["n_features"] == 772 + 5 + 2 + 100 + 3 + 1 + 5 + fold_info["stacked_columns"]
     assert (run_dir / "submission.csv").is_file()
+    # predict reloads the stacked stage's inner models: it reproduces the submission
+    from moa_lit.data.reader import read_features
+    from moa_lit.predict import predict_frame
+    from moa_lit.run_manifest import read_manifest
+
+    manifest = read_manifest(run_dir)
+    predicted = predict_frame(run_dir, read_features(folder / "test_features.csv", manifest.layout), manifest)
+    submission = pd.read_csv(run_dir / "submission.csv")
+    assert list(predicted.columns) == list(submission.columns)
+    np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), submission.iloc[:, 1:].to_numpy(), atol=1e-6)
     cfg = (run_dir / ".hydra/config.yaml").read_text()
     assert "enabled: true" in cfg and "pca_genes: 5" in cfg
 

@@ -13,7 +13,8 @@ from moa_lit import run_files
 from moa_lit.callbacks import TrainingDivergedError
 from moa_lit.fold_predictions import InvalidPredictionsError
 from moa_lit.module import MoAModule
-from moa_lit.train import run_and_exit_on_error, train
+from moa_lit.cli import run_and_exit_on_error
+from moa_lit.train import train
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.scores import score_run
-from moa_lit.train import run_and_exit_on_error
+from moa_lit.cli import run_and_exit_on_error
 
 log = logging.getLogger("moa_lit.merge")
 

@@ -30,7 +30,7 @@ from moa_lit.errors import MoAError
 from moa_lit.module import MoAModule
 from moa_lit.run_manifest import RunManifest, read_manifest
 from moa_lit.stages import StackedFeatures, load_stack
-from moa_lit.train import configure_threads, run_and_exit_on_error
+from moa_lit.cli import configure_threads, run_and_exit_on_error
 
 log = logging.getLogger("moa_lit.predict")
 

@@ -17,7 +17,6 @@ import pandas as pd
 
 FOLDS = "folds.csv"
 OOF = "oof.csv"
-TEST_PREDICTIONS = "test_predictions.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
 CONFIG = ".hydra/config.yaml"

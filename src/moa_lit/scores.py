@@ -9,6 +9,14 @@ import numpy as np
 from moa_lit.metric import mean_logloss, per_target_logloss
 
 
+def smoothed_prevalence(targets: np.ndarray) -> np.ndarray:
+    """Each target's rate in ``targets`` with half a positive added, so a target
+    unseen in training is not predicted exactly 0 (the clipped metric punishes
+    that with ~34.5)."""
+    targets = np.asarray(targets, dtype=np.float64)
+    return (targets.sum(axis=0) + 0.5) / (len(targets) + 1.0)
+
+
 def fold_prior_predictions(targets, folds, is_control, fold_ids) -> np.ndarray:
     """Out-of-fold prior: each fold's rows get the treated training rows' prevalence,
     smoothed by half a positive so a target absent from a fold's training rows
@@ -16,7 +24,7 @@ def fold_prior_predictions(targets, folds, is_control, fold_ids) -> np.ndarray:
     prior = np.full(targets.shape, np.nan)
     for k in fold_ids:
         train = (folds != k) & ~is_control
-        prior[folds == k] = (targets[train].sum(axis=0) + 0.5) / (train.sum() + 1.0)
+        prior[folds == k] = smoothed_prevalence(targets[train])
     prior[is_control] = 0.0
     return prior
 

@@ -38,6 +38,7 @@ from moa_lit.datamodule import MoADataModule
 from moa_lit.errors import MoAError
 from moa_lit.folds import assign_folds
 from moa_lit.module import MoAModule
+from moa_lit.scores import smoothed_prevalence
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,7 @@ def auxiliary_targets(
 
 
 def _prior_logits(y: np.ndarray) -> np.ndarray:
-    # smoothed like the prior baseline: half a positive for an unseen target
-    y = np.asarray(y, dtype=np.float64)
-    prevalence = (y.sum(axis=0) + 0.5) / (len(y) + 1.0)
+    prevalence = smoothed_prevalence(y)  # the prior baseline's rates
     return np.log(prevalence / (1 - prevalence))
 
 

@@ -53,7 +53,7 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
     def sweep(self, arguments: list[str]) -> None:
         # Imported here: this module is loaded by the sweeper inside the
         # moa_lit.train program, whose error handling it shares.
-        from moa_lit.train import run_and_exit_on_error
+        from moa_lit.cli import run_and_exit_on_error
 
         run_and_exit_on_error(self._search, arguments)
 

@@ -5,7 +5,6 @@ OOF log loss (which the Optuna sweeper minimises)."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR, unknown_group_choice
 from moa_lit.cv import cross_validate
+from moa_lit.cli import configure_threads, run_and_exit_on_error
 from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
 from moa_lit.data.reader import with_content_hashes
@@ -33,14 +33,6 @@ from moa_lit.run_manifest import write_manifest
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger("moa_lit.train")
-
-
-def configure_threads(num_threads: int | None) -> int:
-    n = int(num_threads) if num_threads else (os.cpu_count() or 1)
-    if n < 1:
-        raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
-    torch.set_num_threads(n)
-    return n
 
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:
@@ -156,30 +148,6 @@ def train(cfg: DictConfig) -> float:
         flush=True,
     )
     return scores["oof_logloss"]
-
-
-def user_error(exc: BaseException) -> MoAError | None:
-    """The MoAError behind an exception, also when Hydra's instantiate wrapped it."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, MoAError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def run_and_exit_on_error(fn, cfg: DictConfig):
-    """Bad input or settings end the program with one line and exit code 2."""
-    try:
-        return fn(cfg)
-    except Exception as exc:
-        err = user_error(exc)
-        if err is None:
-            raise
-        log.debug("stopped: %s", err)  # the console gets the one line below
-        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

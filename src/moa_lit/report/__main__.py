@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.report.build import build_report
-from moa_lit.train import run_and_exit_on_error
+from moa_lit.cli import run_and_exit_on_error
 
 
 def rebuild(cfg: DictConfig) -> Path:

@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from moa_lit import run_files
-from moa_lit.checkpoint_io import AtomicCheckpointIO
-from moa_lit.fold_predictions import (
+from moa_lit.runs import files as run_files
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.runs.fold_predictions import (
     FoldPredictions,
     InvalidPredictionsError,
     fold_finished,
     load_fold_predictions,
     save_fold_predictions,
 )
-from moa_lit.resume import changed_settings
+from moa_lit.runs.resume import changed_settings
 
 
 class DiskFull(OSError):

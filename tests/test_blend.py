@@ -14,7 +14,7 @@ from conftest import run_cli
 from moa_lit.blend import blend, optimise_weights
 from moa_lit.data.sources import load_synthetic
 from moa_lit.errors import MoAError
-from moa_lit.metric import mean_logloss
+from moa_lit.scoring.metric import mean_logloss
 
 N = 300
 

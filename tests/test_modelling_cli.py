@@ -99,7 +99,7 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     # predict reloads the stacked stage's inner models: it reproduces the submission
     from moa_lit.data.reader import read_features
     from moa_lit.predict import predict_frame
-    from moa_lit.run_manifest import read_manifest
+    from moa_lit.runs.manifest import read_manifest
 
     manifest = read_manifest(run_dir)
     predicted = predict_frame(run_dir, read_features(folder / "test_features.csv", manifest.layout), manifest)
@@ -138,7 +138,7 @@ def test_presets_compose():
 def test_bad_clip_is_a_clear_error():
     from omegaconf import OmegaConf
 
-    from moa_lit.cv import prediction_clip
+    from moa_lit.training.cv import prediction_clip
     from moa_lit.errors import MoAError
 
     assert prediction_clip(OmegaConf.create({"predict": {"clip": None}})) is None

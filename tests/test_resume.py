@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, compose_train, run_cli, tiny_run_overrides
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 from moa_lit.train import train
 
@@ -154,7 +154,7 @@ def test_resume_refuses_other_settings_and_leaves_the_run_alone(reference):
 def test_checkpoint_memory_survives_a_moved_run_folder(tmp_path):
     import torch
 
-    from moa_lit.callbacks import FoldCheckpoint
+    from moa_lit.training.callbacks import FoldCheckpoint
 
     old, new = tmp_path / "old" / "fold1", tmp_path / "new" / "fold1"
     saved = FoldCheckpoint(dirpath=str(old), monitor="val_logloss", filename="best")

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import compose_train
-from moa_lit import schema, stages
-from moa_lit.callbacks import FreezeBody
+from moa_lit import schema
+from moa_lit.training import stages
+from moa_lit.training.callbacks import FreezeBody
 from moa_lit.errors import MoAError
 from test_features import make_dm, make_frame
 
@@ -170,7 +171,7 @@ def test_freeze_body_keeps_the_body_for_the_first_epochs():
     x = torch.randn(64, 8)
     y = (torch.rand(64, 3) < 0.3).float()
     body_before, head_before = state(module.net.body), state(module.net.head)
-    from moa_lit.datamodule import TensorBatches
+    from moa_lit.training.datamodule import TensorBatches
 
     trainer = L.Trainer(
         max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

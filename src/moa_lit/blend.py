@@ -26,10 +26,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.optimize import minimize
 
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
-from moa_lit.metric import mean_logloss
-from moa_lit.scores import score_run
+from moa_lit.scoring.metric import mean_logloss
+from moa_lit.scoring.scores import score_run
 
 log = logging.getLogger("moa_lit.blend")
 

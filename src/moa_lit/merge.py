@@ -15,10 +15,11 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
-from moa_lit.scores import score_run
+from moa_lit.scoring.scores import score_run
 from moa_lit.cli import run_and_exit_on_error
 
 log = logging.getLogger("moa_lit.merge")

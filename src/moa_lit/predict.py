@@ -22,14 +22,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.config import CONFIG_DIR
-from moa_lit.cv import prediction_clip
+from moa_lit.training.cv import prediction_clip
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
-from moa_lit.module import MoAModule
-from moa_lit.run_manifest import RunManifest, read_manifest
-from moa_lit.stages import StackedFeatures, load_stack
+from moa_lit.training.module import MoAModule
+from moa_lit.runs.manifest import RunManifest, read_manifest
+from moa_lit.training.stages import StackedFeatures, load_stack
 from moa_lit.cli import configure_threads, run_and_exit_on_error
 
 log = logging.getLogger("moa_lit.predict")

@@ -15,21 +15,22 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.config import CONFIG_DIR, unknown_group_choice
-from moa_lit.cv import cross_validate
+from moa_lit.training.cv import cross_validate
 from moa_lit.cli import configure_threads, run_and_exit_on_error
 from moa_lit.errors import MoAError
-from moa_lit.fold_predictions import check_probabilities
+from moa_lit.runs.fold_predictions import check_probabilities
 from moa_lit.data.reader import with_content_hashes
-from moa_lit.folds import assign_folds
-from moa_lit.resume import check_same_folds, prepare_run_dir
-from moa_lit.scores import score_run
+from moa_lit.training.folds import assign_folds
+from moa_lit.runs.resume import check_same_folds, prepare_run_dir
+from moa_lit.scoring.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.report.inputs import oof_labels_table
-from moa_lit.run_manifest import write_manifest
+from moa_lit.runs.manifest import write_manifest
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger("moa_lit.train")

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from moa_lit.blend import blend
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
-from moa_lit.run_files import CONFIG, SCORES, atomic_path, read_json, write_json
+from moa_lit.runs.files import CONFIG, SCORES, atomic_path, read_json, write_json
 from moa_lit.train import train
 
 

@@ -17,10 +17,11 @@ import pandas as pd
 
 
 def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_controls: int, seeds: list[int]) -> None:
-    from moa_lit import run_files, schema
+    from moa_lit import schema
+from moa_lit.runs import files as run_files
     from moa_lit.report.inputs import oof_labels_table
-    from moa_lit.run_manifest import write_manifest
-    from moa_lit.scores import score_run
+    from moa_lit.runs.manifest import write_manifest
+    from moa_lit.scoring.scores import score_run
 
     rng = np.random.default_rng(0)
     names = [f"target_{j}_inhibitor" for j in range(n_targets)]

@@ -49,8 +49,8 @@ def machine() -> str:
 def _fold_data(cfg, data, device: str):
     from omegaconf import OmegaConf
 
-    from moa_lit.datamodule import MoADataModule
-    from moa_lit.folds import assign_folds
+    from moa_lit.training.datamodule import MoADataModule
+    from moa_lit.training.folds import assign_folds
 
     targets = data.scored.to_numpy(dtype=np.float64)
     folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
@@ -70,7 +70,7 @@ def _module(cfg, dm):
 
 def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
     """The project's own path: MoAModule + the configured Trainer and callbacks."""
-    from moa_lit.cv import _trainer
+    from moa_lit.training.cv import _trainer
 
     module = _module(cfg, dm)
     cfg = cfg.copy()  # the caller's config keeps its own max_epochs
@@ -86,7 +86,7 @@ def plain_epochs(cfg, dm, epochs: int) -> float:
     the same per-epoch validation pass."""
     from hydra.utils import instantiate
 
-    from moa_lit.datamodule import TensorBatches
+    from moa_lit.training.datamodule import TensorBatches
 
     module = _module(cfg, dm).to(dm.device)
     net = module.net
@@ -220,7 +220,7 @@ def bench_inference(run_dir: Path, test_file: Path) -> dict:
     """Rows/s of predicting the synthetic test file with the saved run (all folds)."""
     from moa_lit.data.reader import read_features
     from moa_lit.predict import predict_frame
-    from moa_lit.run_manifest import read_manifest
+    from moa_lit.runs.manifest import read_manifest
 
     t0 = time.perf_counter()
     manifest = read_manifest(run_dir)

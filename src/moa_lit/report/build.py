@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.report import plots
 from moa_lit.report.inputs import read_report_inputs
 from moa_lit.report.markdown import build_markdown

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
-from moa_lit.run_manifest import RunManifest, read_manifest
+from moa_lit.runs.manifest import RunManifest, read_manifest
 
 LABEL_SEPARATOR = "|"
 POSITIVES = "positives"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.report.inputs import ReportInputs
 
 DIGITS = 5  # scores are shown as f"{value:.5f}"

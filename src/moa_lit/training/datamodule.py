@@ -13,7 +13,7 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from moa_lit.errors import MoAError
-from moa_lit.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_features
 
 
 def epoch_seed(*parts: int) -> int:

@@ -32,13 +32,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files
-from moa_lit.callbacks import FreezeBody, StopOnNonFiniteLoss
-from moa_lit.datamodule import MoADataModule
+from moa_lit.runs import files as run_files
+from moa_lit.training.callbacks import FreezeBody, StopOnNonFiniteLoss
+from moa_lit.training.datamodule import MoADataModule
 from moa_lit.errors import MoAError
-from moa_lit.folds import assign_folds
-from moa_lit.module import MoAModule
-from moa_lit.scores import smoothed_prevalence
+from moa_lit.training.folds import assign_folds
+from moa_lit.training.module import MoAModule
+from moa_lit.scoring.scores import smoothed_prevalence
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from moa_lit import __version__, run_files, schema
+from moa_lit import __version__, schema
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 
 FORMAT_VERSION = 1

@@ -18,14 +18,14 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files
-from moa_lit.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
-from moa_lit.checkpoint_io import AtomicCheckpointIO
-from moa_lit.datamodule import MoADataModule
+from moa_lit.runs import files as run_files
+from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.training.datamodule import MoADataModule
 from moa_lit.errors import MoAError
-from moa_lit.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
-from moa_lit.resources import out_of_memory_as_user_error
-from moa_lit.stages import check_stage_settings, fit_fold
+from moa_lit.runs.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
+from moa_lit.training.resources import out_of_memory_as_user_error
+from moa_lit.training.stages import check_stage_settings, fit_fold
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)

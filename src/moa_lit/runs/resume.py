@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 
 

@@ -76,7 +76,7 @@ def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
-    # Saved like Hydra's CLI does, so the blend finds the run's data.
+    # Saved like Hydra's CLI does (merge and the report read it).
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / CONFIG) as tmp:
         OmegaConf.save(cfg, tmp)

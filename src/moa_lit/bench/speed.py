@@ -70,12 +70,13 @@ def _module(cfg, dm):
 
 def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
     """The project's own path: MoAModule + the configured Trainer and callbacks."""
-    from moa_lit.training.cv import _trainer
+    from moa_lit.runs.run_dir import FoldDir, RunDir
+    from moa_lit.train import fold_trainers
 
     module = _module(cfg, dm)
     cfg = cfg.copy()  # the caller's config keeps its own max_epochs
     cfg.trainer.max_epochs = epochs
-    trainer, _ = _trainer(cfg, workdir / "fold", workdir, seed=0, fold=0)
+    trainer, _ = fold_trainers(cfg)(RunDir(workdir), FoldDir(workdir / "fold", seed=0, fold=0))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return time.perf_counter() - t0

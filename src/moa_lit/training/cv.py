@@ -1,6 +1,7 @@
 """Cross-validation around Lightning: for each seed and fold, fit the fold's
 features, train, keep the best epoch, predict the fold's validation rows
-(out-of-fold) and the test rows. Control rows are predicted exactly 0.
+(out-of-fold) and the test rows with the fold's predictor. Control rows are
+predicted exactly 0.
 
 With ``resume=true`` a fold whose predictions are on disk is not trained again,
 and a fold interrupted mid-training goes on from its ``last.ckpt``."""
@@ -11,24 +12,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from typing import Callable
 
+import lightning as L
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+import torch
 
-from moa_lit.runs import files as run_files
+from moa_lit.runs.run_dir import FoldDir, FoldPredictions, RunDir
 from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
 from moa_lit.training.checkpoint_io import AtomicCheckpointIO
 from moa_lit.training.datamodule import MoADataModule
-from moa_lit.errors import MoAError
-from moa_lit.runs.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
 from moa_lit.training.resources import out_of_memory_as_user_error
-from moa_lit.training.stages import check_stage_settings, fit_fold
+from moa_lit.training.stages import FoldPlan, fit_fold
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_CALLBACK = "model_checkpoint"  # the callbacks entry that keeps the best epoch
 
 
 @dataclass
@@ -38,133 +39,98 @@ class CVPredictions:
     fold_summaries: list[dict] = field(default_factory=list)
 
 
-def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int, extra_callbacks=()):
-    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), SeedEachEpoch(seed, fold), *extra_callbacks]
-    checkpoint = None
-    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
-        if cb_cfg is None:
-            continue
-        if name == "model_checkpoint":
-            checkpoint = instantiate(cb_cfg, dirpath=str(fold_path))
-            callbacks.append(checkpoint)
-        else:
-            callbacks.append(instantiate(cb_cfg))
-    logger = False
-    if cfg.get("logger"):
-        logger = instantiate(
-            cfg.logger, save_dir=str(run_dir / run_files.LOGS), name="", version=f"seed{seed}_fold{fold}"
+@dataclass
+class FoldTrainers:
+    """Makes each fold's Lightning Trainer from factories built by ``train.py``
+    (Hydra ``instantiate`` with ``_partial_``): the trainer, the callbacks by
+    name (the checkpoint callback gets the fold's folder) and the logger."""
+
+    new_trainer: Callable[..., L.Trainer]
+    callbacks: dict[str, Callable] = field(default_factory=dict)
+    new_logger: Callable | None = None
+
+    def __call__(self, run: RunDir, fold_dir: FoldDir, extra_callbacks=()):
+        seed, fold = fold_dir.seed, fold_dir.fold
+        callbacks = [StopOnNonFiniteLoss(label=fold_dir.label), SeedEachEpoch(seed, fold), *extra_callbacks]
+        checkpoint = None
+        for name, make in self.callbacks.items():
+            if name == CHECKPOINT_CALLBACK:
+                checkpoint = make(dirpath=str(fold_dir.path))
+                callbacks.append(checkpoint)
+            else:
+                callbacks.append(make())
+        logger = False
+        if self.new_logger is not None:
+            logger = self.new_logger(save_dir=str(run.logs), name="", version=run.log_version(seed, fold))
+        trainer = self.new_trainer(
+            callbacks=callbacks,
+            logger=logger,
+            default_root_dir=str(fold_dir.path),
+            plugins=[AtomicCheckpointIO()],
         )
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(fold_path),
-        plugins=[AtomicCheckpointIO()],
-    )
-    return trainer, checkpoint
+        return trainer, checkpoint
 
 
-def _resume_checkpoint(fold_path: Path, resume: bool) -> str | None:
-    """The checkpoint an interrupted fold goes on from, if any."""
-    last = fold_path / run_files.LAST_CHECKPOINT
-    return str(last) if resume and last.is_file() else None
-
-
-def _memory_settings(cfg: DictConfig) -> dict:
-    return {
-        "loader.batch_size": cfg.loader.batch_size,
-        "loader.eval_batch_size": cfg.loader.eval_batch_size,
-        "model.net.hidden_size": cfg.model.get("net", {}).get("hidden_size"),
-    }
-
-
-def prediction_clip(cfg: DictConfig) -> tuple[float, float] | None:
-    """``predict.clip=[lo, hi]``: written (and scored) predictions are clipped,
-    which bounds the metric's penalty for a confident miss; controls stay 0."""
-    clip = (cfg.get("predict") or {}).get("clip")
-    if clip is None:
-        return None
-    values = list(clip) if OmegaConf.is_list(clip) or isinstance(clip, (list, tuple)) else None
-    if not values or len(values) != 2 or not 0.0 <= float(values[0]) < float(values[1]) <= 1.0:
-        raise MoAError(f"predict.clip={clip}: expected [lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]")
-    return float(values[0]), float(values[1])
+@dataclass
+class TestRows:
+    features: pd.DataFrame
+    is_control: np.ndarray
 
 
 def cross_validate(
-    cfg: DictConfig,
-    features: pd.DataFrame,
-    targets: np.ndarray,
-    is_control: np.ndarray,
-    folds: np.ndarray,
+    dm: MoADataModule,
+    run: RunDir,
+    plan: FoldPlan,
+    trainers: FoldTrainers,
+    seeds: list[int],
     fold_ids: list[int],
-    genes: list[str],
-    cells: list[str],
-    run_dir: Path,
     timer: PhaseTimer,
-    test_features: pd.DataFrame | None = None,
-    test_is_control: np.ndarray | None = None,
+    test: TestRows | None = None,
     nonscored: np.ndarray | None = None,
     drug: np.ndarray | None = None,
+    clip: tuple[float, float] | None = None,
+    resume: bool = False,
+    memory_settings: dict | None = None,
 ) -> CVPredictions:
-    n_rows, n_targets = targets.shape
-    check_stage_settings(cfg, nonscored)
-    clip = prediction_clip(cfg)
-    seeds = list(cfg.seeds)
-    device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
-    dm = MoADataModule(
-        features,
-        targets,
-        folds,
-        is_control,
-        genes,
-        cells,
-        feature_params=OmegaConf.to_container(cfg.features, resolve=True),
-        batch_size=cfg.loader.batch_size,
-        eval_batch_size=cfg.loader.eval_batch_size,
-        device=device,
-    )
+    """``memory_settings``: the settings an out-of-memory error names to lower."""
+    n_rows, n_targets = dm.targets.shape
+    plan.check(nonscored)
     oof = np.full((n_rows, n_targets), np.nan)
     oof_sum = np.zeros((n_rows, n_targets))
-    test_sum = None if test_features is None else np.zeros((len(test_features), n_targets))
+    test_sum = None if test is None else np.zeros((len(test.features), n_targets))
     summaries = []
 
-    resume = bool(cfg.get("resume", False))
     for seed in seeds:
         for fold in fold_ids:
-            label = f"seed {seed} fold {fold}"
-            fold_path = run_files.fold_dir(run_dir, seed, fold)
-            if resume and fold_finished(fold_path):
-                saved = load_fold_predictions(
-                    fold_path,
+            fold_dir = run.fold(seed, fold)
+            if resume and fold_dir.finished():
+                saved = fold_dir.load_predictions(
                     expected_val_rows=dm.val_rows(fold),
-                    n_test=None if test_features is None else len(test_features),
+                    n_test=None if test is None else len(test.features),
                     n_targets=n_targets,
-                    label=label,
                 )
                 _add_fold_predictions(saved, oof_sum, test_sum)
-                summaries.append(_summary_from_fold_info(fold_path))
-                log.info("%s: finished before, predictions reused from %s", label, fold_path / run_files.FOLD_PREDICTIONS)
+                summaries.append(fold_dir.summary())
+                log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
                 continue
-            with out_of_memory_as_user_error(label, _memory_settings(cfg)):
-                preds, summary = _train_fold(
-                    cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug
-                )
+            with out_of_memory_as_user_error(fold_dir.label, memory_settings or {}):
+                preds, summary = _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug)
             _add_fold_predictions(preds, oof_sum, test_sum)
             summaries.append(summary)
 
+    folds = dm.folds
     run_rows = np.isin(folds, fold_ids)
     oof[run_rows] = oof_sum[run_rows] / len(seeds)
     if clip is not None:
         oof[run_rows] = np.clip(oof[run_rows], *clip)
-    oof[run_rows & is_control] = 0.0  # controls have no MoA by definition
-    test = None
+    oof[run_rows & dm.is_control] = 0.0  # controls have no MoA by definition
+    test_pred = None
     if test_sum is not None:
-        test = test_sum / (len(seeds) * len(fold_ids))
+        test_pred = test_sum / (len(seeds) * len(fold_ids))
         if clip is not None:
-            test = np.clip(test, *clip)
-        if test_is_control is not None:
-            test[test_is_control] = 0.0
-    return CVPredictions(oof=oof, test=test, fold_summaries=summaries)
+            test_pred = np.clip(test_pred, *clip)
+        test_pred[test.is_control] = 0.0
+    return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
 
 
 def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum: np.ndarray | None) -> None:
@@ -173,40 +139,33 @@ def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum:
         test_sum += preds.test
 
 
-def _summary_from_fold_info(fold_path: Path) -> dict:
-    info = run_files.read_json(fold_path / run_files.FOLD_INFO)
-    return {
-        "seed": info["seed"],
-        "fold": info["fold"],
-        "best_epoch": info["best_epoch"],
-        "val_logloss_treated": info["best_val_logloss_treated"],
-        "seconds": info.get("seconds"),
-    }
-
-
-def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug):
+def _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug):
     """Train one (seed, fold), predict, and write its files; predictions last."""
+    seed, fold = fold_dir.seed, fold_dir.fold
     t0 = time.perf_counter()
-    fold_path.mkdir(parents=True, exist_ok=True)
+    fold_dir.path.mkdir(parents=True, exist_ok=True)
     with timer("features"):
         dm.set_fold(fold, seed=seed)
-    ckpt_path = _resume_checkpoint(fold_path, resume)
+    ckpt_path = fold_dir.resume_checkpoint() if resume else None
     if ckpt_path:
-        log.info("seed %d fold %d: resuming from %s", seed, fold, ckpt_path)
+        log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
+        last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+        run.keep_earlier_epochs(seed, fold, last_epoch)
     with timer("training"):
         fitted = fit_fold(
-            cfg, dm, fold, seed, fold_path,
-            make_trainer=partial(_trainer, cfg, fold_path, run_dir, seed, fold),
-            nonscored=nonscored, drug=drug, ckpt_path=ckpt_path,
+            plan, dm, fold, seed, fold_dir,
+            make_trainer=partial(trainers, run, fold_dir),
+            nonscored=nonscored, drug=drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
         )
+    run.join_earlier_epochs(seed, fold)
     best_epoch, best_score = fitted.best_epoch, fitted.best_score
 
     with timer("prediction"):
         val_idx = dm.val_rows(fold)
         preds = FoldPredictions(
             val_rows=val_idx,
-            oof=fitted.predict_proba(dm.tensors.x_val),
-            test=None if test_features is None else fitted.predict_proba(dm.transform(test_features)),
+            oof=fitted.predict_features(dm.tensors.x_val),
+            test=None if test is None else fitted.predict(test.features),
         )
     summary = {
         "seed": seed,
@@ -216,8 +175,8 @@ def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, r
         "seconds": round(time.perf_counter() - t0, 2),
     }
     with timer("writing"):
-        run_files.write_joblib(dm.preprocessor, fold_path / run_files.PREPROCESSOR)
-        run_files.write_json(
+        fitted.save(fold_dir)
+        fold_dir.write_info(
             {
                 "seed": seed,
                 "fold": fold,
@@ -228,15 +187,13 @@ def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, r
                 "n_val_rows": len(val_idx),
                 "seconds": summary["seconds"],
                 **fitted.stages,
-            },
-            fold_path / run_files.FOLD_INFO,
+            }
         )
         # Last: its presence marks the fold finished for resume=true.
-        save_fold_predictions(fold_path, preds, label=f"seed {seed} fold {fold}")
-        # Only an unfinished fold needs it; best.ckpt stays for prediction.
-        (fold_path / run_files.LAST_CHECKPOINT).unlink(missing_ok=True)
+        fold_dir.save_predictions(preds)
+        fold_dir.drop_last_checkpoint()
     log.info(
-        "seed %d fold %d: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
-        seed, fold, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+        "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+        fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
     )
     return preds, summary

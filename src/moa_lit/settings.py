@@ -65,26 +65,39 @@ class FeatureSettings:
     variance_threshold: Optional[float] = None
 
 
-def _check_targets(key: str, value: str) -> None:
-    if value not in AUXILIARY_TARGETS:
-        raise MoAError(f"{key}.targets={value!r}: expected one of {list(AUXILIARY_TARGETS)}")
-
-
 @dataclass
-class PretrainSettings:
+class AuxiliaryStage:
+    """What both auxiliary stages share: a model of the non-scored (or scored +
+    non-scored) targets trained on the fold's training rows for a fixed
+    number of epochs."""
+
     enabled: bool = False
     targets: str = "nonscored"
     max_epochs: int = 10
-    lr: Optional[float] = None  # stage 1's peak learning rate; None: the model's
-    freeze_body_epochs: int = 0
-    body_lr_scale: float = 1.0
+    lr: Optional[float] = None  # the stage's peak learning rate; None: the model's
 
     def __post_init__(self) -> None:
         if not self.enabled:
             return
-        _check_targets("pretrain", self.targets)
+        key = self.key
+        if self.targets not in AUXILIARY_TARGETS:
+            raise MoAError(f"{key}.targets={self.targets!r}: expected one of {list(AUXILIARY_TARGETS)}")
         if self.max_epochs < 1:
-            raise MoAError(f"pretrain.max_epochs={self.max_epochs}: expected at least 1 epoch")
+            raise MoAError(f"{key}.max_epochs={self.max_epochs}: expected at least 1 epoch")
+
+    key = "stage"  # the config group, named in errors
+
+
+@dataclass
+class PretrainSettings(AuxiliaryStage):
+    freeze_body_epochs: int = 0
+    body_lr_scale: float = 1.0
+    key = "pretrain"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.enabled:
+            return
         if self.freeze_body_epochs < 0:
             raise MoAError(f"pretrain.freeze_body_epochs={self.freeze_body_epochs}: expected 0 or more epochs")
         if not self.body_lr_scale > 0:
@@ -92,20 +105,13 @@ class PretrainSettings:
 
 
 @dataclass
-class StackSettings:
-    enabled: bool = False
-    targets: str = "nonscored"
+class StackSettings(AuxiliaryStage):
     inner_folds: int = 3
-    max_epochs: int = 10
-    lr: Optional[float] = None
+    key = "stack"
 
     def __post_init__(self) -> None:
-        if not self.enabled:
-            return
-        _check_targets("stack", self.targets)
-        if self.max_epochs < 1:
-            raise MoAError(f"stack.max_epochs={self.max_epochs}: expected at least 1 epoch")
-        if self.inner_folds < 2:
+        super().__post_init__()
+        if self.enabled and self.inner_folds < 2:
             raise MoAError(f"stack.inner_folds={self.inner_folds}: expected at least 2 inner folds")
 
 

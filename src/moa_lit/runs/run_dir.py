@@ -374,9 +374,6 @@ class RunDir:
     def write_folds(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.FOLDS)
 
-    def read_folds(self) -> pd.DataFrame:
-        return pd.read_csv(self.need(files.FOLDS))
-
     def write_labels(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.LABELS)
 

@@ -122,11 +122,9 @@ class MoADataModule(L.LightningDataModule):
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
 
-    def val_rows(self, fold: int, treated_only: bool = True) -> np.ndarray:
-        mask = self.folds == fold
-        if treated_only:
-            mask &= ~self.is_control
-        return np.flatnonzero(mask)
+    def val_rows(self, fold: int) -> np.ndarray:
+        """The fold's treated rows: controls are predicted 0, not by the model."""
+        return np.flatnonzero((self.folds == fold) & ~self.is_control)
 
     def tensor(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
@@ -48,9 +49,21 @@ def _fold_dirs(run: RunDir, manifest: RunManifest) -> list[FoldDir]:
     return folders
 
 
-def load_fold_predictors(run: RunDir, manifest: RunManifest) -> list[FoldPredictor]:
+def inference_device(choice: str | None = "auto") -> torch.device:
+    """``device=auto`` predicts on the GPU when there is one, else on the CPU."""
+    choice = "auto" if choice is None else str(choice)
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice not in ("cpu", "cuda"):
+        raise MoAError(f"device={choice}: expected auto, cpu or cuda")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
+    return torch.device(choice)
+
+
+def load_fold_predictors(run: RunDir, manifest: RunManifest, device: torch.device | str = "cpu") -> list[FoldPredictor]:
     n_targets = len(manifest.target_names)
-    return [FoldPredictor.load(fold_dir, n_targets) for fold_dir in _fold_dirs(run, manifest)]
+    return [FoldPredictor.load(fold_dir, n_targets, device) for fold_dir in _fold_dirs(run, manifest)]
 
 
 def ensemble_probabilities(
@@ -69,26 +82,30 @@ def ensemble_probabilities(
     return probabilities
 
 
-def run_probabilities(run: RunDir, features: pd.DataFrame, manifest: RunManifest) -> np.ndarray:
+def run_probabilities(
+    run: RunDir, features: pd.DataFrame, manifest: RunManifest, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """The run's probabilities (target order of run.json): its fold models'
     average, or for a blend the weighted average of its member runs'."""
     if not manifest.is_blend:
-        return ensemble_probabilities(load_fold_predictors(run, manifest), features, clip=manifest.clip)
+        return ensemble_probabilities(load_fold_predictors(run, manifest, device), features, clip=manifest.clip)
     total = np.zeros((len(features), len(manifest.target_names)))
     for member in manifest.members:
         member_run = RunDir(member.run)
         member_manifest = member_run.manifest()
         if member_manifest.target_names != manifest.target_names:
             raise MoAError(f"{member_run.path}: its targets differ from the blend's run.json; expected the blended runs")
-        total += member.weight * run_probabilities(member_run, features, member_manifest)
+        total += member.weight * run_probabilities(member_run, features, member_manifest, device)
     return total
 
 
-def predict_frame(run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None) -> pd.DataFrame:
+def predict_frame(
+    run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None, device: torch.device | str = "cpu"
+) -> pd.DataFrame:
     """sig_id + one probability column per target, in the run's submission column order."""
     run = RunDir(run_dir)
     manifest = manifest or run.manifest()
-    frame = pd.DataFrame(run_probabilities(run, features, manifest), columns=manifest.target_names)
+    frame = pd.DataFrame(run_probabilities(run, features, manifest, device), columns=manifest.target_names)
     frame.insert(0, schema.ID, features[schema.ID].to_numpy())
     return frame[manifest.output_columns]
 
@@ -149,11 +166,12 @@ def predict(cfg: DictConfig) -> Path:
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     configure_threads(cfg.get("num_threads"))
+    device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
     if features.empty:
         raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    predictions = predict_frame(run_dir, features, manifest)
+    predictions = predict_frame(run_dir, features, manifest, device)
     files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
     if top_k:

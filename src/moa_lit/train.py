@@ -23,6 +23,7 @@ from moa_lit import schema
 from moa_lit.cli import configure_threads, run_and_exit_on_error
 from moa_lit.config import CONFIG_DIR, compose_error, unknown_group_choice
 from moa_lit.data.reader import with_content_hashes
+from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
@@ -43,18 +44,20 @@ from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import FoldTrainers, TestRows, cross_validate
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.folds import assign_folds
-from moa_lit.training.stages import FoldPlan
+from moa_lit.training.stages import FoldPlan, peak_lr_setting
 
 log = logging.getLogger("moa_lit.train")
 
 
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise MoAError(
-            "trainer=gpu was requested but no CUDA GPU is available "
-            "(torch.cuda.is_available() is False); use trainer=cpu"
-        )
+def multirun_job_number() -> int | None:
+    """This job's number within a Hydra multirun (folds or trials), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
 def typed(node: DictConfig, cls):
@@ -72,6 +75,7 @@ def fold_plan(cfg: DictConfig) -> FoldPlan:
         stack=typed(cfg.stack, StackSettings),
         cv_seed=cv.seed,
         drug_threshold=cv.drug_threshold,
+        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
     )
 
 
@@ -83,6 +87,7 @@ def fold_trainers(cfg: DictConfig) -> FoldTrainers:
         new_trainer=instantiate(cfg.trainer, _partial_=True),
         callbacks=callbacks,
         new_logger=instantiate(cfg.logger, _partial_=True) if cfg.get("logger") else None,
+        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
     )
 
 
@@ -98,7 +103,11 @@ def memory_settings(cfg: DictConfig) -> dict:
 def train(cfg: DictConfig) -> float:
     timer = PhaseTimer()
     quiet_lightning()
-    check_accelerator(cfg.trainer)
+    assign_job_gpu(cfg, multirun_job_number())
+    check_trainer_devices(cfg.trainer)
+    device = training_device(cfg.trainer)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     threads = configure_threads(cfg.get("num_threads"))
     metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
     seeds = [int(s) for s in cfg.seeds]
@@ -143,7 +152,6 @@ def train(cfg: DictConfig) -> float:
             RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
         )
 
-    device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
     dm = MoADataModule(
         data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
         feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
@@ -171,6 +179,9 @@ def train(cfg: DictConfig) -> float:
         run.write_predictions(oof, submission)
     scores["seeds"] = seeds
     scores["fold_summaries"] = preds.fold_summaries
+    gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
+    scores["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    scores["peak_gpu_memory_mb"] = max(gpu_peaks) if gpu_peaks else None
     scores["data"] = fingerprint
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]

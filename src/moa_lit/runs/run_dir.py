@@ -186,6 +186,7 @@ class FoldDir:
             "best_epoch": info["best_epoch"],
             "val_logloss_treated": info["best_val_logloss_treated"],
             "seconds": info.get("seconds"),
+            "peak_gpu_memory_mb": info.get("peak_gpu_memory_mb"),
         }
 
     def save_predictions(self, preds: FoldPredictions) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from moa_lit.devices import PeakGpuMemory
 from moa_lit.runs.run_dir import FoldDir, FoldPredictions, RunDir
 from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
 from moa_lit.training.checkpoint_io import AtomicCheckpointIO
@@ -48,10 +49,15 @@ class FoldTrainers:
     new_trainer: Callable[..., L.Trainer]
     callbacks: dict[str, Callable] = field(default_factory=dict)
     new_logger: Callable | None = None
+    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
 
     def __call__(self, run: RunDir, fold_dir: FoldDir, extra_callbacks=()):
         seed, fold = fold_dir.seed, fold_dir.fold
-        callbacks = [StopOnNonFiniteLoss(label=fold_dir.label), SeedEachEpoch(seed, fold), *extra_callbacks]
+        callbacks = [
+            StopOnNonFiniteLoss(label=fold_dir.label, rate_setting=self.rate_setting),
+            SeedEachEpoch(seed, fold),
+            *extra_callbacks,
+        ]
         checkpoint = None
         for name, make in self.callbacks.items():
             if name == CHECKPOINT_CALLBACK:
@@ -144,6 +150,48 @@ def _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscore
     seed, fold = fold_dir.seed, fold_dir.fold
     t0 = time.perf_counter()
     fold_dir.path.mkdir(parents=True, exist_ok=True)
+    with PeakGpuMemory(dm.device).measure() as peak:
+        preds, fitted = _fit_and_predict(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug)
+    best_epoch, best_score = fitted.best_epoch, fitted.best_score
+    val_idx = preds.val_rows
+    summary = {
+        "seed": seed,
+        "fold": fold,
+        "best_epoch": best_epoch,
+        "val_logloss_treated": best_score,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "peak_gpu_memory_mb": peak.megabytes,
+    }
+    with timer("writing"):
+        fitted.save(fold_dir)
+        fold_dir.write_info(
+            {
+                "seed": seed,
+                "fold": fold,
+                "best_epoch": best_epoch,
+                "best_val_logloss_treated": best_score,
+                "n_features": fitted.module.hparams.n_features,
+                "n_train_rows": len(dm.train_rows(fold)),
+                "n_val_rows": len(val_idx),
+                "seconds": summary["seconds"],
+                "device": str(dm.device),
+                "peak_gpu_memory_mb": peak.megabytes,
+                **fitted.stages,
+            }
+        )
+        # Last: its presence marks the fold finished for resume=true.
+        fold_dir.save_predictions(preds)
+        fold_dir.drop_last_checkpoint()
+    log.info(
+        "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+        fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+    )
+    return preds, summary
+
+
+def _fit_and_predict(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug):
+    """Features, training and prediction of one (seed, fold), all on the fold's device."""
+    seed, fold = fold_dir.seed, fold_dir.fold
     with timer("features"):
         dm.set_fold(fold, seed=seed)
     ckpt_path = fold_dir.resume_checkpoint() if resume else None
@@ -158,42 +206,10 @@ def _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscore
             nonscored=nonscored, drug=drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
         )
     run.join_earlier_epochs(seed, fold)
-    best_epoch, best_score = fitted.best_epoch, fitted.best_score
-
     with timer("prediction"):
-        val_idx = dm.val_rows(fold)
         preds = FoldPredictions(
-            val_rows=val_idx,
+            val_rows=dm.val_rows(fold),
             oof=fitted.predict_features(dm.tensors.x_val),
             test=None if test is None else fitted.predict(test.features),
         )
-    summary = {
-        "seed": seed,
-        "fold": fold,
-        "best_epoch": best_epoch,
-        "val_logloss_treated": best_score,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    with timer("writing"):
-        fitted.save(fold_dir)
-        fold_dir.write_info(
-            {
-                "seed": seed,
-                "fold": fold,
-                "best_epoch": best_epoch,
-                "best_val_logloss_treated": best_score,
-                "n_features": fitted.module.hparams.n_features,
-                "n_train_rows": len(dm.train_rows(fold)),
-                "n_val_rows": len(val_idx),
-                "seconds": summary["seconds"],
-                **fitted.stages,
-            }
-        )
-        # Last: its presence marks the fold finished for resume=true.
-        fold_dir.save_predictions(preds)
-        fold_dir.drop_last_checkpoint()
-    log.info(
-        "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
-        fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
-    )
-    return preds, summary
+    return preds, fitted

@@ -28,10 +28,16 @@ class StackedFeatures:
     models: list[MoAModule]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.predict_proba(x) for m in self.models]).mean(dim=0).float()
+        """The inner models' mean probability, float32 on ``x``'s device."""
+        mean = torch.stack([m.probabilities(x).double() for m in self.models]).mean(dim=0)
+        return mean.float().to(x.device)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.float().cpu(), self.predict(x)], dim=1)
+        return torch.cat([x.float(), self.predict(x)], dim=1)
+
+    def to(self, device: torch.device | str) -> "StackedFeatures":
+        self.models = [m.to(device) for m in self.models]
+        return self
 
     def save(self, fold_dir: FoldDir) -> None:
         saved = {"hparams": [dict(m.hparams) for m in self.models], "state_dicts": [m.state_dict() for m in self.models]}
@@ -68,8 +74,9 @@ class FoldPredictor:
     where: str = "the fold"  # named in errors
 
     def transform(self, features: pd.DataFrame) -> torch.Tensor:
-        """Raw feature rows -> the fold's preprocessed features (before stacking)."""
-        return torch.from_numpy(self.preprocessor.transform(features))
+        """Raw feature rows -> the fold's preprocessed features (before stacking),
+        on the network's device."""
+        return torch.from_numpy(self.preprocessor.transform(features)).to(self.module.device)
 
     def predict_features(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for rows given as the fold's preprocessed features."""
@@ -92,11 +99,13 @@ class FoldPredictor:
             self.stack.save(fold_dir)
 
     @classmethod
-    def load(cls, fold_dir: FoldDir, n_targets: int) -> "FoldPredictor":
+    def load(cls, fold_dir: FoldDir, n_targets: int, device: torch.device | str = "cpu") -> "FoldPredictor":
+        """``device``: where the networks run; a GPU-trained run loads on a machine without one."""
+        stack = StackedFeatures.load(fold_dir)
         return cls(
             preprocessor=_load_preprocessor(fold_dir),
-            module=_load_module(fold_dir, n_targets),
-            stack=StackedFeatures.load(fold_dir),
+            module=_load_module(fold_dir, n_targets, torch.device(device)),
+            stack=None if stack is None else stack.to(device),
             where=str(fold_dir.path),
         )
 
@@ -112,11 +121,12 @@ def _load_preprocessor(fold_dir: FoldDir) -> Pipeline:
         ) from None
 
 
-def _load_module(fold_dir: FoldDir, n_targets: int) -> MoAModule:
+def _load_module(fold_dir: FoldDir, n_targets: int, device: torch.device) -> MoAModule:
     path = fold_dir.best_checkpoint
     try:
         # weights_only: tensors and plain hyperparameter dicts, no arbitrary objects unpickled.
-        module = MoAModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        # map_location: a GPU-trained checkpoint loads on a machine without one.
+        module = MoAModule.load_from_checkpoint(path, map_location=device, weights_only=True)
     except Exception as err:
         raise MoAError(
             f"{path}: cannot be loaded ({type(err).__name__}: {_first_line(err)}); "

@@ -56,6 +56,11 @@ class FoldPlan:
     stack: StackSettings = field(default_factory=StackSettings)
     cv_seed: int = 42  # the inner folds of the stacked stage are drawn like the outer ones
     drug_threshold: int = 18
+    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
+
+    def stage_rate_setting(self, node: PretrainSettings | StackSettings) -> str:
+        """An auxiliary stage's own peak rate (pretrain.lr, stack.lr) when set."""
+        return f"{node.key}.lr" if node.lr is not None else self.rate_setting
 
     def check(self, nonscored: np.ndarray | None) -> None:
         """Stages that need non-scored targets stop the run before any training, with one line."""
@@ -74,6 +79,12 @@ class FittedFold(FoldPredictor):
     best_epoch: int | None = None
     best_score: float | None = None
     stages: dict = field(default_factory=dict)  # what the auxiliary stages used
+
+
+def peak_lr_setting(scheduler) -> str:
+    """The setting that sets the peak learning rate: OneCycle's max_lr when the
+    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
+    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
 def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> Callable[..., MoAModule]:
@@ -131,7 +142,7 @@ def train_without_validation(
     module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
     trainer = plan.new_trainer(
         max_epochs=int(node.max_epochs),
-        callbacks=[StopOnNonFiniteLoss(label=label)],
+        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=plan.stage_rate_setting(node))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -175,7 +186,8 @@ def fit_stacked_features(
     saved = StackedFeatures.load(fold_dir)
     if saved is not None:
         log.info("%s: stacked models loaded from %s", fold_dir.label, fold_dir.stack_models)
-    oof = torch.zeros((len(train_idx), aux.shape[1]))
+    # On the fold's device, like the features: no round trip through the host.
+    oof = torch.zeros((len(train_idx), aux.shape[1]), device=x_train.device)
     models = []
     for k in range(int(plan.stack.inner_folds)):
         fit_rows = np.flatnonzero(inner != k)
@@ -188,12 +200,12 @@ def fit_stacked_features(
             )
         else:
             model = saved.models[k].to(dm.device)
-        oof[pred_rows] = model.predict_proba(x_train[pred_rows]).float()
+        oof[pred_rows] = model.probabilities(x_train[pred_rows]).to(oof.device)
         models.append(model)
     stack = StackedFeatures(models)
     if saved is None:
         stack.save(fold_dir)  # at once: a resumed fold loads it
-    return stack, torch.cat([x_train.float().cpu(), oof], dim=1)
+    return stack, torch.cat([x_train.float(), oof], dim=1)
 
 
 def fit_fold(

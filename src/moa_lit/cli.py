@@ -1,5 +1,7 @@
-"""What every command-line entry point shares: bad input or settings end the
-program with one line and exit code 2, and torch uses the configured threads."""
+"""What every command-line entry point shares: Hydra composes its config,
+bad input or settings end the program with one line and exit code 2 (inside
+a failure-tolerant search they go to the sweeper instead), and torch uses
+the configured threads."""
 
 from __future__ import annotations
 
@@ -35,6 +37,11 @@ def user_error(exc: BaseException) -> MoAError | None:
 
 def run_and_exit_on_error(fn, cfg):
     """Bad input or settings end the program with one line and exit code 2."""
+    from moa_lit.search import failures_go_to_sweeper
+
+    if failures_go_to_sweeper():
+        # An Optuna trial: the sweeper records a failure and goes on.
+        return fn(cfg)
     try:
         return fn(cfg)
     except Exception as exc:
@@ -44,3 +51,18 @@ def run_and_exit_on_error(fn, cfg):
         log.debug("stopped: %s", err)  # the console gets the one line below
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def hydra_command(config_name: str, command):
+    """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
+    ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
+    ``command(cfg)`` runs under :func:`run_and_exit_on_error`."""
+    import hydra
+
+    from moa_lit.config import CONFIG_DIR
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    def main(cfg):
+        return run_and_exit_on_error(command, cfg)
+
+    return main

@@ -11,14 +11,12 @@ import logging
 import shutil
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from moa_lit import schema
-from moa_lit.cli import run_and_exit_on_error
-from moa_lit.config import CONFIG_DIR
+from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
 from moa_lit.runs import files
@@ -127,9 +125,7 @@ def merge(cfg: DictConfig) -> float:
     return scores["oof_logloss"]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="merge")
-def main(cfg: DictConfig) -> float:
-    return run_and_exit_on_error(merge, cfg)
+main = hydra_command("merge", merge)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ import logging
 import re
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, run_and_exit_on_error
-from moa_lit.config import CONFIG_DIR
+from moa_lit.cli import configure_threads, hydra_command
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
@@ -188,9 +186,7 @@ def predict(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run_and_exit_on_error(predict, cfg)
+main = hydra_command("predict", predict)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import logging
 import sys
 from dataclasses import asdict
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -20,8 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, run_and_exit_on_error
-from moa_lit.config import CONFIG_DIR, compose_error, unknown_group_choice
+from moa_lit.cli import configure_threads, hydra_command
+from moa_lit.config import compose_error, unknown_group_choice
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
@@ -30,7 +29,6 @@ from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import RunDir, labels_table
 from moa_lit.scoring.scores import score_run
-from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import (
     CVSettings,
     FeatureSettings,
@@ -199,12 +197,7 @@ def train(cfg: DictConfig) -> float:
     return scores[metric]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float:
-    if failures_go_to_sweeper():
-        # An Optuna trial: the sweeper records a failure and goes on.
-        return train(cfg)
-    return run_and_exit_on_error(train, cfg)
+hydra_main = hydra_command("train", train)
 
 
 def main():

@@ -39,7 +39,7 @@ from moa_lit.settings import (
     check_optimized_metric,
 )
 from moa_lit.timing import PhaseTimer
-from moa_lit.training.cv import FoldTrainers, TestRows, cross_validate
+from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.folds import assign_folds
 from moa_lit.training.stages import FoldPlan, peak_lr_setting
@@ -155,13 +155,14 @@ def train(cfg: DictConfig) -> float:
         feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
         device=device,
     )
-    preds = cross_validate(
-        dm, run, plan, trainers, seeds, fold_ids, timer,
+    cross_validation = CrossValidation(
+        dm, run, plan, trainers, timer,
         test=None if data.test is None else TestRows(data.test, data.test_is_control),
         nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
         drug=None if data.drug is None else data.drug.to_numpy(),
-        clip=clip, resume=resume, memory_settings=memory_settings(cfg),
+        resume=resume, memory_settings=memory_settings(cfg),
     )
+    preds = cross_validation.run_folds(seeds, fold_ids, clip)
 
     with timer("writing"):
         scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)

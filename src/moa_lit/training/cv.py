@@ -83,133 +83,130 @@ class TestRows:
     is_control: np.ndarray
 
 
-def cross_validate(
-    dm: MoADataModule,
-    run: RunDir,
-    plan: FoldPlan,
-    trainers: FoldTrainers,
-    seeds: list[int],
-    fold_ids: list[int],
-    timer: PhaseTimer,
-    test: TestRows | None = None,
-    nonscored: np.ndarray | None = None,
-    drug: np.ndarray | None = None,
-    clip: tuple[float, float] | None = None,
-    resume: bool = False,
-    memory_settings: dict | None = None,
-) -> CVPredictions:
-    """``memory_settings``: the settings an out-of-memory error names to lower."""
-    n_rows, n_targets = dm.targets.shape
-    plan.check(nonscored)
-    oof = np.full((n_rows, n_targets), np.nan)
-    oof_sum = np.zeros((n_rows, n_targets))
-    test_sum = None if test is None else np.zeros((len(test.features), n_targets))
-    summaries = []
+@dataclass
+class CrossValidation:
+    """One run's seed x fold loop, with what every fold needs (built by ``train.py``)."""
 
-    for seed in seeds:
-        for fold in fold_ids:
-            fold_dir = run.fold(seed, fold)
-            if resume and fold_dir.finished():
-                saved = fold_dir.load_predictions(
-                    expected_val_rows=dm.val_rows(fold),
-                    n_test=None if test is None else len(test.features),
-                    n_targets=n_targets,
-                )
-                _add_fold_predictions(saved, oof_sum, test_sum)
-                summaries.append(fold_dir.summary())
-                log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
-                continue
-            with out_of_memory_as_user_error(fold_dir.label, memory_settings or {}):
-                preds, summary = _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug)
-            _add_fold_predictions(preds, oof_sum, test_sum)
-            summaries.append(summary)
+    dm: MoADataModule
+    run: RunDir
+    plan: FoldPlan
+    trainers: FoldTrainers
+    timer: PhaseTimer
+    test: TestRows | None = None
+    nonscored: np.ndarray | None = None  # auxiliary targets of the stages
+    drug: np.ndarray | None = None  # the inner folds of the stacked stage keep drugs whole
+    resume: bool = False
+    memory_settings: dict = field(default_factory=dict)  # what an out-of-memory error names to lower
 
-    folds = dm.folds
-    run_rows = np.isin(folds, fold_ids)
-    oof[run_rows] = oof_sum[run_rows] / len(seeds)
-    if clip is not None:
-        oof[run_rows] = np.clip(oof[run_rows], *clip)
-    oof[run_rows & dm.is_control] = 0.0  # controls have no MoA by definition
-    test_pred = None
-    if test_sum is not None:
-        test_pred = test_sum / (len(seeds) * len(fold_ids))
+    def run_folds(self, seeds: list[int], fold_ids: list[int], clip: tuple[float, float] | None = None) -> CVPredictions:
+        dm, test = self.dm, self.test
+        n_rows, n_targets = dm.targets.shape
+        self.plan.check(self.nonscored)
+        oof = np.full((n_rows, n_targets), np.nan)
+        oof_sum = np.zeros((n_rows, n_targets))
+        test_sum = None if test is None else np.zeros((len(test.features), n_targets))
+        summaries = []
+
+        for seed in seeds:
+            for fold in fold_ids:
+                fold_dir = self.run.fold(seed, fold)
+                if self.resume and fold_dir.finished():
+                    saved = fold_dir.load_predictions(
+                        expected_val_rows=dm.val_rows(fold),
+                        n_test=None if test is None else len(test.features),
+                        n_targets=n_targets,
+                    )
+                    _add_fold_predictions(saved, oof_sum, test_sum)
+                    summaries.append(fold_dir.summary())
+                    log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
+                    continue
+                with out_of_memory_as_user_error(fold_dir.label, self.memory_settings):
+                    preds, summary = self._train_fold(fold_dir)
+                _add_fold_predictions(preds, oof_sum, test_sum)
+                summaries.append(summary)
+
+        run_rows = np.isin(dm.folds, fold_ids)
+        oof[run_rows] = oof_sum[run_rows] / len(seeds)
         if clip is not None:
-            test_pred = np.clip(test_pred, *clip)
-        test_pred[test.is_control] = 0.0
-    return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
+            oof[run_rows] = np.clip(oof[run_rows], *clip)
+        oof[run_rows & dm.is_control] = 0.0  # controls have no MoA by definition
+        test_pred = None
+        if test_sum is not None:
+            test_pred = test_sum / (len(seeds) * len(fold_ids))
+            if clip is not None:
+                test_pred = np.clip(test_pred, *clip)
+            test_pred[test.is_control] = 0.0
+        return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
+
+    def _train_fold(self, fold_dir: FoldDir) -> tuple[FoldPredictions, dict]:
+        """Train one (seed, fold), predict, and write its files; predictions last."""
+        dm, seed, fold = self.dm, fold_dir.seed, fold_dir.fold
+        t0 = time.perf_counter()
+        fold_dir.path.mkdir(parents=True, exist_ok=True)
+        with PeakGpuMemory(dm.device).measure() as peak:
+            preds, fitted = self._fit_and_predict(fold_dir)
+        best_epoch, best_score = fitted.best_epoch, fitted.best_score
+        summary = {
+            "seed": seed,
+            "fold": fold,
+            "best_epoch": best_epoch,
+            "val_logloss_treated": best_score,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_gpu_memory_mb": peak.megabytes,
+        }
+        with self.timer("writing"):
+            fitted.save(fold_dir)
+            fold_dir.write_info(
+                {
+                    "seed": seed,
+                    "fold": fold,
+                    "best_epoch": best_epoch,
+                    "best_val_logloss_treated": best_score,
+                    "n_features": fitted.module.hparams.n_features,
+                    "n_train_rows": len(dm.train_rows(fold)),
+                    "n_val_rows": len(preds.val_rows),
+                    "seconds": summary["seconds"],
+                    "device": str(dm.device),
+                    "peak_gpu_memory_mb": peak.megabytes,
+                    **fitted.stages,
+                }
+            )
+            # Last: its presence marks the fold finished for resume=true.
+            fold_dir.save_predictions(preds)
+            fold_dir.drop_last_checkpoint()
+        log.info(
+            "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+            fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+        )
+        return preds, summary
+
+    def _fit_and_predict(self, fold_dir: FoldDir):
+        """Features, training and prediction of one (seed, fold), all on the fold's device."""
+        dm, run, seed, fold = self.dm, self.run, fold_dir.seed, fold_dir.fold
+        with self.timer("features"):
+            dm.set_fold(fold, seed=seed)
+        ckpt_path = fold_dir.resume_checkpoint() if self.resume else None
+        if ckpt_path:
+            log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
+            last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+            run.keep_earlier_epochs(seed, fold, last_epoch)
+        with self.timer("training"):
+            fitted = fit_fold(
+                self.plan, dm, fold, seed, fold_dir,
+                make_trainer=partial(self.trainers, run, fold_dir),
+                nonscored=self.nonscored, drug=self.drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
+            )
+        run.join_earlier_epochs(seed, fold)
+        with self.timer("prediction"):
+            preds = FoldPredictions(
+                val_rows=dm.val_rows(fold),
+                oof=fitted.predict_features(dm.tensors.x_val),
+                test=None if self.test is None else fitted.predict(self.test.features),
+            )
+        return preds, fitted
 
 
 def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum: np.ndarray | None) -> None:
     oof_sum[preds.val_rows] += preds.oof
     if test_sum is not None:
         test_sum += preds.test
-
-
-def _train_fold(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug):
-    """Train one (seed, fold), predict, and write its files; predictions last."""
-    seed, fold = fold_dir.seed, fold_dir.fold
-    t0 = time.perf_counter()
-    fold_dir.path.mkdir(parents=True, exist_ok=True)
-    with PeakGpuMemory(dm.device).measure() as peak:
-        preds, fitted = _fit_and_predict(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug)
-    best_epoch, best_score = fitted.best_epoch, fitted.best_score
-    val_idx = preds.val_rows
-    summary = {
-        "seed": seed,
-        "fold": fold,
-        "best_epoch": best_epoch,
-        "val_logloss_treated": best_score,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "peak_gpu_memory_mb": peak.megabytes,
-    }
-    with timer("writing"):
-        fitted.save(fold_dir)
-        fold_dir.write_info(
-            {
-                "seed": seed,
-                "fold": fold,
-                "best_epoch": best_epoch,
-                "best_val_logloss_treated": best_score,
-                "n_features": fitted.module.hparams.n_features,
-                "n_train_rows": len(dm.train_rows(fold)),
-                "n_val_rows": len(val_idx),
-                "seconds": summary["seconds"],
-                "device": str(dm.device),
-                "peak_gpu_memory_mb": peak.megabytes,
-                **fitted.stages,
-            }
-        )
-        # Last: its presence marks the fold finished for resume=true.
-        fold_dir.save_predictions(preds)
-        fold_dir.drop_last_checkpoint()
-    log.info(
-        "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
-        fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
-    )
-    return preds, summary
-
-
-def _fit_and_predict(dm, run, fold_dir, plan, trainers, timer, test, resume, nonscored, drug):
-    """Features, training and prediction of one (seed, fold), all on the fold's device."""
-    seed, fold = fold_dir.seed, fold_dir.fold
-    with timer("features"):
-        dm.set_fold(fold, seed=seed)
-    ckpt_path = fold_dir.resume_checkpoint() if resume else None
-    if ckpt_path:
-        log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
-        last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
-        run.keep_earlier_epochs(seed, fold, last_epoch)
-    with timer("training"):
-        fitted = fit_fold(
-            plan, dm, fold, seed, fold_dir,
-            make_trainer=partial(trainers, run, fold_dir),
-            nonscored=nonscored, drug=drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
-        )
-    run.join_earlier_epochs(seed, fold)
-    with timer("prediction"):
-        preds = FoldPredictions(
-            val_rows=dm.val_rows(fold),
-            oof=fitted.predict_features(dm.tensors.x_val),
-            test=None if test is None else fitted.predict(test.features),
-        )
-    return preds, fitted

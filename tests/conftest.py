@@ -66,7 +66,7 @@ def compose_train(overrides):
 
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_DIR):
             return compose(config_name="train", overrides=list(overrides))
     finally:
         GlobalHydra.instance().clear()

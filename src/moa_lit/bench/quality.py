@@ -74,7 +74,7 @@ NAMES = ["prior", *(v.name for v in VARIANTS), "blend"]
 def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> dict:
     overrides = [*variant.overrides, *(variant.small if small else []), *common, f"paths.output_dir={out}"]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = compose(config_name="train", overrides=overrides)
     # Saved like Hydra's CLI does, so the blend finds the run's data.
     out.mkdir(parents=True, exist_ok=True)

@@ -209,6 +209,40 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     assert folders == [run_files.trial_subdir(t.number) for t in sorted(trials, key=lambda t: t.number)]
 
 
+def load_journal(path: Path, name: str = STUDY) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
+    """Optuna's journal file storage from config (+hydra/sweeper/storage=journal),
+    two sweeper processes at once on one file: trials add up, numbers unique."""
+    per_worker = 2
+    journal = tmp_path / "shared" / "optuna.journal"
+
+    def worker(i: int):
+        args = [*search_overrides(tmp_path / f"machine{i}", tmp_path / f"worker{i}", per_worker, seed=200 + i),
+                "+hydra/sweeper/storage=journal", f"hydra.sweeper.storage.log_storage.file_path={journal}",
+                "num_threads=1"]
+        return run_cli("moa_lit.train", args, cwd=tmp_path)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = list(pool.map(worker, range(2)))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert f"JournalStorage({journal})" in proc.stderr + proc.stdout
+    trials = load_journal(journal).trials
+    assert sorted(t.number for t in trials) == list(range(2 * per_worker))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    folders = sorted(p.name for i in range(2) for p in (tmp_path / f"worker{i}").glob("trial_*"))
+    assert folders == [run_files.trial_subdir(t.number) for t in sorted(trials, key=lambda t: t.number)]
+    results = OmegaConf.load(tmp_path / "worker0" / run_files.OPTIMIZATION_RESULTS)
+    assert results.study.storage == f"JournalStorage({journal})"
+
+
 def test_failure_budget_counts_against_the_planned_trials():
     budget = FailureBudget(n_trials=20, max_failure_rate=0.25)
     assert budget.allowed == 5

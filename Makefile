@@ -8,7 +8,7 @@ TORCH_PIN ?= torch==2.13.0
 # Is the moa_lit imported by this Python the one in this checkout's src/?
 HAS_PACKAGE = $(PYTHON) -c "import sys, pathlib, moa_lit, lightning, hydra, iterstrat, optuna, sklearn, pyarrow; \
 	sys.exit(pathlib.Path(moa_lit.__file__).resolve().parent != pathlib.Path('src/moa_lit').resolve())" 2>/dev/null
-HAS_DEV = $(PYTHON) -c "import pytest, psycopg2" 2>/dev/null
+HAS_DEV = $(PYTHON) -c "import pytest, psycopg, hydra_plugins.hydra_submitit_launcher, optuna_dashboard" 2>/dev/null
 
 .PHONY: install install-dev ensure ensure-dev train test bench clean
 

@@ -54,7 +54,7 @@ def search_overrides(tmp_path: Path, sweep_dir: Path, n_trials: int, seed: int) 
 
 @pytest.fixture
 def postgres_url():
-    pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed to reach PostgreSQL")
+    pytest.importorskip("psycopg", reason="psycopg (the dev extra) is needed to reach PostgreSQL")
     try:
         with postgres_server() as url:
             yield url

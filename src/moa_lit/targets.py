@@ -62,3 +62,19 @@ def check_targets(cfg: Any, skip: tuple[str, ...] = ("hydra",)) -> None:
                     f"{full}={target}: this target is not allowed in a moa-lit config; expected one of "
                     f"{', '.join(ALLOWED_TARGETS)}"
                 )
+
+
+def with_allowed_targets(fn):
+    """Run ``fn`` with Hydra's execution whitelist set to :data:`ALLOWED_TARGETS`,
+    for entry points that call ``instantiate`` outside ``hydra.main`` (Hydra
+    1.4 warns on, and 1.5 refuses, an ``instantiate`` without one)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        from hydra.utils import execution_whitelist
+
+        with execution_whitelist(ALLOWED_TARGETS):
+            return fn(*args, **kwargs)
+
+    return wrapped

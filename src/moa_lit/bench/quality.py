@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from moa_lit.targets import with_allowed_targets
 from moa_lit.blend import blend
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
@@ -127,6 +128,7 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> str:
     return "\n".join(lines)
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from moa_lit.targets import with_allowed_targets
 from moa_lit.config import CONFIG_DIR
 
 
@@ -230,6 +231,7 @@ def bench_inference(run_dir: Path, test_file: Path) -> dict:
     return {"rows": len(out), "seconds": seconds, "rows_per_s": len(out) / seconds}
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs per throughput measurement (more amortise the per-fit set-up)")

@@ -109,3 +109,19 @@ def test_folds_as_slurm_jobs_merge_into_the_local_run(slurm, tmp_path):
     s_local = json.loads((tmp_path / "local" / "scores.json").read_text())
     s_merged = json.loads((tmp_path / "merged" / "scores.json").read_text())
     assert s_merged["oof_logloss"] == pytest.approx(s_local["oof_logloss"], rel=1e-6)
+
+
+def test_without_num_threads_a_job_uses_the_cores_slurm_gave_it(monkeypatch):
+    import torch
+
+    from moa_lit.cli import available_cores, configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+        assert available_cores() == 3 and configure_threads(None) == 3 and torch.get_num_threads() == 3
+        assert configure_threads(2) == 2  # num_threads wins
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+        assert available_cores() == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)

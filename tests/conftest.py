@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def allowed_targets():
     """Tests that call train() and friends in-process build objects under the
     same allow-list as the commands (hydra.main(execution_whitelist=...))."""

@@ -273,7 +273,7 @@ OLD_STUDY_SQL = Path(__file__).parent / "fixtures" / "optuna-2.10-study.sql"
 def test_a_study_written_by_optuna_2_10_asks_for_the_storage_upgrade(tmp_path):
     """A search on a study from the Optuna 2.10 era ends with one line giving
     the upgrade command; that command, run as printed, makes the study
-    readable with its trials intact."""
+    readable with its trials intact, and the search resumes it."""
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     with sqlite3.connect(sweep / "optuna.db") as con:
@@ -292,3 +292,9 @@ def test_a_study_written_by_optuna_2_10_asks_for_the_storage_upgrade(tmp_path):
     assert upgrade.returncode == 0, upgrade.stderr[-2000:]
     trials = load(sqlite_url(sweep)).trials
     assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    # ... and the search then resumes it.
+    again = run_cli("moa_lit.train", search_overrides(tmp_path, sweep, 1, 0), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = load(sqlite_url(sweep)).trials
+    assert [t.number for t in after] == [0, 1, 2] and after[2].state == TrialState.COMPLETE
+    assert [(t.params, t.value) for t in after[:2]] == [(t.params, t.value) for t in trials]

@@ -1,0 +1,238 @@
+"""One prediction batch explained: compound calls, attributions of each call,
+nearest known compounds, written as ``calls.csv``, ``explanations.json`` and
+``page.html`` into one folder. Everything is computed and checked before the
+first file is written, and each file is written atomically, so a failure
+leaves no half-written output."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from moa_lit import run_files, schema
+from moa_lit.data import reader
+from moa_lit.errors import MoAError
+from moa_lit.explain import attributions, neighbours, page
+from moa_lit.explain.networks import FoldNetwork
+from moa_lit.explain.pooling import COMPOUND, compound_calls
+
+log = logging.getLogger("moa_lit.explain")
+
+CALLS = "calls.csv"
+EXPLANATIONS = "explanations.json"
+PAGE = "page.html"
+OUTPUTS = (CALLS, EXPLANATIONS, PAGE)
+N_TOP_FEATURES = 10
+FLOAT_FORMAT = "%.6g"
+
+
+# ---------------------------------------------------------------- checked inputs
+def read_compounds(path: Path, ids: pd.Series, column: str = COMPOUND) -> np.ndarray:
+    """The compound id of every input row from a CSV of sig_id and ``column``
+    (extra rows, e.g. a whole train_drug.csv, are allowed)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MoAError(f"compounds={path}: no such file; expected a CSV of {schema.ID},{column}")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as err:
+        raise MoAError(f"compounds={path}: cannot be read as CSV ({type(err).__name__}); expected {schema.ID},{column}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    for needed in (schema.ID, column):
+        if needed not in table.columns:
+            raise MoAError(f"compounds={path}: no column {needed!r} (found {list(table.columns)}); expected {schema.ID},{column}"
+                           + (" (set compound_column=...)" if needed == column else ""))
+    dup = table[schema.ID].duplicated()
+    if dup.any():
+        raise MoAError(f"compounds={path}: {schema.ID} {table[schema.ID][dup].iloc[0]!r} appears more than once; expected one compound per row")
+    mapping = table.set_index(schema.ID)[column]
+    found = ids.map(mapping)
+    missing = found.isna().to_numpy()
+    if missing.any():
+        raise MoAError(
+            f"compounds={path}: {int(missing.sum())} of {len(ids)} input {schema.ID}s are not in it (first: "
+            f"{ids[missing].iloc[0]!r}); expected every row of the input to have a {column}"
+        )
+    blank = (found.str.strip() == "").to_numpy()
+    if blank.any():
+        raise MoAError(f"compounds={path}: empty {column} for {schema.ID} {ids[blank].iloc[0]!r}; expected an id on every row")
+    return found.to_numpy(dtype=object)
+
+
+def check_count(key: str, value, upper: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+        raise MoAError(f"{key}={value}: expected a whole number from 1 to {upper} ({what})")
+    return value
+
+
+@dataclass
+class ReferenceData:
+    features: pd.DataFrame  # treated training rows
+    drugs: np.ndarray
+    labels: np.ndarray  # in the run's target order
+    source: str
+
+
+def load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
+    """The labelled training compounds to compare with: the folder given as
+    ``reference`` (Kaggle layout, with train_drug.csv), or else the data the run
+    was trained on, through its saved config."""
+    if reference:
+        data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
+        source = str(reference)
+    else:
+        config = Path(run_dir) / run_files.CONFIG
+        try:
+            from hydra.utils import instantiate
+
+            data = instantiate(OmegaConf.load(config).data)
+        except Exception as err:
+            raise MoAError(
+                f"explain=true needs the training compounds to find neighbours, and the run's data "
+                f"({config}) cannot be read here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                "expected reference=<folder with train_features.csv, train_targets_scored.csv, train_drug.csv>"
+            ) from None
+        source = f"the run's training data ({config})"
+    if data.drug is None:
+        raise MoAError(f"reference {source}: no {schema.TRAIN_DRUG}; expected drug ids to name the known compounds")
+    absent = [n for n in target_names if n not in data.scored.columns]
+    if absent:
+        raise MoAError(f"reference {source}: no target {absent[0]!r} of the run; expected the run's training targets")
+    treated = ~data.train_is_control
+    return ReferenceData(
+        data.train.loc[treated].reset_index(drop=True),
+        data.drug.to_numpy()[treated],
+        data.scored[target_names].to_numpy()[treated].astype(np.float64),
+        source,
+    )
+
+
+# ---------------------------------------------------------------- the explanation
+@dataclass
+class ExplainedBatch:
+    calls: pd.DataFrame
+    explanations: dict
+    html: str
+
+    def write(self, folder: Path) -> list[Path]:
+        folder = Path(folder)
+        run_files.write_csv(self.calls, folder / CALLS, float_format=FLOAT_FORMAT)
+        run_files.write_json(self.explanations, folder / EXPLANATIONS)
+        run_files.write_text(self.html, folder / PAGE)
+        return [folder / name for name in OUTPUTS]
+
+
+def check_output_folder(folder: Path) -> None:
+    """The folder is new, empty, or holds an earlier explanation (whose three
+    files are replaced); anything else there is not ours to overwrite."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MoAError(f"explain_dir={folder}: is a file; expected a folder for {', '.join(OUTPUTS)}")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in OUTPUTS)
+        if others:
+            raise MoAError(f"explain_dir={folder}: already holds {others[0]!r}; expected a new or empty folder "
+                           "(or one holding only an earlier explanation)")
+
+
+def explain_batch(
+    networks: list[FoldNetwork],
+    features: pd.DataFrame,
+    probabilities: np.ndarray,
+    target_names: list[str],
+    numeric: list[str],
+    compounds: np.ndarray,
+    reference: ReferenceData,
+    top_k: int = 3,
+    k: int = 5,
+    ig_steps: int = attributions.DEFAULT_STEPS,
+    title: str = "",
+) -> ExplainedBatch:
+    t0 = time.perf_counter()
+    is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    compounds = np.asarray(compounds, dtype=object)
+    calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control)
+    index = {n: i for i, n in enumerate(target_names)}
+    treated = ~is_control
+    rows = features.loc[treated].reset_index(drop=True)
+    row_compounds = compounds[treated]
+    q_codes, q_ids = pd.factorize(pd.Series(row_compounds), sort=False)
+    per_compound_targets = {
+        c: [index[m] for m in g.sort_values("rank")["moa"]] for c, g in calls.groupby(COMPOUND, sort=False)
+    }
+    n_calls = min(top_k, len(target_names))
+    row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
+
+    attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps) if len(rows) else None
+    t_attr = time.perf_counter() - t0
+    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
+    q_inputs = [net.transform(rows) for net in networks]
+    near = {}
+    for space in (neighbours.LEARNED, neighbours.FEATURES):
+        s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
+        near[space] = neighbours.nearest(s, k) if len(q_ids) else (np.zeros((0, 0), int), np.zeros((0, 0)))
+    t_near = time.perf_counter() - t0 - t_attr
+
+    calls_of = {c: g.sort_values("rank") for c, g in calls.groupby(COMPOUND, sort=False)}
+    compounds_out = []
+    derived: dict[str, dict] = {}
+    for g, compound in enumerate(q_ids):
+        mine = q_codes == g
+        entry = {
+            COMPOUND: str(compound),
+            "sig_ids": [str(s) for s in rows[schema.ID][mine]],
+            "calls": [],
+            "nearest_compounds": _neighbour_list(near[neighbours.LEARNED], g, ref),
+            "nearest_compounds_feature_space": _neighbour_list(near[neighbours.FEATURES], g, ref),
+        }
+        mean_attr = attr.values[mine].mean(axis=0)  # (n_calls, inputs)
+        for c, call in enumerate(calls_of[compound].itertuples()):
+            top = attributions.top_features(mean_attr[c], attr.names, attr.inputs, N_TOP_FEATURES)
+            for item in top:
+                if item["kind"] != "column":
+                    derived[item["name"]] = {k2: v for k2, v in item.items() if k2 in ("kind", "top_loadings")}
+            entry["calls"].append(
+                {
+                    "rank": int(call.rank), "moa": call.moa, "probability": float(call.probability),
+                    "row_min": float(call.row_min), "row_max": float(call.row_max), "row_std": float(call.row_std),
+                    "rows_ranking_first": float(call.rows_ranking_first),
+                    "ig_completeness_error": float(attr.delta[mine, c].mean()),
+                    "logit_gap": float(attr.logit_gap[mine, c].mean()),
+                    "top_features": top,
+                }
+            )
+        compounds_out.append(entry)
+    controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
+    explanations = {
+        "title": title,
+        "method": {
+            "pooling": "mean of the rows' probabilities",
+            "attributions": f"Integrated Gradients (captum, {ig_steps} Gauss-Legendre steps) of each call's logit, "
+                            "baseline: the same rows with every g-*/c-* value 0, averaged over "
+                            f"{len(networks)} seed x fold models and over the compound's rows",
+            "neighbours": "cosine similarity of compound profiles (mean of row vectors) in each fold model's "
+                          "penultimate representation, averaged over models; feature_space: the same in the "
+                          "rank-Gauss g-*/c-* inputs",
+            "reference": reference.source,
+            "models": [net.label for net in networks],
+        },
+        "timings_s": {"attributions": round(t_attr, 2), "neighbours": round(t_near, 2)},
+        "compounds": compounds_out,
+        "control_only_compounds": controls,
+        "derived_inputs": derived,
+    }
+    return ExplainedBatch(calls, explanations, page.render(explanations))
+
+
+def _neighbour_list(near: tuple[np.ndarray, np.ndarray], g: int, ref: neighbours.Reference) -> list[dict]:
+    idx, sim = near
+    return [
+        {"drug_id": str(ref.drugs[i]), "moas": ref.moas[i], "similarity": round(float(s), 4)}
+        for i, s in zip(idx[g], sim[g])
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +80,28 @@ class ReferenceData:
     source: str
 
 
+@contextmanager
+def _quiet_data_warnings():
+    """Training data oddities (targets without positives, ...) were reported when
+    the run was trained; repeating them here would only bury predict's output."""
+    data_log = logging.getLogger("moa_lit.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        data_log.setLevel(level)
+
+
 def load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
     """The labelled training compounds to compare with: the folder given as
     ``reference`` (Kaggle layout, with train_drug.csv), or else the data the run
     was trained on, through its saved config."""
+    with _quiet_data_warnings():
+        return _load_reference(reference, run_dir, layout, target_names)
+
+
+def _load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
     if reference:
         data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
         source = str(reference)

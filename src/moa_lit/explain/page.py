@@ -87,7 +87,7 @@ def _section(c: dict) -> str:
     cid = c["compound_id"]
     return (
         f'<section class="compound" data-compound="{escape(cid)}" id="compound-{escape(cid)}">'
-        f'<h2>{escape(cid)} <span class="agree">({len(c["sig_ids"])} rows)</span></h2>'
+        f'<h2>{escape(cid)} <span class="agree">({len(c["sig_ids"])} row{"s" if len(c["sig_ids"]) != 1 else ""})</span></h2>'
         f'<div class="calls">{"".join(_call(call) for call in c["calls"])}</div>'
         f'<h3 style="font-size:.95rem">Nearest known compounds</h3>{_neighbours(c["nearest_compounds"])}'
         "</section>"

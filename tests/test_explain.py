@@ -280,3 +280,37 @@ def test_explain_dir_with_foreign_files_is_refused(saved, tmp_path):
     proc = _explain_cli(run_dir, data_dir, tmp_path)
     assert proc.returncode == 2 and "already holds 'notes.txt'" in proc.stderr
     assert not (tmp_path / "preds.csv").exists() and (tmp_path / "preds_explained" / "notes.txt").read_text() == "mine"
+
+
+def test_explain_batch_names_components_finds_same_moa_neighbours_and_skips_controls(planted):
+    from moa_lit.explain.batch import ReferenceData, explain_batch
+
+    rng, signature_genes, networks = planted
+    numeric = [*schema.gene_columns(N_GENES), *schema.cell_columns(N_CELLS)]
+    names = [f"moa{t}" for t in range(N_TARGETS)]
+    train, labels, drugs = _planted(rng, 600, signature_genes, drugs_of=6)
+    reference = ReferenceData(train, np.char.add("ref", drugs), labels, "planted")
+    queries, query_labels, query_drugs = _planted(rng, 120, signature_genes, drugs_of=6)
+    with torch.no_grad():
+        p = np.mean([torch.sigmoid(n.network(n.transform(queries))).numpy() for n in networks], axis=0)
+    out = explain_batch(networks, queries, p, names, numeric, query_drugs, reference, top_k=2, k=3, ig_steps=8)
+    compounds = out.explanations["compounds"]
+    assert [c["compound_id"] for c in compounds] == list(pd.unique(query_drugs))
+    hits = []
+    for c in compounds:
+        truth = {names[t] for t in np.flatnonzero(query_labels[query_drugs == c["compound_id"]][0])}
+        assert len(c["nearest_compounds"]) == 3 and all(n["drug_id"].startswith("ref") for n in c["nearest_compounds"])
+        if truth:
+            hits.append(bool(truth & set(c["nearest_compounds"][0]["moas"])))
+            assert c["calls"][0]["moa"] in truth  # a planted signature is easy to call
+    assert np.mean(hits) > 0.8
+    # PCA components among the top inputs are reported with their top-loading genes.
+    components = {f["name"] for c in compounds for call in c["calls"] for f in call["top_features"] if f["kind"] == COMPONENT}
+    assert components and components <= set(out.explanations["derived_inputs"])
+    assert all(out.explanations["derived_inputs"][n]["top_loadings"][0]["column"].startswith("g-") for n in components)
+    assert set(out.calls["compound_id"]) == set(query_drugs) and "genes PCA" in out.html
+
+    controls = queries.assign(cp_type=schema.CONTROL)
+    out = explain_batch(networks, controls, np.zeros_like(p), names, numeric, query_drugs, reference, top_k=2, k=3)
+    assert out.explanations["compounds"] == [] and out.calls.empty
+    assert out.explanations["control_only_compounds"] == sorted(set(query_drugs))

@@ -188,10 +188,13 @@ def explain_batch(
     n_calls = min(top_k, len(target_names))
     row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
 
-    attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps) if len(rows) else None
+    if len(rows) == 0:  # only control rows: nothing to call, explain or compare
+        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0)
+    q_inputs = [net.transform(rows) for net in networks]
+    attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
+                                             inputs_per_model=q_inputs)
     t_attr = time.perf_counter() - t0
     ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
-    q_inputs = [net.transform(rows) for net in networks]
     near = {}
     for space in (neighbours.LEARNED, neighbours.FEATURES):
         s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
@@ -227,6 +230,12 @@ def explain_batch(
                 }
             )
         compounds_out.append(entry)
+    return _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title,
+                      derived, t_attr, t_near)
+
+
+def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title, derived,
+               t_attr, t_near) -> ExplainedBatch:
     controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
     explanations = {
         "title": title,

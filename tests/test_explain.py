@@ -196,10 +196,11 @@ def test_predict_explain_writes_calls_explanations_and_page(saved, tmp_path):
     assert set(calls["compound_id"]) == set(treated["compound_id"])
     assert (calls.groupby("compound_id")["rank"].apply(list) == pd.Series([[1, 2]] * calls["compound_id"].nunique())
             .set_axis(calls.groupby("compound_id")["rank"].apply(list).index)).all()
-    # The pooled probability is the mean over the compound's treated rows.
+    # The pooled probability is the mean log-odds over the compound's treated rows (pooling=logit_mean).
     for compound, rows in treated.groupby("compound_id"):
         first = calls[(calls["compound_id"] == compound) & (calls["rank"] == 1)].iloc[0]
-        mean = predictions.loc[rows["sig_id"]].mean(axis=0)
+        p = predictions.loc[rows["sig_id"]].clip(1e-6, 1 - 1e-6)
+        mean = 1 / (1 + np.exp(-np.log(p / (1 - p)).mean(axis=0)))
         assert first["moa"] == mean.idxmax() and first["probability"] == pytest.approx(mean.max(), rel=1e-5)
 
     explanations = json.loads((folder / "explanations.json").read_text())
@@ -253,14 +254,15 @@ def test_compound_file_missing_input_ids_is_one_line_and_writes_nothing(saved, t
 
 
 @pytest.mark.parametrize("setting, needle", [("k=0", "k=0"), ("k=100000", "k=100000: expected a whole number from 1 to"),
-                                             ("top_k=9999", "top_k=9999"), ("ig_steps=0", "ig_steps=0")])
+                                             ("top_k=9999", "top_k=9999"), ("ig_steps=0", "ig_steps=0"),
+                                             ("pooling=max", "pooling='max'")])
 def test_out_of_range_counts_are_refused_before_anything_is_written(saved, tmp_path, setting, needle):
     # In-process (the CLI's one-line form is checked above): predict raises MoAError.
     run_dir, data_dir = saved
     key, value = setting.split("=")
     cfg = OmegaConf.create({"run_dir": str(run_dir), "input": str(data_dir / "test_features.csv"),
                             "output": str(tmp_path / "preds.csv"), "top_k": 0, "num_threads": 1,
-                            "explain": True, key: int(value)})
+                            "explain": True, key: int(value) if value.isdigit() else value})
     with pytest.raises(MoAError) as err:
         predict(cfg)
     assert needle in str(err.value) and "\n" not in str(err.value)

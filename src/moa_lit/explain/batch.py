@@ -31,6 +31,10 @@ PAGE = "page.html"
 OUTPUTS = (CALLS, EXPLANATIONS, PAGE)
 N_TOP_FEATURES = 10
 FLOAT_FORMAT = "%.6g"
+POOLING_TEXT = {
+    "mean": "mean of the rows' probabilities",
+    "logit_mean": "mean of the rows' log-odds (a geometric pooling of their probabilities)",
+}
 
 
 # ---------------------------------------------------------------- checked inputs
@@ -172,11 +176,12 @@ def explain_batch(
     k: int = 5,
     ig_steps: int = attributions.DEFAULT_STEPS,
     title: str = "",
+    pooling: str = "mean",
 ) -> ExplainedBatch:
     t0 = time.perf_counter()
     is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
     compounds = np.asarray(compounds, dtype=object)
-    calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control)
+    calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control, pooling)
     index = {n: i for i, n in enumerate(target_names)}
     treated = ~is_control
     rows = features.loc[treated].reset_index(drop=True)
@@ -189,7 +194,7 @@ def explain_batch(
     row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
 
     if len(rows) == 0:  # only control rows: nothing to call, explain or compare
-        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0)
+        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0, pooling)
     q_inputs = [net.transform(rows) for net in networks]
     attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
                                              inputs_per_model=q_inputs)
@@ -231,16 +236,16 @@ def explain_batch(
             )
         compounds_out.append(entry)
     return _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title,
-                      derived, t_attr, t_near)
+                      derived, t_attr, t_near, pooling)
 
 
 def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title, derived,
-               t_attr, t_near) -> ExplainedBatch:
+               t_attr, t_near, pooling) -> ExplainedBatch:
     controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
     explanations = {
         "title": title,
         "method": {
-            "pooling": "mean of the rows' probabilities",
+            "pooling": POOLING_TEXT[pooling],
             "attributions": f"Integrated Gradients (captum, {ig_steps} Gauss-Legendre steps) of each call's logit, "
                             "baseline: the same rows with every g-*/c-* value 0, averaged over "
                             f"{len(networks)} seed x fold models and over the compound's rows",

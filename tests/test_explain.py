@@ -316,3 +316,23 @@ def test_explain_batch_names_components_finds_same_moa_neighbours_and_skips_cont
     out = explain_batch(networks, controls, np.zeros_like(p), names, numeric, query_drugs, reference, top_k=2, k=3)
     assert out.explanations["compounds"] == [] and out.calls.empty
     assert out.explanations["control_only_compounds"] == sorted(set(query_drugs))
+
+
+def test_reference_vectors_are_cached_and_reused(planted, tmp_path, monkeypatch):
+    from moa_lit.explain import batch
+
+    rng, signature_genes, networks = planted
+    train, labels, drugs = _planted(rng, 120, signature_genes, drugs_of=6)
+    reference = batch.ReferenceData(train, drugs, labels, "planted")
+    cache = tmp_path / ".moa_cache" / "explain-reference-x.npz"
+    built = batch.cached_reference(networks, reference, ["a", "b", "c", "d"], cache)
+    assert cache.is_file()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cached reference should have been used")
+
+    monkeypatch.setattr(neighbours, "build_reference", no_rebuild)
+    again = batch.cached_reference(networks, reference, ["a", "b", "c", "d"], cache)
+    assert list(again.drugs) == list(built.drugs) and again.moas == built.moas
+    for space in (neighbours.LEARNED, neighbours.FEATURES):
+        assert torch.equal(again.vectors[space], built.vectors[space])

@@ -50,7 +50,7 @@ def integrated_gradients(
     targets: np.ndarray,
     n_steps: int = DEFAULT_STEPS,
     method: str = "gausslegendre",
-    internal_batch_size: int = 4096,
+    batch_rows: int = 8192,
     inputs_per_model: list[torch.Tensor] | None = None,
 ) -> Attributions:
     """``targets``: (n_rows, t) target indices to attribute for each row (e.g.
@@ -79,11 +79,18 @@ def integrated_gradients(
             x, b = inputs_per_model[i].float(), net.transform(baseline_rows).float()
         xr, br = x.repeat_interleave(t, dim=0), b.repeat_interleave(t, dim=0)
         ig = IntegratedGradients(net.network)
+        # captum batches the steps of one example, not the examples: chunk them so
+        # one pass holds about batch_rows interpolated rows.
+        chunk = max(1, batch_rows // n_steps)
+        parts, errors = [], []
         with torch.enable_grad():
-            attr, err = ig.attribute(
-                xr, baselines=br, target=flat_targets, n_steps=n_steps, method=method,
-                internal_batch_size=internal_batch_size, return_convergence_delta=True,
-            )
+            for start in range(0, len(xr), chunk):
+                part = slice(start, start + chunk)
+                a, e = ig.attribute(xr[part], baselines=br[part], target=flat_targets[part], n_steps=n_steps,
+                                    method=method, return_convergence_delta=True)
+                parts.append(a.detach())
+                errors.append(e.detach())
+        attr, err = torch.cat(parts), torch.cat(errors)
         with torch.no_grad():
             logits_x = net.network(xr).gather(1, flat_targets[:, None])[:, 0]
             logits_b = net.network(br).gather(1, flat_targets[:, None])[:, 0]

@@ -6,6 +6,8 @@ leaves no half-written output."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ CALLS = "calls.csv"
 EXPLANATIONS = "explanations.json"
 PAGE = "page.html"
 OUTPUTS = (CALLS, EXPLANATIONS, PAGE)
+REFERENCE_CACHE_DIR = ".moa_cache"  # the data reader's cache folder
 N_TOP_FEATURES = 10
 FLOAT_FORMAT = "%.6g"
 POOLING_TEXT = {
@@ -82,6 +85,7 @@ class ReferenceData:
     drugs: np.ndarray
     labels: np.ndarray  # in the run's target order
     source: str
+    fingerprint: dict | None = None  # the data reader's: file paths, sizes, modification times
 
 
 @contextmanager
@@ -133,7 +137,33 @@ def _load_reference(reference: str | None, run_dir: Path, layout, target_names: 
         data.drug.to_numpy()[treated],
         data.scored[target_names].to_numpy()[treated].astype(np.float64),
         source,
+        data.fingerprint,
     )
+
+
+def reference_cache_path(reference: ReferenceData, run_dir: Path, target_names: list[str]) -> Path | None:
+    """Where the reference's vectors are cached: beside the data reader's own
+    cache in the training data folder, named by a hash of the training files'
+    fingerprint and of the run's model files (so a changed file is a new entry)."""
+    fingerprint = reference.fingerprint or {}
+    source = fingerprint.get(schema.TRAIN_FEATURES)
+    if not isinstance(source, dict) or "path" not in source:
+        return None
+    run_dir = Path(run_dir)
+    model_files = sorted((run_dir / run_files.MODELS).rglob("*"))
+    key = json.dumps(
+        {
+            "data": {k: v for k, v in fingerprint.items() if isinstance(v, dict)},
+            "run": (run_dir / run_files.RUN_MANIFEST).read_text() if (run_dir / run_files.RUN_MANIFEST).is_file() else "",
+            "models": [(str(p.relative_to(run_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in model_files if p.is_file()],
+            "run_dir": str(run_dir.resolve()),
+            "targets": list(target_names),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(source["path"]).parent / REFERENCE_CACHE_DIR / f"explain-reference-{digest}.npz"
 
 
 # ---------------------------------------------------------------- the explanation
@@ -177,6 +207,7 @@ def explain_batch(
     ig_steps: int = attributions.DEFAULT_STEPS,
     title: str = "",
     pooling: str = "mean",
+    reference_cache: Path | None = None,
 ) -> ExplainedBatch:
     t0 = time.perf_counter()
     is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
@@ -199,7 +230,7 @@ def explain_batch(
     attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
                                              inputs_per_model=q_inputs)
     t_attr = time.perf_counter() - t0
-    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
+    ref = cached_reference(networks, reference, target_names, reference_cache)
     near = {}
     for space in (neighbours.LEARNED, neighbours.FEATURES):
         s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
@@ -261,6 +292,22 @@ def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, ref
         "derived_inputs": derived,
     }
     return ExplainedBatch(calls, explanations, page.render(explanations))
+
+
+def cached_reference(networks: list[FoldNetwork], reference: ReferenceData, target_names: list[str],
+                     cache: Path | None) -> neighbours.Reference:
+    """The reference compounds' vectors, from the cache when it holds them."""
+    if cache is not None and cache.is_file():
+        ref = neighbours.load_reference(cache)
+        if ref is not None and ref.n_models == len(networks):
+            return ref
+    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
+    if cache is not None:
+        try:
+            neighbours.save_reference(ref, cache)
+        except OSError as err:  # a read-only data folder: no cache, same result
+            log.info("reference cache not written (%s)", err)
+    return ref
 
 
 def _neighbour_list(near: tuple[np.ndarray, np.ndarray], g: int, ref: neighbours.Reference) -> list[dict]:

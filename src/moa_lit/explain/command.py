@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.explain import attributions
-from moa_lit.explain.batch import ExplainedBatch, check_count, check_output_folder, explain_batch, load_reference, read_compounds
+from moa_lit.explain.batch import ExplainedBatch, reference_cache_path, check_count, check_output_folder, explain_batch, load_reference, read_compounds
 from moa_lit.explain.networks import from_fold_models
 from moa_lit.explain.pooling import COMPOUND, POOLINGS
 from moa_lit.run_manifest import RunManifest
@@ -66,4 +66,5 @@ def explain(settings: ExplainSettings, run_dir: Path, manifest: RunManifest, fea
     return explain_batch(
         networks, features, probabilities, manifest.target_names, manifest.layout.numeric, compounds, reference,
         top_k=settings.top_k, k=settings.k, ig_steps=settings.ig_steps, pooling=settings.pooling, title=f"MoA calls: {run_dir}",
+        reference_cache=reference_cache_path(reference, run_dir, manifest.target_names),
     )

@@ -14,12 +14,15 @@ training compound shares a MoA, against chance and the baseline."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from moa_lit import run_files
 from moa_lit.explain.inputs import COLUMN
 from moa_lit.explain.networks import FoldNetwork
 
@@ -43,17 +46,19 @@ def compound_vectors(net: FoldNetwork, x: torch.Tensor, codes: np.ndarray, n_gro
 
 @dataclass
 class Reference:
-    """Labelled training compounds, as each fold model's inputs."""
+    """Labelled training compounds as unit vectors of every fold model, per
+    space: (compounds x sum of the models' widths), the models side by side,
+    so one product gives the sum of the models' cosine similarities."""
 
     drugs: np.ndarray  # unique drug ids
-    codes: np.ndarray  # drug index of every reference row
     moas: list[list[str]]  # known MoAs per drug
-    inputs: list[torch.Tensor]  # per fold model: its network inputs of the reference rows
+    vectors: dict[str, torch.Tensor]  # {LEARNED|FEATURES: (n_drugs, total width)}
+    n_models: int
 
 
 def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: np.ndarray, labels: np.ndarray,
                     names: list[str]) -> Reference:
-    """From training rows (treated rows of drugs with at least one MoA)."""
+    """From training rows (those of drugs with at least one MoA are kept)."""
     keep = labels.sum(axis=1) > 0
     codes, uniques = pd.factorize(pd.Series(np.asarray(drugs)[keep]), sort=False)
     y = labels[keep]
@@ -61,20 +66,24 @@ def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: 
     names = np.asarray(names)
     moas = [list(names[y[i] > 0.5]) for i in first]
     rows = features.loc[keep]
-    return Reference(np.asarray(uniques), codes, moas, [net.transform(rows) for net in networks])
+    vectors = {LEARNED: [], FEATURES: []}
+    for net in networks:
+        x = net.transform(rows)
+        for space in vectors:
+            vectors[space].append(compound_vectors(net, x, codes, len(uniques), space))
+    return Reference(np.asarray(uniques), moas, {k: torch.cat(v, dim=1) for k, v in vectors.items()}, len(networks))
+
+
+def query_vectors(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
+                  n_queries: int, space: str) -> torch.Tensor:
+    return torch.cat([compound_vectors(net, x, query_codes, n_queries, space) for net, x in zip(networks, query_inputs)], dim=1)
 
 
 def similarities(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
                  n_queries: int, reference: Reference, space: str) -> np.ndarray:
     """(query compounds x reference compounds) cosine similarity, averaged over fold models."""
-    total = None
-    n_ref = len(reference.drugs)
-    for net, xq, xr in zip(networks, query_inputs, reference.inputs):
-        q = compound_vectors(net, xq, query_codes, n_queries, space)
-        r = compound_vectors(net, xr, reference.codes, n_ref, space)
-        s = (q @ r.T).double().numpy()
-        total = s if total is None else total + s
-    return total / len(networks)
+    q = query_vectors(networks, query_inputs, query_codes, n_queries, space)
+    return (q @ reference.vectors[space].T).double().numpy() / reference.n_models
 
 
 def nearest(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,3 +140,31 @@ def evaluate_neighbours(
             best = s.argmax(axis=1)
             hits[space] += list(shares[np.arange(len(best)), best])
     return NeighbourResult(len(chance), {k: float(np.mean(v)) for k, v in hits.items()}, float(np.mean(chance)))
+
+
+# ---------------------------------------------------------------- cache
+def save_reference(reference: Reference, path: Path) -> None:
+    """The reference's vectors in one .npz (written atomically): building them
+    means preprocessing and embedding every training row with every model, the
+    slow part of finding neighbours."""
+    run_files.write_npz(
+        path,
+        drugs=np.asarray(reference.drugs, dtype=str),
+        moas=np.asarray(json.dumps(reference.moas)),
+        n_models=np.asarray(reference.n_models),
+        **{f"vectors_{space}": v.numpy() for space, v in reference.vectors.items()},
+    )
+
+
+def load_reference(path: Path) -> Reference | None:
+    """A saved reference, or None when there is none or it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return Reference(
+                saved["drugs"].astype(object),
+                json.loads(str(saved["moas"])),
+                {space: torch.from_numpy(saved[f"vectors_{space}"]) for space in (LEARNED, FEATURES)},
+                int(saved["n_models"]),
+            )
+    except (OSError, KeyError, ValueError):
+        return None

@@ -78,6 +78,7 @@ def integrated_gradients(
         else:
             x, b = inputs_per_model[i].float(), net.transform(baseline_rows).float()
         xr, br = x.repeat_interleave(t, dim=0), b.repeat_interleave(t, dim=0)
+        flat_targets = flat_targets.to(xr.device)
         ig = IntegratedGradients(net.network)
         # captum batches the steps of one example, not the examples: chunk them so
         # one pass holds about batch_rows interpolated rows.
@@ -88,8 +89,8 @@ def integrated_gradients(
                 part = slice(start, start + chunk)
                 a, e = ig.attribute(xr[part], baselines=br[part], target=flat_targets[part], n_steps=n_steps,
                                     method=method, return_convergence_delta=True)
-                parts.append(a.detach())
-                errors.append(e.detach())
+                parts.append(a.detach().cpu())
+                errors.append(e.detach().cpu())
         attr, err = torch.cat(parts), torch.cat(errors)
         with torch.no_grad():
             logits_x = net.network(xr).gather(1, flat_targets[:, None])[:, 0]
@@ -97,7 +98,7 @@ def integrated_gradients(
         columns = [names[inp.name] for inp in net.inputs]
         values[:, :, columns] += attr.detach().double().numpy().reshape(n, t, -1)
         delta += np.abs(err.detach().double().numpy()).reshape(n, t)
-        gap += np.abs((logits_x - logits_b).double().numpy()).reshape(n, t)
+        gap += np.abs((logits_x - logits_b).double().cpu().numpy()).reshape(n, t)
     k = len(networks)
     return Attributions(list(names), inputs, values / k, delta / k, gap / k)
 

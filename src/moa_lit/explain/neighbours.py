@@ -30,9 +30,10 @@ LEARNED, FEATURES = "learned", "features"
 
 
 def _group_means(x: torch.Tensor, codes: np.ndarray, n_groups: int) -> torch.Tensor:
-    sums = torch.zeros((n_groups, x.shape[1]), dtype=x.dtype).index_add_(0, torch.from_numpy(codes), x)
-    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(x.dtype).clamp(min=1)
-    return torch.nn.functional.normalize(sums / counts[:, None], dim=1)
+    sums = torch.zeros((n_groups, x.shape[1]), dtype=x.dtype, device=x.device)
+    sums.index_add_(0, torch.from_numpy(codes).to(x.device), x)
+    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(x.device, x.dtype).clamp(min=1)
+    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
 
 
 def compound_vectors(net: FoldNetwork, x: torch.Tensor, codes: np.ndarray, n_groups: int, space: str) -> torch.Tensor:

@@ -36,11 +36,13 @@ def from_fold_models(models: Sequence, genes: Sequence[str], cells: Sequence[str
     the only place that knows how predict loads a run."""
     networks = []
     for m in models:
-        def transform(features: pd.DataFrame, m=m) -> torch.Tensor:
-            x = torch.from_numpy(m.preprocessor.transform(features))
-            return m.stack.augment(x) if m.stack is not None else x
-
         net = m.module.net.eval()
+        device = next(net.parameters()).device  # predict's device=: the explanations follow the models
+
+        def transform(features: pd.DataFrame, m=m, device=device) -> torch.Tensor:
+            x = torch.from_numpy(m.preprocessor.transform(features))
+            return (m.stack.augment(x) if m.stack is not None else x).to(device)
+
         n_stacked = m.module.hparams.n_features - _n_preprocessed(m.preprocessor, genes, cells)
         label = f"seed {m.seed} fold {m.fold}"
         networks.append(

@@ -27,6 +27,7 @@ from moa_lit.targets import ALLOWED_TARGETS
 from moa_lit.config import CONFIG_DIR
 from moa_lit.cv import prediction_clip
 from moa_lit.data import reader
+from moa_lit.explain import command as explain_command
 from moa_lit.errors import MoAError
 from moa_lit.module import MoAModule
 from moa_lit.run_manifest import RunManifest, read_manifest
@@ -163,11 +164,15 @@ def _run_clip(run_dir: Path) -> tuple[float, float] | None:
 
 
 def predict_frame(
-    run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None, device: torch.device | str = "cpu"
+    run_dir: Path,
+    features: pd.DataFrame,
+    manifest: RunManifest | None = None,
+    device: torch.device | str = "cpu",
+    models: list[FoldModel] | None = None,
 ) -> pd.DataFrame:
     """sig_id + one probability column per target, in the run's submission column order."""
     manifest = manifest or read_manifest(run_dir)
-    models = load_fold_models(Path(run_dir), manifest, device)
+    models = models if models is not None else load_fold_models(Path(run_dir), manifest, device)
     frame = pd.DataFrame(
         ensemble_probabilities(models, features, clip=_run_clip(Path(run_dir))), columns=manifest.target_names
     )
@@ -223,19 +228,25 @@ def predict(cfg: DictConfig) -> Path:
         raise MoAError(f"output={output} is the input file; expected another path (it would be overwritten)")
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
+    explain_settings = explain_command.check(cfg, top_k, len(manifest.target_names), output) if cfg.get("explain") else None
     configure_threads(cfg.get("num_threads"))
     device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
     if features.empty:
         raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    predictions = predict_frame(run_dir, features, manifest, device)
+    models = load_fold_models(run_dir, manifest, device)
+    predictions = predict_frame(run_dir, features, manifest, device, models)
+    # explain=true: computed (and its inputs checked) before anything is written.
+    explained = explain_command.explain(explain_settings, run_dir, manifest, features, predictions, models) if explain_settings else None
     run_files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
     if top_k:
         top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv")
         run_files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
         written.append(top_path)
+    if explained is not None:
+        written += explained.write(explain_settings.folder)
     n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())
     print(
         f"Predicted {len(features)} samples ({n_control} controls at 0) with "

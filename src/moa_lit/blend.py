@@ -38,6 +38,7 @@ from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finishe
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
+from moa_lit.targets import with_allowed_targets
 
 log = logging.getLogger("moa_lit.blend")
 
@@ -162,6 +163,7 @@ def run(argv: list[str]) -> dict:
     return result
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     run_and_exit_on_error(run, sys.argv[1:] if argv is None else argv)

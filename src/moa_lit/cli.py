@@ -16,8 +16,21 @@ from moa_lit.errors import MoAError
 log = logging.getLogger("moa_lit")
 
 
+def available_cores() -> int:
+    """The cores this process may use: what SLURM gave the job
+    (SLURM_CPUS_PER_TASK), else the CPU affinity mask (cgroups, taskset),
+    else every core of the machine."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_threads(num_threads: int | None) -> int:
-    n = int(num_threads) if num_threads else (os.cpu_count() or 1)
+    n = int(num_threads) if num_threads else available_cores()
     if n < 1:
         raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
     torch.set_num_threads(n)
@@ -56,13 +69,21 @@ def run_and_exit_on_error(fn, cfg):
 def hydra_command(config_name: str, command):
     """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
     ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
-    ``command(cfg)`` runs under :func:`run_and_exit_on_error`."""
+    ``command(cfg)`` runs under :func:`run_and_exit_on_error`. Only the
+    allow-listed ``_target_``\ s may be built: a config naming another is one
+    line before anything runs, and Hydra enforces the same list on every
+    ``instantiate`` (``execution_whitelist``)."""
     import hydra
 
     from moa_lit.config import CONFIG_DIR
+    from moa_lit.targets import ALLOWED_TARGETS, check_targets
 
-    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    def checked(cfg):
+        check_targets(cfg)
+        return command(cfg)
+
+    @hydra.main(config_path=CONFIG_DIR, config_name=config_name, execution_whitelist=ALLOWED_TARGETS)
     def main(cfg):
-        return run_and_exit_on_error(command, cfg)
+        return run_and_exit_on_error(checked, cfg)
 
     return main

@@ -15,13 +15,14 @@ SAMPLER_GROUP = "hydra/sweeper/sampler"
 
 
 def _sampler_choices() -> list[str]:
-    """The Optuna samplers hydra-optuna-sweeper registers (grid is refused by our sweeper)."""
+    """The Optuna samplers hydra-optuna-sweeper registers, less grid (refused by
+    our sweeper) and motpe (kept by the plugin only to say Optuna 4 removed it)."""
     from hydra.core.config_store import ConfigStore
 
     import hydra_plugins.hydra_optuna_sweeper.config  # noqa: F401  (registers the sampler configs)
 
     names = (n.removesuffix(".yaml") for n in ConfigStore.instance().list(SAMPLER_GROUP))
-    return sorted(n for n in names if n != "grid")
+    return sorted(n for n in names if n not in ("grid", "motpe"))
 
 
 def unknown_group_choice(overrides: list[str], config_dir: str = CONFIG_DIR) -> str | None:
@@ -72,14 +73,18 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir):
             compose(config_name=config_name, overrides=plain)
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
         key = getattr(cause, "full_key", None)
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         override = next((o for o in plain if key and o.lstrip("+~").partition("=")[0] == key), key or "the overrides")
-        hint = _unknown_key_hint(cause) if "not in" in first or "not in struct" in first else ""
+        hint = ""
+        if "not in" in first:
+            # omegaconf >= 2.4 suggests a few close keys; the hint lists them all, on every version.
+            first = first.split(". Did you mean", 1)[0]
+            hint = _unknown_key_hint(cause)
         return f"{override}: {first}{hint}"
     finally:
         GlobalHydra.instance().clear()

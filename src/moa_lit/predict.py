@@ -22,6 +22,7 @@ from moa_lit import schema
 from moa_lit.cli import configure_threads, hydra_command
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
+from moa_lit.explain import command as explain_command
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import FLOAT_FORMAT, FoldDir, RunDir
@@ -81,12 +82,19 @@ def ensemble_probabilities(
 
 
 def run_probabilities(
-    run: RunDir, features: pd.DataFrame, manifest: RunManifest, device: torch.device | str = "cpu"
+    run: RunDir,
+    features: pd.DataFrame,
+    manifest: RunManifest,
+    device: torch.device | str = "cpu",
+    predictors: list[FoldPredictor] | None = None,
 ) -> np.ndarray:
     """The run's probabilities (target order of run.json): its fold models'
-    average, or for a blend the weighted average of its member runs'."""
+    average (``predictors``: already loaded from the run), or for a blend the
+    weighted average of its member runs'."""
     if not manifest.is_blend:
-        return ensemble_probabilities(load_fold_predictors(run, manifest, device), features, clip=manifest.clip)
+        if predictors is None:
+            predictors = load_fold_predictors(run, manifest, device)
+        return ensemble_probabilities(predictors, features, clip=manifest.clip)
     total = np.zeros((len(features), len(manifest.target_names)))
     for member in manifest.members:
         member_run = RunDir(member.run)
@@ -98,12 +106,16 @@ def run_probabilities(
 
 
 def predict_frame(
-    run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None, device: torch.device | str = "cpu"
+    run_dir: Path,
+    features: pd.DataFrame,
+    manifest: RunManifest | None = None,
+    device: torch.device | str = "cpu",
+    predictors: list[FoldPredictor] | None = None,
 ) -> pd.DataFrame:
     """sig_id + one probability column per target, in the run's submission column order."""
     run = RunDir(run_dir)
     manifest = manifest or run.manifest()
-    frame = pd.DataFrame(run_probabilities(run, features, manifest, device), columns=manifest.target_names)
+    frame = pd.DataFrame(run_probabilities(run, features, manifest, device, predictors), columns=manifest.target_names)
     frame.insert(0, schema.ID, features[schema.ID].to_numpy())
     return frame[manifest.output_columns]
 
@@ -163,19 +175,30 @@ def predict(cfg: DictConfig) -> Path:
         raise MoAError(f"output={output} is the input file; expected another path (it would be overwritten)")
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
+    explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
     configure_threads(cfg.get("num_threads"))
     device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
     if features.empty:
         raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    predictions = predict_frame(run_dir, features, manifest, device)
+    # explain=true needs the fold predictors too: loaded once for both.
+    predictors = load_fold_predictors(run, manifest, device) if explain_settings else None
+    predictions = predict_frame(run_dir, features, manifest, device, predictors)
+    # explain=true: computed (and its inputs checked) before anything is written.
+    explained = (
+        explain_command.explain(explain_settings, run_dir, manifest, features, predictions, predictors)
+        if explain_settings
+        else None
+    )
     files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
     if top_k:
         top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv")
         files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
         written.append(top_path)
+    if explained is not None:
+        written += explained.write(explain_settings.folder)
     n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())
     print(
         f"Predicted {len(features)} samples ({n_control} controls at 0) with "

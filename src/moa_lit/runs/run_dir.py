@@ -250,6 +250,10 @@ class RunDir:
     def earlier_metrics_file(self, seed: int, fold: int) -> Path:
         return self.logs / self.log_version(seed, fold) / files.EARLIER_METRICS
 
+    def model_files(self) -> list[Path]:
+        """Every file under ``models/``, sorted (what the fold predictors are loaded from)."""
+        return sorted(p for p in (self.path / files.MODELS).rglob("*") if p.is_file())
+
     @property
     def report_dir(self) -> Path:
         return self.path / files.REPORT

@@ -72,16 +72,22 @@ class FoldPredictor:
     module: MoAModule
     stack: StackedFeatures | None = None
     where: str = "the fold"  # named in errors
+    seed: int | None = None
+    fold: int | None = None
 
     def transform(self, features: pd.DataFrame) -> torch.Tensor:
         """Raw feature rows -> the fold's preprocessed features (before stacking),
         on the network's device."""
         return torch.from_numpy(self.preprocessor.transform(features)).to(self.module.device)
 
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The fold's preprocessed features -> the network's input (the stacked
+        stage's predictions appended where the run has one)."""
+        return self.stack.augment(x) if self.stack is not None else x
+
     def predict_features(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for rows given as the fold's preprocessed features."""
-        if self.stack is not None:
-            x = self.stack.augment(x)
+        x = self.network_input(x)
         if x.shape[1] != self.module.hparams.n_features:
             raise MoAError(
                 f"{self.where}: the preprocessor gives {x.shape[1]} features but the checkpoint expects "
@@ -107,6 +113,8 @@ class FoldPredictor:
             module=_load_module(fold_dir, n_targets, torch.device(device)),
             stack=None if stack is None else stack.to(device),
             where=str(fold_dir.path),
+            seed=fold_dir.seed,
+            fold=fold_dir.fold,
         )
 
 

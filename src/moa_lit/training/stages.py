@@ -270,7 +270,10 @@ def fit_fold(
             ckpt_path=ckpt_path,
         )
 
-    result = FittedFold(preprocessor=dm.preprocessor, module=module, stack=stack, where=str(fold_dir.path), stages=info)
+    result = FittedFold(
+        preprocessor=dm.preprocessor, module=module, stack=stack, where=str(fold_dir.path),
+        seed=fold_dir.seed, fold=fold_dir.fold, stages=info,
+    )
     if checkpoint is not None and checkpoint.best_model_path:
         best_path = Path(checkpoint.best_model_path)
         target = fold_dir.best_checkpoint

@@ -1,0 +1,195 @@
+"""Benchmark of predict's explanations (``explain=true``) on a trained run,
+printing what the README reports:
+
+- quality: on out-of-fold rows grouped by drug, whether pooling a compound's
+  rows ranks a true MoA higher than single rows; on out-of-fold drugs, how
+  often the nearest training compound shares a MoA, in the networks' learned
+  representation against the rank-Gauss feature space and chance;
+- speed: nearest compounds for N query rows against the training rows, and
+  Integrated Gradients for N rows x their top 3 MoAs, at ``--threads`` threads;
+- fidelity of Integrated Gradients against the number of integration steps:
+  error against a many-step reference, completeness error, top-10 agreement.
+
+    python -m moa_lit.bench.explain --run-dir outputs/train/runs/<time> --threads 2
+
+The run's training data is read through its saved config (run it from the
+folder the run was trained in), or from ``--reference``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moa_lit import schema
+from moa_lit.explain import attributions, neighbours
+from moa_lit.explain.batch import load_reference
+from moa_lit.explain.networks import from_fold_predictors
+from moa_lit.explain.pooling import evaluate_pooling
+from moa_lit.predict import ensemble_probabilities, load_fold_predictors
+from moa_lit.report.inputs import read_report_inputs
+from moa_lit.runs import files
+from moa_lit.runs.run_dir import RunDir
+from moa_lit.targets import with_allowed_targets
+
+
+def _load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def pooling_quality(run_dir: Path) -> None:
+    inputs = read_report_inputs(run_dir)
+    run = RunDir(run_dir)
+    folds = pd.read_csv(run.need(files.FOLDS)).set_index(schema.ID)
+    oof_ids = run.read_oof(usecols=[schema.ID])[schema.ID]
+    drugs = folds.loc[oof_ids, schema.DRUG].to_numpy()
+    r = evaluate_pooling(inputs.oof, inputs.labels, drugs, inputs.is_control)
+    print(f"pooling (OOF rows of {r.n_drugs} labelled drugs with <= 18 rows, {r.n_rows} rows; drug-weighted; "
+          "rank of the best-ranked true MoA):")
+    print(f"  single rows:        top-1 {r.rows['top1']:.3f}  top-5 {r.rows['top5']:.3f}  MRR {r.rows['mrr']:.3f}")
+    for how, m in r.pooled.items():
+        print(f"  pooled {how:<11} top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}  MRR {m['mrr']:.3f}")
+
+
+def neighbour_quality(run_dir: Path, networks, reference, fold_of_row: np.ndarray) -> None:
+    by_fold: dict[int, list] = {}
+    for net in networks:
+        by_fold.setdefault(net.fold, []).append(net)
+    t0 = time.perf_counter()
+    r = neighbours.evaluate_neighbours(by_fold, reference.features, reference.drugs, fold_of_row, reference.labels)
+    print(f"nearest training compound shares a MoA with the query ({r.n_queries} OOF labelled drugs, "
+          f"{time.perf_counter() - t0:.1f} s):")
+    print(f"  learned representation: {r.hit_rate[neighbours.LEARNED]:.3f}")
+    print(f"  rank-Gauss features:    {r.hit_rate[neighbours.FEATURES]:.3f}")
+    print(f"  chance (random labelled training compound): {r.chance:.3f}")
+
+
+def _queries(reference, test: pd.DataFrame | None, n: int) -> pd.DataFrame:
+    rows = test[test[schema.CP_TYPE] == schema.TREATED] if test is not None else reference.features.iloc[:0]
+    if len(rows) < n:
+        rows = pd.concat([rows, reference.features.iloc[: n - len(rows)]], ignore_index=True)
+    return rows.iloc[:n].reset_index(drop=True)
+
+
+def neighbour_speed(networks, reference, queries: pd.DataFrame, target_names, k: int = 5) -> None:
+    """The reference side is built once (preprocessing and embedding every
+    training row with every model) and cached by predict; timed apart."""
+    t0 = time.perf_counter()
+    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
+    build = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        neighbours.save_reference(ref, Path(tmp) / "reference.npz")
+        saved = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ref = neighbours.load_reference(Path(tmp) / "reference.npz")
+        loaded = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    q_codes = np.arange(len(queries))
+    q_inputs = [net.transform(queries) for net in networks]
+    preprocess = time.perf_counter() - t0
+    times = {}
+    for space in (neighbours.LEARNED, neighbours.FEATURES):
+        t0 = time.perf_counter()
+        s = neighbours.similarities(networks, q_inputs, q_codes, len(queries), ref, space)
+        neighbours.nearest(s, k)
+        times[space] = time.perf_counter() - t0
+    print(f"nearest compounds: {len(queries)} query rows (each its own compound) vs {len(reference.features)} "
+          f"training rows ({len(ref.drugs)} labelled compounds), {len(networks)} models, k={k}, cached reference:")
+    print(f"  total {preprocess + times[neighbours.LEARNED] + loaded:.2f} s = preprocessing the queries with each "
+          f"model {preprocess:.2f} s (the same transform predict applies) + embedding, comparing and ranking "
+          f"{times[neighbours.LEARNED]:.2f} s + loading the cache {loaded:.2f} s; rank-Gauss baseline: compare "
+          f"and rank {times[neighbours.FEATURES]:.2f} s")
+    print(f"  building the reference once (first explain=true of a run): {build:.2f} s, writing its cache {saved:.2f} s")
+
+
+def ig_fidelity(networks, rows: pd.DataFrame, numeric, targets, steps: list[int], reference_steps: int) -> None:
+    ref = attributions.integrated_gradients(networks, rows, numeric, targets, n_steps=reference_steps)
+    ref_v = ref.values.reshape(-1, ref.values.shape[-1])
+    ref_top = np.argsort(-ref_v, axis=1)[:, :10]
+    print(f"Integrated Gradients fidelity on {len(rows)} rows x {targets.shape[1]} MoAs, {len(networks)} models "
+          f"(against {reference_steps} steps; completeness error = |sum of attributions - logit difference| / "
+          "|logit difference|):")
+    print("  steps  s/row-call  rel. L2 error  completeness error  top-10 overlap")
+    for n_steps in steps:
+        t0 = time.perf_counter()
+        a = attributions.integrated_gradients(networks, rows, numeric, targets, n_steps=n_steps)
+        seconds = time.perf_counter() - t0
+        v = a.values.reshape(-1, a.values.shape[-1])
+        rel = np.linalg.norm(v - ref_v, axis=1) / np.maximum(np.linalg.norm(ref_v, axis=1), 1e-12)
+        top = np.argsort(-v, axis=1)[:, :10]
+        overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top, ref_top)])
+        completeness = a.delta.mean() / max(a.logit_gap.mean(), 1e-12)
+        print(f"  {n_steps:5d}  {seconds / v.shape[0]:.2e}    {np.median(rel):.4f}         {completeness:.4f}"
+              f"              {overlap:.3f}")
+
+
+def ig_speed(networks, rows: pd.DataFrame, numeric, targets, n_steps: int) -> None:
+    t0 = time.perf_counter()
+    attributions.integrated_gradients(networks, rows, numeric, targets, n_steps=n_steps)
+    seconds = time.perf_counter() - t0
+    print(f"Integrated Gradients: {len(rows)} rows x top {targets.shape[1]} MoAs, {n_steps} steps, "
+          f"{len(networks)} models: {seconds:.1f} s")
+
+
+@with_allowed_targets
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--reference", default=None, help="training data folder (default: the run's own)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--queries", type=int, default=4000)
+    parser.add_argument("--steps", default="4,8,16,32,64", help="IG step counts compared for fidelity")
+    parser.add_argument("--ig-steps", type=int, default=attributions.DEFAULT_STEPS, help="steps of the timed IG run")
+    parser.add_argument("--reference-steps", type=int, default=256)
+    parser.add_argument("--fidelity-rows", type=int, default=100)
+    parser.add_argument("--skip", default="", help="comma-separated: quality,fidelity,neighbours,ig")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    torch.set_num_threads(args.threads)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({args.threads} threads); "
+          f"{_load()} at start")
+    run = RunDir(args.run_dir)
+    manifest = run.manifest()
+    predictors = load_fold_predictors(run, manifest)
+    networks = from_fold_predictors(predictors, manifest.layout.genes, manifest.layout.cells)
+    reference = load_reference(args.reference, args.run_dir, manifest.layout, manifest.target_names)
+    numeric = manifest.layout.numeric
+    print(f"run: {args.run_dir} ({len(networks)} seed x fold models); training data: {reference.source}")
+
+    if "quality" not in skip:
+        pooling_quality(args.run_dir)
+        folds = pd.read_csv(run.need(files.FOLDS)).set_index(schema.ID)
+        neighbour_quality(args.run_dir, networks, reference, folds.loc[reference.features[schema.ID], "fold"].to_numpy())
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    test = None
+    if not {"neighbours", "ig", "fidelity"} <= skip:
+        try:
+            test = instantiate(OmegaConf.create(run.config()).data).test
+        except Exception:
+            test = None
+        queries = _queries(reference, test, args.queries)
+        p = ensemble_probabilities(predictors, queries)
+        targets = np.argsort(-p, axis=1)[:, :3]
+    if "fidelity" not in skip:
+        ig_fidelity(networks, queries.iloc[: args.fidelity_rows], numeric, targets[: args.fidelity_rows],
+                    [int(s) for s in args.steps.split(",")], args.reference_steps)
+    if "neighbours" not in skip:
+        neighbour_speed(networks, reference, queries, manifest.target_names)
+    if "ig" not in skip:
+        ig_speed(networks, queries, numeric, targets, args.ig_steps)
+    print(_load() + " at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Nearest known compounds: each query compound against the labelled training
+compounds, by cosine similarity of compound profiles (the mean of the
+compound's row vectors) in two spaces:
+
+- learned: each fold model's penultimate representation (the body's output,
+  the input of the head that scores the MoAs); the similarity matrices of the
+  fold models are averaged (each model has its own representation space, so
+  vectors are never mixed across models);
+- baseline: the rank-Gauss feature space, i.e. the g-*/c-* inputs of the same
+  fold models, averaged likewise.
+
+``evaluate_neighbours`` measures on out-of-fold drugs whether the nearest
+training compound shares a MoA, against chance and the baseline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moa_lit.explain.inputs import COLUMN
+from moa_lit.explain.networks import FoldNetwork
+from moa_lit.runs import files
+
+LEARNED, FEATURES = "learned", "features"
+
+
+def _group_means(x: torch.Tensor, codes: np.ndarray, n_groups: int) -> torch.Tensor:
+    sums = torch.zeros((n_groups, x.shape[1]), dtype=x.dtype, device=x.device)
+    sums.index_add_(0, torch.from_numpy(codes).to(x.device), x)
+    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(x.device, x.dtype).clamp(min=1)
+    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
+
+
+def compound_vectors(net: FoldNetwork, x: torch.Tensor, codes: np.ndarray, n_groups: int, space: str) -> torch.Tensor:
+    """Unit-length compound profiles of one fold model from its network inputs x."""
+    if space == LEARNED:
+        v = net.embed(x.float())
+    else:
+        v = x[:, [i for i, inp in enumerate(net.inputs) if inp.kind == COLUMN]].float()
+    return _group_means(v, codes, n_groups)
+
+
+@dataclass
+class Reference:
+    """Labelled training compounds as unit vectors of every fold model, per
+    space: (compounds x sum of the models' widths), the models side by side,
+    so one product gives the sum of the models' cosine similarities."""
+
+    drugs: np.ndarray  # unique drug ids
+    moas: list[list[str]]  # known MoAs per drug
+    vectors: dict[str, torch.Tensor]  # {LEARNED|FEATURES: (n_drugs, total width)}
+    n_models: int
+
+
+def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: np.ndarray, labels: np.ndarray,
+                    names: list[str]) -> Reference:
+    """From training rows (those of drugs with at least one MoA are kept)."""
+    keep = labels.sum(axis=1) > 0
+    codes, uniques = pd.factorize(pd.Series(np.asarray(drugs)[keep]), sort=False)
+    y = labels[keep]
+    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
+    names = np.asarray(names)
+    moas = [list(names[y[i] > 0.5]) for i in first]
+    rows = features.loc[keep]
+    vectors = {LEARNED: [], FEATURES: []}
+    for net in networks:
+        x = net.transform(rows)
+        for space in vectors:
+            vectors[space].append(compound_vectors(net, x, codes, len(uniques), space))
+    return Reference(np.asarray(uniques), moas, {k: torch.cat(v, dim=1) for k, v in vectors.items()}, len(networks))
+
+
+def query_vectors(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
+                  n_queries: int, space: str) -> torch.Tensor:
+    return torch.cat([compound_vectors(net, x, query_codes, n_queries, space) for net, x in zip(networks, query_inputs)], dim=1)
+
+
+def similarities(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
+                 n_queries: int, reference: Reference, space: str) -> np.ndarray:
+    """(query compounds x reference compounds) cosine similarity, averaged over fold models."""
+    q = query_vectors(networks, query_inputs, query_codes, n_queries, space)
+    return (q @ reference.vectors[space].T).double().numpy() / reference.n_models
+
+
+def nearest(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and similarities of the k most similar references per query, best first."""
+    k = min(k, similarity.shape[1])
+    part = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(similarity, part, axis=1), axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(similarity, idx, axis=1)
+
+
+@dataclass
+class NeighbourResult:
+    n_queries: int
+    hit_rate: dict  # {space: share of queries whose nearest reference shares a MoA}
+    chance: float  # mean over queries of the share of references sharing a MoA
+
+
+def evaluate_neighbours(
+    networks_by_fold: dict[int, list[FoldNetwork]],
+    features: pd.DataFrame,
+    drugs: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+) -> NeighbourResult:
+    """For each fold k: queries are the labelled drugs whose rows all lie in
+    fold k (no model of fold k saw them), references the labelled drugs with no
+    row in fold k; both embedded by fold k's models (its seeds averaged). A hit:
+    the most similar reference shares at least one MoA with the query."""
+    drugs, folds = np.asarray(drugs), np.asarray(folds)
+    labelled = labels.sum(axis=1) > 0
+    folds_of_drug = pd.Series(folds).groupby(drugs).agg(lambda f: frozenset(f))
+    hits = {LEARNED: [], FEATURES: []}
+    chance = []
+    for fold, networks in sorted(networks_by_fold.items()):
+        in_fold = pd.Series(drugs).map(folds_of_drug).to_numpy()
+        query_rows = labelled & np.array([f == frozenset([fold]) for f in in_fold])
+        ref_rows = labelled & np.array([fold not in f for f in in_fold])
+        if not query_rows.any() or not ref_rows.any():
+            continue
+        reference = build_reference(networks, features.loc[ref_rows], drugs[ref_rows], labels[ref_rows],
+                                    [str(i) for i in range(labels.shape[1])])
+        q_codes, q_drugs = pd.factorize(pd.Series(drugs[query_rows]), sort=False)
+        q_first = pd.Series(np.arange(len(q_codes))).groupby(q_codes).first().to_numpy()
+        yq = labels[query_rows][q_first] > 0.5
+        yr = np.zeros((len(reference.drugs), labels.shape[1]), dtype=bool)
+        for i, m in enumerate(reference.moas):
+            yr[i, [int(t) for t in m]] = True
+        shares = (yq.astype(np.float32) @ yr.T.astype(np.float32)) > 0  # (queries, references)
+        chance += list(shares.mean(axis=1))
+        q_inputs = [net.transform(features.loc[query_rows]) for net in networks]
+        for space in (LEARNED, FEATURES):
+            s = similarities(networks, q_inputs, q_codes, len(q_drugs), reference, space)
+            best = s.argmax(axis=1)
+            hits[space] += list(shares[np.arange(len(best)), best])
+    return NeighbourResult(len(chance), {k: float(np.mean(v)) for k, v in hits.items()}, float(np.mean(chance)))
+
+
+# ---------------------------------------------------------------- cache
+def save_reference(reference: Reference, path: Path) -> None:
+    """The reference's vectors in one .npz (written atomically): building them
+    means preprocessing and embedding every training row with every model, the
+    slow part of finding neighbours."""
+    files.write_npz(
+        path,
+        drugs=np.asarray(reference.drugs, dtype=str),
+        moas=np.asarray(json.dumps(reference.moas)),
+        n_models=np.asarray(reference.n_models),
+        **{f"vectors_{space}": v.numpy() for space, v in reference.vectors.items()},
+    )
+
+
+def load_reference(path: Path) -> Reference | None:
+    """A saved reference, or None when there is none or it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return Reference(
+                saved["drugs"].astype(object),
+                json.loads(str(saved["moas"])),
+                {space: torch.from_numpy(saved[f"vectors_{space}"]) for space in (LEARNED, FEATURES)},
+                int(saved["n_models"]),
+            )
+    except (OSError, KeyError, ValueError):
+        return None

@@ -275,6 +275,26 @@ def test_run_without_models_is_one_line_and_writes_nothing(saved, tmp_path):
     _fails_cleanly(_explain_cli(run_dir, saved[1], tmp_path), tmp_path, "seed1/fold0/best.ckpt: missing")
 
 
+def test_blended_run_is_one_line_and_writes_nothing(saved, tmp_path):
+    # A blend's members each have their own preprocessing and weight: explain one of them.
+    from dataclasses import replace
+
+    from moa_lit.runs.manifest import BlendMember
+    from moa_lit.runs.run_dir import RunDir
+
+    run_dir, data_dir = saved
+    blend = RunDir(tmp_path / "blend")
+    blend.path.mkdir()
+    blend.write_manifest(replace(RunDir(run_dir).manifest(), members=[BlendMember(str(run_dir), 1.0)]))
+    cfg = OmegaConf.create({"run_dir": str(blend.path), "input": str(data_dir / "test_features.csv"),
+                            "output": str(tmp_path / "preds.csv"), "num_threads": 1, "explain": True})
+    with pytest.raises(MoAError) as err:
+        predict(cfg)
+    assert f"run_dir={blend.path} is a blend of other runs ({run_dir})" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "preds.csv").exists() and not (tmp_path / "preds_explained").exists()
+
+
 def test_explain_dir_with_foreign_files_is_refused(saved, tmp_path):
     run_dir, data_dir = saved
     (tmp_path / "preds_explained").mkdir()

@@ -10,6 +10,10 @@ _CANDIDATES = (_PACKAGE.parents[1] / "conf", _PACKAGE / "conf")
 
 CONFIG_DIR = str(next((p for p in _CANDIDATES if (p / "train.yaml").is_file()), _CANDIDATES[0]))
 
+# conf/train.yaml's defaults list names the typed schema moa_lit.settings registers, so
+# whatever composes from CONFIG_DIR (commands, tests, Hydra's compose API) has it.
+import moa_lit.settings  # noqa: E402,F401
+
 
 SAMPLER_GROUP = "hydra/sweeper/sampler"
 
@@ -62,8 +66,6 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf.errors import OmegaConfBaseException
-
-    import moa_lit.settings  # noqa: F401  (registers the schema)
 
     candidates = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
     try:

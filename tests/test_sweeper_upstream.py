@@ -16,7 +16,6 @@ from hydra.core.global_hydra import GlobalHydra
 
 from moa_lit.config import CONFIG_DIR
 from hydra_plugins.moa_lit_sweeper.optuna_sweeper import FailureTolerantOptunaSweeper
-from moa_lit.search import FAILURE_TOLERANT_SWEEPER
 from moa_lit.sweeper import parse_search_space
 
 
@@ -40,8 +39,11 @@ def test_our_sweeper_takes_exactly_the_plugins_config_keys():
 
 
 def test_the_search_config_selects_our_sweeper():
+    from hydra.utils import get_class
+
     cfg = search_config()
-    assert cfg.hydra.sweeper._target_ == FAILURE_TOLERANT_SWEEPER
+    assert get_class(cfg.hydra.sweeper._target_) is FailureTolerantOptunaSweeper
+    assert FailureTolerantOptunaSweeper.records_failed_trials  # what failures_go_to_sweeper reads
 
 
 def test_private_parser_returns_distributions_fixed_values_and_deletions():

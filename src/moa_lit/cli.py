@@ -50,11 +50,6 @@ def user_error(exc: BaseException) -> MoAError | None:
 
 def run_and_exit_on_error(fn, cfg):
     """Bad input or settings end the program with one line and exit code 2."""
-    from moa_lit.search import failures_go_to_sweeper
-
-    if failures_go_to_sweeper():
-        # An Optuna trial: the sweeper records a failure and goes on.
-        return fn(cfg)
     try:
         return fn(cfg)
     except Exception as exc:
@@ -69,13 +64,15 @@ def run_and_exit_on_error(fn, cfg):
 def hydra_command(config_name: str, command):
     """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
     ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
-    ``command(cfg)`` runs under :func:`run_and_exit_on_error`. Only the
-    allow-listed ``_target_``\ s may be built: a config naming another is one
-    line before anything runs, and Hydra enforces the same list on every
-    ``instantiate`` (``execution_whitelist``)."""
+    ``command(cfg)`` runs under :func:`run_and_exit_on_error`, or, as a trial
+    of a failure-tolerant search, raises to the sweeper, which records it.
+    Only allow-listed targets may be built: a config naming another
+    ``_target_`` is one line before anything runs, and Hydra enforces the same
+    list on every ``instantiate`` (``execution_whitelist``)."""
     import hydra
 
     from moa_lit.config import CONFIG_DIR
+    from moa_lit.search import failures_go_to_sweeper
     from moa_lit.targets import ALLOWED_TARGETS, check_targets
 
     def checked(cfg):
@@ -84,6 +81,9 @@ def hydra_command(config_name: str, command):
 
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, execution_whitelist=ALLOWED_TARGETS)
     def main(cfg):
+        if failures_go_to_sweeper():
+            # An Optuna trial: the sweeper records a failure and goes on.
+            return checked(cfg)
         return run_and_exit_on_error(checked, cfg)
 
     return main

@@ -5,10 +5,10 @@ PYTHON ?= python
 # build comes from local disk in seconds, while an unpinned torch would pull a
 # multi-GB CUDA build. pyproject itself only asks for torch>=2.2.
 TORCH_PIN ?= torch==2.13.0
-# Is the moa_lit imported by this Python the one in this checkout's src/?
-HAS_PACKAGE = $(PYTHON) -c "import sys, pathlib, moa_lit, lightning, hydra, iterstrat, optuna, sklearn, pyarrow; \
-	sys.exit(pathlib.Path(moa_lit.__file__).resolve().parent != pathlib.Path('src/moa_lit').resolve())" 2>/dev/null
-HAS_DEV = $(PYTHON) -c "import pytest, psycopg2" 2>/dev/null
+# Is the moa_lit imported by this Python the one in this checkout's src/, with
+# every pinned requirement (and the dev extra's) installed at an allowed version?
+HAS_PACKAGE = $(PYTHON) .ci/deps_installed.py 2>/dev/null
+HAS_DEV = $(PYTHON) .ci/deps_installed.py dev 2>/dev/null
 
 .PHONY: install install-dev ensure ensure-dev train test bench clean
 

@@ -10,6 +10,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allowed_targets():
+    """Tests that call train() and friends in-process build objects under the
+    same allow-list as the commands (hydra.main(execution_whitelist=...))."""
+    from hydra.utils import execution_whitelist
+
+    from moa_lit.targets import ALLOWED_TARGETS
+
+    with execution_whitelist(ALLOWED_TARGETS):
+        yield
+
+
 def shared_labels_dir() -> Path | None:
     """The real lish-moa label files beside the checkout (never copied into it)."""
     base = Path(os.environ.get("MOA_SHARED_DIR", REPO.parent / "shared"))
@@ -66,7 +78,7 @@ def compose_train(overrides):
 
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_DIR):
             return compose(config_name="train", overrides=list(overrides))
     finally:
         GlobalHydra.instance().clear()

@@ -17,7 +17,7 @@ from moa_lit.train import train
 def compose_cfg():
     def _compose(overrides):
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_DIR):
             return compose(config_name="train", overrides=overrides)
 
     yield _compose

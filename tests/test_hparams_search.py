@@ -5,6 +5,9 @@ workers sharing one study on a real PostgreSQL server."""
 from __future__ import annotations
 
 import shlex
+import sqlite3
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,7 +54,7 @@ def search_overrides(tmp_path: Path, sweep_dir: Path, n_trials: int, seed: int) 
 
 @pytest.fixture
 def postgres_url():
-    pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed to reach PostgreSQL")
+    pytest.importorskip("psycopg", reason="psycopg (the dev extra) is needed to reach PostgreSQL")
     try:
         with postgres_server() as url:
             yield url
@@ -90,7 +93,7 @@ def test_search_records_a_diverging_trial_as_failed_goes_on_and_resumes(tmp_path
     assert len(failed) == 1 and len(complete) == 2
     # The failure is the divergence, recorded with its cause; the others trained.
     assert failed[0].params["model.scheduler.max_lr"] == DIVERGING_LR
-    assert "training loss became nan" in failed[0].system_attrs["moa_lit:error"]
+    assert "training loss became nan" in failed[0].user_attrs["moa_lit:error"]
     assert all(t.params["model.scheduler.max_lr"] != DIVERGING_LR for t in complete)
     assert f"Trial {failed[0].number} FAILED with params" in first.stdout + first.stderr
 
@@ -107,7 +110,7 @@ def test_search_records_a_diverging_trial_as_failed_goes_on_and_resumes(tmp_path
     # The printed command rebuilds exactly the best trial's training config.
     command = shlex.split(results.best_trial.command)
     assert command[:3] == ["python", "-m", "moa_lit.train"]
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+    with initialize_config_dir(config_dir=CONFIG_DIR):
         rebuilt = compose(config_name="train", overrides=command[3:])
     trial_cfg = OmegaConf.load(Path(results.best_trial.run_dir) / run_files.CONFIG)
     assert OmegaConf.to_container(rebuilt) == OmegaConf.to_container(trial_cfg)
@@ -149,9 +152,13 @@ BAD_SETTINGS = {
         "moa-lit: error: search space key model.net.hiden_size: no such key in the training config "
         "(did you mean model.net.hidden_size?)",
     ),
+    "refused target": (
+        "model.optimizer._target_=os.system",
+        "moa-lit: error: model.optimizer._target_=os.system: this target is not allowed in a moa-lit config",
+    ),
     "unknown sampler": (
         "hydra/sweeper/sampler=tpee",
-        "moa-lit: error: hydra/sweeper/sampler=tpee: no such hydra/sweeper/sampler config; expected one of cmaes, motpe, nsgaii, random, tpe",
+        "moa-lit: error: hydra/sweeper/sampler=tpee: no such hydra/sweeper/sampler config; expected one of cmaes, gp, nsgaii, nsgaiii, qmc, random, tpe",
     ),
 }
 
@@ -202,6 +209,40 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     assert folders == [run_files.trial_subdir(t.number) for t in sorted(trials, key=lambda t: t.number)]
 
 
+def load_journal(path: Path, name: str = STUDY) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
+    """Optuna's journal file storage from config (+hydra/sweeper/storage=journal),
+    two sweeper processes at once on one file: trials add up, numbers unique."""
+    per_worker = 2
+    journal = tmp_path / "shared" / "optuna.journal"
+
+    def worker(i: int):
+        args = [*search_overrides(tmp_path / f"machine{i}", tmp_path / f"worker{i}", per_worker, seed=200 + i),
+                "+hydra/sweeper/storage=journal", f"hydra.sweeper.storage.log_storage.file_path={journal}",
+                "num_threads=1"]
+        return run_cli("moa_lit.train", args, cwd=tmp_path)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = list(pool.map(worker, range(2)))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert f"JournalStorage({journal})" in proc.stderr + proc.stdout
+    trials = load_journal(journal).trials
+    assert sorted(t.number for t in trials) == list(range(2 * per_worker))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    folders = sorted(p.name for i in range(2) for p in (tmp_path / f"worker{i}").glob("trial_*"))
+    assert folders == [run_files.trial_subdir(t.number) for t in sorted(trials, key=lambda t: t.number)]
+    results = OmegaConf.load(tmp_path / "worker0" / run_files.OPTIMIZATION_RESULTS)
+    assert results.study.storage == f"JournalStorage({journal})"
+
+
 def test_failure_budget_counts_against_the_planned_trials():
     budget = FailureBudget(n_trials=20, max_failure_rate=0.25)
     assert budget.allowed == 5
@@ -224,3 +265,36 @@ def test_reproduce_command_is_a_plain_run_with_shell_safe_overrides():
         "python -m moa_lit.train 'cv.folds=[0,1]' 'data.dir=/data/my lish-moa' "
         "model.net.n_layers=2 model.scheduler.max_lr=0.0031"
     )
+
+
+OLD_STUDY_SQL = Path(__file__).parent / "fixtures" / "optuna-2.10-study.sql"
+
+
+def test_a_study_written_by_optuna_2_10_asks_for_the_storage_upgrade(tmp_path):
+    """A search on a study from the Optuna 2.10 era ends with one line giving
+    the upgrade command; that command, run as printed, makes the study
+    readable with its trials intact, and the search resumes it."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    with sqlite3.connect(sweep / "optuna.db") as con:
+        con.executescript(OLD_STUDY_SQL.read_text())
+    proc = run_cli("moa_lit.train", search_overrides(tmp_path, sweep, 1, 0), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("moa-lit: error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    command = f"optuna storage upgrade --storage {sqlite_url(sweep)}"
+    assert lines[0].endswith(command)
+    assert "older Optuna" in lines[0]
+    assert not list(sweep.glob("trial_*"))
+
+    upgrade = subprocess.run([str(Path(sys.executable).parent / "optuna"), *shlex.split(command)[1:]],
+                             capture_output=True, text=True, timeout=120)
+    assert upgrade.returncode == 0, upgrade.stderr[-2000:]
+    trials = load(sqlite_url(sweep)).trials
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    # ... and the search then resumes it.
+    again = run_cli("moa_lit.train", search_overrides(tmp_path, sweep, 1, 0), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = load(sqlite_url(sweep)).trials
+    assert [t.number for t in after] == [0, 1, 2] and after[2].state == TrialState.COMPLETE
+    assert [(t.params, t.value) for t in after[:2]] == [(t.params, t.value) for t in trials]

@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.optimize import minimize
 
+from moa_lit.targets import with_allowed_targets
 from moa_lit import run_files, schema
 from moa_lit.errors import MoAError
 from moa_lit.metric import mean_logloss
@@ -172,6 +173,7 @@ def _parse(argv: list[str]) -> tuple[list[Path], Path]:
     return [Path(str(r)).expanduser() for r in runs], Path(str(output_dir)).expanduser()
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:

@@ -14,8 +14,21 @@ from moa_lit.errors import MoAError
 log = logging.getLogger("moa_lit")
 
 
+def available_cores() -> int:
+    """The cores this process may use: what SLURM gave the job
+    (SLURM_CPUS_PER_TASK), else the CPU affinity mask (cgroups, taskset),
+    else every core of the machine."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_threads(num_threads: int | None) -> int:
-    n = int(num_threads) if num_threads else (os.cpu_count() or 1)
+    n = int(num_threads) if num_threads else available_cores()
     if n < 1:
         raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
     torch.set_num_threads(n)

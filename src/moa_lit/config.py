@@ -15,13 +15,14 @@ SAMPLER_GROUP = "hydra/sweeper/sampler"
 
 
 def _sampler_choices() -> list[str]:
-    """The Optuna samplers hydra-optuna-sweeper registers (grid is refused by our sweeper)."""
+    """The Optuna samplers hydra-optuna-sweeper registers, less grid (refused by
+    our sweeper) and motpe (kept by the plugin only to say Optuna 4 removed it)."""
     from hydra.core.config_store import ConfigStore
 
     import hydra_plugins.hydra_optuna_sweeper.config  # noqa: F401  (registers the sampler configs)
 
     names = (n.removesuffix(".yaml") for n in ConfigStore.instance().list(SAMPLER_GROUP))
-    return sorted(n for n in names if n != "grid")
+    return sorted(n for n in names if n not in ("grid", "motpe"))
 
 
 def unknown_group_choice(overrides: list[str], config_dir: str = CONFIG_DIR) -> str | None:

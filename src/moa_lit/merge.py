@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import run_files, schema
+from moa_lit.targets import ALLOWED_TARGETS
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.scores import score_run
@@ -158,7 +159,7 @@ def merge(cfg: DictConfig) -> float:
     return scores["oof_logloss"]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="merge")
+@hydra.main(config_path=CONFIG_DIR, config_name="merge", execution_whitelist=ALLOWED_TARGETS)
 def main(cfg: DictConfig) -> float:
     return run_and_exit_on_error(merge, cfg)
 

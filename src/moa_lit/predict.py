@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
 from moa_lit import run_files, schema
+from moa_lit.targets import ALLOWED_TARGETS
 from moa_lit.config import CONFIG_DIR
 from moa_lit.cv import prediction_clip
 from moa_lit.data import reader
@@ -256,7 +257,7 @@ def predict(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@hydra.main(config_path=CONFIG_DIR, config_name="predict", execution_whitelist=ALLOWED_TARGETS)
 def main(cfg: DictConfig) -> None:
     run_and_exit_on_error(predict, cfg)
 

@@ -77,6 +77,9 @@ def storage_for_display(storage: Any) -> str:
     """A storage URL with its password hidden, for messages and logs."""
     if storage is None:
         return "null (in memory)"
+    if hasattr(storage, "get") and storage.get("_target_"):  # a storage built from config
+        paths = [str(v) for k, v in _items(storage) if k == "file_path"]
+        return f"{str(storage.get('_target_')).rsplit('.', 1)[-1]}({', '.join(paths)})"
     text = str(storage)
     try:
         from sqlalchemy.engine.url import make_url
@@ -84,6 +87,14 @@ def storage_for_display(storage: Any) -> str:
         return make_url(text).render_as_string(hide_password=True)
     except Exception:  # not a URL sqlalchemy understands: shown as given
         return text
+
+
+def _items(node: Any) -> Iterable[tuple[str, Any]]:
+    """(key, value) pairs of a nested mapping, depth first."""
+    for key, value in node.items():
+        yield key, value
+        if hasattr(value, "items"):
+            yield from _items(value)
 
 
 def config_keys(node: Any, prefix: str = "") -> Iterable[str]:

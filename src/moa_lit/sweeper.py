@@ -1,55 +1,117 @@
 """The Optuna search behind ``python -m moa_lit.train hparams_search=optuna``.
 
-hydra-optuna-sweeper 1.3.0 re-raises as soon as the failures of one batch of
-trials exceed ``max_failure_rate``; with one trial per batch (``n_jobs=1``,
-the setting for workers sharing a study) any failure ends the search. This
-sweeper keeps the plugin's config schema, sampling and search-space parsing
-and changes what happens around them:
+A Hydra sweeper written against public interfaces: Hydra's ``Sweeper``
+plugin base and its launchers, and Optuna's ask-and-tell API
+(``study.ask(fixed_distributions)`` samples a trial, ``study.tell`` records
+it). It keeps hydra-optuna-sweeper's config schema (``hydra/sweeper: optuna``
+and its sampler configs) and its search-space syntax. What it adds over that
+plugin's own sweeper, which ends the search as soon as one batch of trials
+fails more than ``max_failure_rate``:
 
 - a trial that raises (a diverging loss raises ``TrainingDivergedError``) or
   returns a non-finite value is told to Optuna as FAIL, logged with its
   parameters, and the search goes on until more than
-  ``floor(max_failure_rate * n_trials)`` trials of this sweep have failed;
+  ``floor(max_failure_rate * n_trials)`` trials of this command have failed;
 - each trial runs in ``<sweep dir>/trial_<number>``, so a resumed or parallel
   sweep never writes into another trial's folder;
 - trials asked but not finished (an interrupted launch) are told FAIL, so the
   study never keeps trials stuck in RUNNING;
-- bad settings (unknown search-space key, unreachable storage) end the
-  program with one line before any trial runs;
+- a resumed study reseeds its sampler so it does not redraw the first points;
+- bad settings (unknown search-space key, a refused ``_target_``,
+  unreachable storage, a study written by an old Optuna) end the program with
+  one line before any trial runs;
+- the storage may be a URL (SQLite, PostgreSQL, ...) or an Optuna storage
+  object from config, e.g. the journal file storage for workers without a
+  database server;
 - the end prints the best trial over the whole study and the command that
   reproduces it, also written to ``optimization_results.yaml``.
+
+One private thing is used: ``hydra_plugins.hydra_optuna_sweeper._impl.
+create_params_from_overrides`` turns the ``params`` syntax (``choice``,
+``interval``, ``tag(log, ...)``, ``range``) into Optuna distributions, so the
+search space means exactly what the plugin documents.
+``tests/test_sweeper_upstream.py`` fails if it changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import functools
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import optuna
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from moa_lit import run_files
 from moa_lit.errors import MoAError
 from moa_lit.search import FailureBudget, config_keys, one_line, reproduce_command, storage_for_display
+from moa_lit.targets import ALLOWED_TARGETS, check_targets
 
 log = logging.getLogger("moa_lit.sweeper")
 
 _ABSENT = object()
 _SCHEMA_RACE_ATTEMPTS = 4
-_RUN_DIR_ATTR = "moa_lit:run_dir"
-_ERROR_ATTR = "moa_lit:error"
+# Optuna user attributes this sweeper writes on each trial (next to the fixed
+# overrides, stored one per attribute as hydra-optuna-sweeper does).
+RUN_DIR_ATTR = "moa_lit:run_dir"
+ERROR_ATTR = "moa_lit:error"
+OWN_ATTRS = (RUN_DIR_ATTR, ERROR_ATTR)
+# Optuna's message when a database was written by an older, incompatible Optuna.
+_OLD_SCHEMA_HINT = "optuna storage upgrade"
 
 
-class FailureTolerantSweeperImpl(OptunaSweeperImpl):
+def parse_search_space(overrides: list[str]) -> tuple[dict, dict, list[str]]:
+    """(distributions, fixed values, deletions) of Hydra sweep overrides.
+
+    PRIVATE: hydra_plugins.hydra_optuna_sweeper._impl.create_params_from_overrides
+    (hydra-optuna-sweeper 1.4.0rc3). Its 3-tuple result and the meaning of
+    range() (stop exclusive) are checked by tests/test_sweeper_upstream.py."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    return create_params_from_overrides(overrides)
+
+
+class FailureTolerantSweeperImpl(Sweeper):
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: Any,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: DictConfig | None,
+    ) -> None:
+        # Built in sweep(), where a bad setting becomes one line.
+        self.sampler_cfg = sampler
+        self.direction = direction
+        self.storage_cfg = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.custom_search_space = custom_search_space
+        self.params = params
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
     def sweep(self, arguments: list[str]) -> None:
         # Imported here: this module is loaded by the sweeper inside the
         # moa_lit.train program, whose error handling it shares.
@@ -59,21 +121,30 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
 
     # -- set-up -------------------------------------------------------------
 
-    def _search_space(self, arguments: list[str]) -> tuple[dict, dict]:
-        self._process_searchspace_config()
-        overrides = self._parse_sweeper_params_config() + list(arguments)
+    def _directions(self) -> list[str]:
+        raw = self.direction
+        items = list(raw) if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [raw]
+        names = [getattr(d, "name", str(d)) for d in items]
+        if len(names) != 1 or names[0] not in ("minimize", "maximize"):
+            raise MoAError(
+                f"hydra.sweeper.direction={names}: expected one direction, minimize or maximize "
+                "(train returns one number)"
+            )
+        return names
+
+    def _search_space(self, arguments: list[str]) -> tuple[dict, dict, list[str]]:
+        params = self.params or {}
+        overrides = [f"{k!s}={v}" for k, v in params.items()] + list(arguments)
         try:
-            space, fixed = create_params_from_overrides(overrides)
+            space, fixed, deletions = parse_search_space(overrides)
         except Exception as err:
             raise MoAError(f"hydra.sweeper.params: cannot parse the search space ({one_line(err)})") from err
-        if self.search_space_distributions:
-            space = {**self.search_space_distributions, **space}
         for name in fixed:
             space.pop(name, None)
         self._check_keys([*space, *fixed])
         if not space:
             raise MoAError("hydra.sweeper.params: the search space is empty; expected e.g. model.net.n_layers: choice(1,2,3)")
-        return space, fixed
+        return space, fixed, deletions
 
     def _check_keys(self, names: Sequence[str]) -> None:
         """Every searched key must exist in the training config; Hydra would
@@ -95,20 +166,62 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
                 "expected a key listed by `python -m moa_lit.train --cfg job`, or +key to add one"
             )
 
-    def _open_study(self, directions: list[str]) -> optuna.Study:
-        shown = storage_for_display(self.storage)
-        if self.storage is not None and str(self.storage).startswith("sqlite:///"):
-            # SQLite creates the file but not its folder; Hydra makes the
-            # sweep folder only when the first trial is launched.
-            Path(str(self.storage)[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    def _sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+        cfg = self.sampler_cfg
+        if str(cfg.get("_target_", "")).endswith("GridSampler"):
+            raise MoAError("hydra/sweeper/sampler=grid is not supported by this sweeper; use tpe or random")
+        extra = {}
+        if seed_offset and cfg.get("seed") is not None:
+            extra["seed"] = int(cfg.seed) + seed_offset
         try:
-            study = self._create_or_load_study(directions)
+            return instantiate(cfg, _execution_whitelist_=ALLOWED_TARGETS, **extra)
         except Exception as err:
+            raise MoAError(f"hydra.sweeper.sampler: cannot build the sampler ({one_line(err)})") from err
+
+    def _storage(self) -> Any:
+        """A storage URL as given, or an Optuna storage built from config
+        (``_target_: optuna.storages.JournalStorage`` ...)."""
+        cfg = self.storage_cfg
+        if cfg is None or isinstance(cfg, str):
+            if isinstance(cfg, str) and cfg.startswith("sqlite:///"):
+                # SQLite creates the file but not its folder; Hydra makes the
+                # sweep folder only when the first trial is launched.
+                Path(cfg[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            return cfg
+        check_targets(OmegaConf.create({"storage": cfg}), skip=())
+        for path in _file_paths(cfg):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return instantiate(cfg, _execution_whitelist_=ALLOWED_TARGETS)
+        except Exception as err:
+            raise MoAError(f"hydra.sweeper.storage: cannot build the Optuna storage ({one_line(err)})") from err
+
+    def _open_study(self, directions: list[str]) -> optuna.Study:
+        shown = storage_for_display(self.storage_cfg)
+        try:
+            self.storage = self._storage()
+            study = self._create_or_load_study(directions)
+        except MoAError:
+            raise
+        except Exception as err:
+            if _OLD_SCHEMA_HINT in str(err):
+                raise MoAError(
+                    f"hydra.sweeper.storage={shown}: this study was written by an older Optuna whose "
+                    f"database layout Optuna {optuna.__version__} cannot read; upgrade it once with: "
+                    f"optuna storage upgrade --storage {shown}"
+                ) from err
             raise MoAError(
                 f"hydra.sweeper.storage={shown}: cannot open Optuna study '{self.study_name}' "
                 f"({one_line(err)})"
             ) from err
-        self._reseed_for_resume(study)
+        n_before = len(study.trials)
+        if n_before and self.sampler_cfg.get("seed") is not None:
+            # A resumed study with a fixed sampler seed would draw the same
+            # random start-up points as the first run, i.e. redo its trials.
+            # Offsetting the seed by the trials already stored keeps resumes
+            # reproducible and new.
+            study.sampler = self._sampler(seed_offset=n_before)
+            log.info("Resuming: sampler seed %d + %d trials already in the study", int(self.sampler_cfg.seed), n_before)
         return study
 
     def _create_or_load_study(self, directions: list[str]) -> optuna.Study:
@@ -122,7 +235,7 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
                 return optuna.create_study(
                     study_name=self.study_name,
                     storage=self.storage,
-                    sampler=self.sampler,
+                    sampler=self._sampler(),
                     directions=directions,
                     load_if_exists=True,
                 )
@@ -132,50 +245,38 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
                 time.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _reseed_for_resume(self, study: optuna.Study) -> None:
-        """A resumed study with a fixed sampler seed would draw the same random
-        start-up points as the first run, i.e. redo its trials. Offsetting the
-        seed by the number of trials already stored keeps resumes reproducible
-        and new."""
-        sampler_cfg = self.config.hydra.sweeper.get("sampler")
-        seed = sampler_cfg.get("seed") if sampler_cfg is not None else None
-        n_before = len(study.trials)
-        if seed is None or n_before == 0 or isinstance(self.sampler, functools.partial):
-            return
-        self.sampler = instantiate(sampler_cfg, seed=int(seed) + n_before)
-        study.sampler = self.sampler
-        log.info("Resuming: sampler seed %d + %d trials already in the study", int(seed), n_before)
-
     # -- the search ---------------------------------------------------------
 
     def _search(self, arguments: list[str]) -> None:
-        directions = self._get_directions()
-        if len(directions) != 1:
-            raise MoAError(
-                f"hydra.sweeper.direction={directions}: expected one direction, minimize or maximize "
-                "(train returns one number)"
-            )
+        directions = self._directions()
         if self.n_trials < 1 or self.n_jobs < 1:
             raise MoAError(
                 f"hydra.sweeper.n_trials={self.n_trials}, n_jobs={self.n_jobs}: expected positive numbers"
             )
-        space, fixed = self._search_space(arguments)
-        if isinstance(self.sampler, functools.partial):  # GridSampler, built from the space by the plugin
-            raise MoAError("hydra/sweeper/sampler=grid is not supported by this sweeper; use tpe or random")
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise MoAError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: expected a rate in [0, 1]")
+        if self.custom_search_space:
+            raise MoAError(
+                f"hydra.sweeper.custom_search_space={self.custom_search_space}: not supported by moa-lit's "
+                "sweeper; state the space in hydra.sweeper.params"
+            )
+        check_targets(self.config)
+        space, fixed, deletions = self._search_space(arguments)
+        self._sampler()  # a bad sampler setting is one line before the study is touched
         study = self._open_study(directions)
         budget = FailureBudget(self.n_trials, self.max_failure_rate)
         log.info(
             "Study '%s' in %s: %d trials so far; this sweep runs %d (%d at a time), sampler %s, "
             "stops after more than %d failed",
-            study.study_name, storage_for_display(self.storage), len(study.trials), self.n_trials,
-            self.n_jobs, type(self.sampler).__name__, budget.allowed,
+            study.study_name, storage_for_display(self.storage_cfg), len(study.trials), self.n_trials,
+            self.n_jobs, type(study.sampler).__name__, budget.allowed,
         )
         last_error: BaseException | None = None
         to_go = self.n_trials
         while to_go > 0 and not budget.exhausted:
-            trials = [study.ask() for _ in range(min(self.n_jobs, to_go))]
+            trials = [study.ask(fixed_distributions=space) for _ in range(min(self.n_jobs, to_go))]
             to_go -= len(trials)
-            for error in self._run_batch(study, trials, space, fixed):
+            for error in self._run_batch(study, trials, fixed, deletions):
                 budget.record(error is not None)
                 last_error = error or last_error
 
@@ -190,14 +291,19 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
             f"allows ({budget.allowed}); last failure: {one_line(last_error)}"
         )
 
-    def _run_batch(self, study: optuna.Study, trials: list, space: dict, fixed: dict) -> list[BaseException | None]:
+    def _run_batch(self, study: optuna.Study, trials: list, fixed: dict, deletions: list[str]) -> list[BaseException | None]:
         told: set[int] = set()
         try:
-            overrides = self._configure_trials(trials, space, fixed)
-            overrides = [
-                (*trial_overrides, f"hydra.sweep.subdir={run_files.trial_subdir(trial.number)}")
-                for trial, trial_overrides in zip(trials, overrides)
-            ]
+            overrides = []
+            for trial in trials:
+                for name, value in fixed.items():
+                    trial.set_user_attr(name, value)
+                overrides.append((
+                    *(f"{name}={value}" for name, value in trial.params.items()),
+                    *(f"{name}={value}" for name, value in fixed.items()),
+                    *deletions,
+                    f"hydra.sweep.subdir={run_files.trial_subdir(trial.number)}",
+                ))
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             errors = []
@@ -211,16 +317,16 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
                 if trial.number not in told:
                     study.tell(trial, state=TrialState.FAIL)
 
-    def _tell(self, study: optuna.Study, trial, ret) -> BaseException | None:
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> BaseException | None:
         run_dir = _run_dir(ret)
         if run_dir:
-            trial.set_system_attr(_RUN_DIR_ATTR, run_dir)
+            trial.set_user_attr(RUN_DIR_ATTR, run_dir)
         try:
             value = float(ret.return_value)  # re-raises the trial's exception
             if not math.isfinite(value):
                 raise MoAError(f"the trial returned {value}")
         except Exception as err:
-            trial.set_system_attr(_ERROR_ATTR, one_line(err))
+            trial.set_user_attr(ERROR_ATTR, one_line(err))
             study.tell(trial, state=TrialState.FAIL)
             log.warning(
                 "Trial %d FAILED with params %s: %s",
@@ -244,20 +350,20 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
                 f"study '{study.study_name}' has no completed trial ({counts['fail']} failed); "
                 "see the failed trials' messages above"
             ) from None
-        # The base plugin stores each trial's fixed overrides as user attributes.
-        command = reproduce_command(best.params, dict(best.user_attrs))
+        fixed = {k: v for k, v in best.user_attrs.items() if k not in OWN_ATTRS}
+        command = reproduce_command(best.params, fixed)
         results = {
             "name": "optuna",
             "best_params": best.params,
             "best_value": best.value,
             "best_trial": {
                 "number": best.number,
-                "run_dir": best.system_attrs.get(_RUN_DIR_ATTR),
+                "run_dir": best.user_attrs.get(RUN_DIR_ATTR),
                 "command": command,
             },
             "study": {
                 "name": study.study_name,
-                "storage": storage_for_display(self.storage),
+                "storage": storage_for_display(self.storage_cfg),
                 "direction": study.direction.name.lower(),
                 "n_trials": counts,
             },
@@ -272,6 +378,19 @@ class FailureTolerantSweeperImpl(OptunaSweeperImpl):
             f"Results: {path}",
             flush=True,
         )
+
+
+def _file_paths(cfg: Any) -> list[str]:
+    """File paths named in a storage config (the journal file), whose folder
+    must exist before Optuna opens them."""
+    out = []
+    if OmegaConf.is_dict(cfg):
+        for key, value in cfg.items():
+            if key == "file_path" and isinstance(value, str):
+                out.append(value)
+            else:
+                out.extend(_file_paths(value))
+    return out
 
 
 def _run_dir(ret) -> str | None:

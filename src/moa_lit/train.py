@@ -27,6 +27,7 @@ from moa_lit.folds import assign_folds
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
+from moa_lit.targets import ALLOWED_TARGETS, check_targets
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.report.inputs import oof_labels_table
@@ -160,12 +161,17 @@ def train(cfg: DictConfig) -> float:
     return scores["oof_logloss"]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def checked_train(cfg: DictConfig) -> float:
+    check_targets(cfg)  # a _target_ outside the allow-list is one line, before anything runs
+    return train(cfg)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", execution_whitelist=ALLOWED_TARGETS)
 def hydra_main(cfg: DictConfig) -> float:
     if failures_go_to_sweeper():
         # An Optuna trial: the sweeper records a failure and goes on.
-        return train(cfg)
-    return run_and_exit_on_error(train, cfg)
+        return checked_train(cfg)
+    return run_and_exit_on_error(checked_train, cfg)
 
 
 def main():

@@ -36,6 +36,7 @@ from moa_lit.explain.pooling import evaluate_pooling
 from moa_lit.predict import ensemble_probabilities, load_fold_models
 from moa_lit.report.inputs import read_report_inputs
 from moa_lit.run_manifest import read_manifest
+from moa_lit.targets import ALLOWED_TARGETS
 
 
 def _load() -> str:
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     test = None
     if not {"neighbours", "ig", "fidelity"} <= skip:
         try:
-            test = instantiate(OmegaConf.load(args.run_dir / run_files.CONFIG).data).test
+            test = instantiate(OmegaConf.load(args.run_dir / run_files.CONFIG).data,
+                               _execution_whitelist_=ALLOWED_TARGETS).test
         except Exception:
             test = None
         queries = _queries(reference, test, args.queries)

@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from moa_lit.targets import with_allowed_targets
 from moa_lit.blend import blend
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
@@ -74,7 +75,7 @@ NAMES = ["prior", *(v.name for v in VARIANTS), "blend"]
 def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> dict:
     overrides = [*variant.overrides, *(variant.small if small else []), *common, f"paths.output_dir={out}"]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = compose(config_name="train", overrides=overrides)
     # Saved like Hydra's CLI does, so the blend finds the run's data.
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,7 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> str:
     return "\n".join(lines)
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from moa_lit.targets import with_allowed_targets
 from moa_lit.config import CONFIG_DIR
 
 
@@ -34,7 +35,7 @@ def compose(overrides: list[str]):
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = hydra_compose(config_name="train", overrides=overrides)
     GlobalHydra.instance().clear()
     return cfg
@@ -259,6 +260,7 @@ def bench_inference(run_dir: Path, test_file: Path) -> dict:
     return {"rows": len(out), "seconds": seconds, "rows_per_s": len(out) / seconds}
 
 
+@with_allowed_targets
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs per throughput measurement (more amortise the per-fit set-up)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from moa_lit.targets import ALLOWED_TARGETS
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.report.build import build_report
@@ -22,7 +23,7 @@ def rebuild(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
+@hydra.main(config_path=CONFIG_DIR, config_name="report", execution_whitelist=ALLOWED_TARGETS)
 def main(cfg: DictConfig) -> None:
     run_and_exit_on_error(rebuild, cfg)
 

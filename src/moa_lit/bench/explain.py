@@ -37,7 +37,7 @@ from moa_lit.predict import ensemble_probabilities, load_fold_predictors
 from moa_lit.report.inputs import read_report_inputs
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
-from moa_lit.targets import with_allowed_targets
+from moa_lit.targets import ALLOWED_TARGETS, with_allowed_targets
 
 
 def _load() -> str:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     test = None
     if not {"neighbours", "ig", "fidelity"} <= skip:
         try:
-            test = instantiate(OmegaConf.create(run.config()).data).test
+            test = instantiate(OmegaConf.create(run.config()).data, _execution_whitelist_=ALLOWED_TARGETS).test
         except Exception:
             test = None
         queries = _queries(reference, test, args.queries)

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from moa_lit import schema
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
+from moa_lit.targets import ALLOWED_TARGETS, check_targets
 from moa_lit.explain import attributions, neighbours, page
 from moa_lit.explain.networks import FoldNetwork
 from moa_lit.explain.pooling import COMPOUND, compound_calls
@@ -121,7 +122,11 @@ def _load_reference(reference: str | None, run_dir: Path, layout, target_names: 
         try:
             from hydra.utils import instantiate
 
-            data = instantiate(OmegaConf.create(run.config()).data)
+            data_cfg = OmegaConf.create(run.config()).data
+            check_targets(OmegaConf.create({"data": data_cfg}), skip=())
+            data = instantiate(data_cfg, _execution_whitelist_=ALLOWED_TARGETS)
+        except MoAError:
+            raise
         except Exception as err:
             raise MoAError(
                 f"explain=true needs the training compounds to find neighbours, and the run's data "

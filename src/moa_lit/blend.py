@@ -28,6 +28,7 @@ from scipy.optimize import minimize
 
 from moa_lit import run_files, schema
 from moa_lit.errors import MoAError
+from moa_lit.run_tables import read_run_csv
 from moa_lit.metric import mean_logloss
 from moa_lit.scores import score_run
 
@@ -37,7 +38,7 @@ log = logging.getLogger("moa_lit.blend")
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise MoAError(f"{path}: {what} not found; expected a finished run directory of python -m moa_lit.train")
-    return pd.read_csv(path)
+    return read_run_csv(path)
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
@@ -139,7 +140,7 @@ def blend(run_dirs: list[Path], output_dir: Path) -> dict:
     run_files.write_csv(folds, output_dir / run_files.FOLDS)
     submissions = [run / run_files.SUBMISSION for run in run_dirs]
     if all(p.is_file() for p in submissions):
-        frames = [pd.read_csv(p) for p in submissions]
+        frames = [read_run_csv(p) for p in submissions]
         for p, frame in zip(submissions[1:], frames[1:]):
             if not (frame[schema.ID].equals(frames[0][schema.ID]) and list(frame.columns) == list(frames[0].columns)):
                 raise MoAError(f"{submissions[0]} and {p} have different rows or columns; blend runs of the same test data")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
+from moa_lit.run_tables import read_run_csv
 from moa_lit.scores import score_run
 from moa_lit.cli import run_and_exit_on_error
 
@@ -53,10 +54,10 @@ def load_part(run_dir: Path) -> dict:
     return {
         "dir": run_dir,
         "cfg": OmegaConf.load(run_dir / run_files.CONFIG),
-        "folds": pd.read_csv(run_dir / run_files.FOLDS),
-        "oof": pd.read_csv(run_dir / run_files.OOF),
+        "folds": read_run_csv(run_dir / run_files.FOLDS),
+        "oof": read_run_csv(run_dir / run_files.OOF),
         "scores": run_files.read_json(run_dir / run_files.SCORES),
-        "submission": pd.read_csv(run_dir / run_files.SUBMISSION) if (run_dir / run_files.SUBMISSION).is_file() else None,
+        "submission": read_run_csv(run_dir / run_files.SUBMISSION) if (run_dir / run_files.SUBMISSION).is_file() else None,
     }
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import run_files
 from moa_lit.errors import MoAError
+from moa_lit.run_tables import read_run_csv
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 # differ between the interrupted run and its resumption (a key and all below it).
 MAY_CHANGE_ON_RESUME = (
     "resume",
+    "allow_worse_than_prior",  # what is done with the result, not the result
     "seeds",  # finished seeds are reused, new ones are trained
     "cv.folds",
     "num_threads",
@@ -113,7 +115,7 @@ def check_same_folds(run_dir: Path, fold_table: pd.DataFrame) -> None:
     path = Path(run_dir) / run_files.FOLDS
     if not path.is_file():
         return
-    saved = pd.read_csv(path)
+    saved = read_run_csv(path)
     same = list(saved.columns) == list(fold_table.columns) and len(saved) == len(fold_table)
     if same:
         same = all((saved[c].astype(str).to_numpy() == fold_table[c].astype(str).to_numpy()).all() for c in fold_table.columns)

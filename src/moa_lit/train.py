@@ -26,6 +26,7 @@ from moa_lit.folds import assign_folds
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
+from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.report.inputs import oof_labels_table
@@ -56,6 +57,7 @@ def select_folds(folds_cfg, n_folds: int) -> list[int]:
 
 def train(cfg: DictConfig) -> float:
     timer = PhaseTimer()
+    check_train_settings(cfg, command_line_overrides())
     quiet_lightning()
     check_accelerator(cfg.trainer)
     threads = configure_threads(cfg.get("num_threads"))
@@ -130,6 +132,8 @@ def train(cfg: DictConfig) -> float:
             submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
             if data.sample_submission_columns is not None:
                 submission = submission[data.sample_submission_columns]
+            if data.sample_submission_ids is not None:  # the sample's row order (same ids, checked)
+                submission = submission.set_index(schema.ID).loc[data.sample_submission_ids.to_numpy()].reset_index()
             run_files.write_csv(submission, run_dir / run_files.SUBMISSION, float_format="%.7g")
     scores["seeds"] = seeds
     scores["fold_summaries"] = preds.fold_summaries

@@ -15,6 +15,7 @@ import pandas as pd
 
 from moa_lit import run_files, schema
 from moa_lit.errors import MoAError
+from moa_lit.run_tables import read_run_csv
 from moa_lit.run_manifest import RunManifest, read_manifest
 
 LABEL_SEPARATOR = "|"
@@ -93,7 +94,7 @@ def read_report_inputs(run_dir: Path) -> ReportInputs:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     scores = run_files.read_json(_need(run_dir / run_files.SCORES))
-    oof_frame = pd.read_csv(_need(run_dir / run_files.OOF), engine="pyarrow")
+    oof_frame = read_run_csv(_need(run_dir / run_files.OOF))
     names = manifest.target_names
     absent = [n for n in names if n not in oof_frame.columns]
     if absent:

@@ -12,6 +12,7 @@ from lightning.fabric.utilities.seed import seed_everything
 
 from moa_lit.datamodule import epoch_seed
 from moa_lit.errors import MoAError
+from moa_lit.run_checks import rate_setting
 
 
 class TrainingDivergedError(MoAError):
@@ -34,7 +35,7 @@ class StopOnNonFiniteLoss(L.Callback):
             raise TrainingDivergedError(
                 f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
                 f"{trainer.current_epoch} (batch {batch_idx}); the learning rate is likely too high: "
-                "lower model.optimizer.lr / model.scheduler.max_lr"
+                f"lower {rate_setting(pl_module.hparams)}"
             )
 
 

@@ -42,5 +42,6 @@ def run_and_exit_on_error(fn, cfg):
         if err is None:
             raise
         log.debug("stopped: %s", err)  # the console gets the one line below
-        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        # A finished but untrusted run is a warning with its own status (3).
+        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {err}", file=sys.stderr, flush=True)
+        sys.exit(getattr(err, "exit_status", 2))

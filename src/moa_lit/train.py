@@ -26,6 +26,7 @@ from moa_lit.folds import assign_folds
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
+from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
 from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
@@ -90,6 +91,7 @@ def train(cfg: DictConfig) -> float:
             seed=cfg.cv.seed,
             drug_threshold=cfg.cv.drug_threshold,
         )
+    warn_if_schedule_cannot_run(cfg, {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids})
     with timer("writing"):
         fold_table = pd.DataFrame({schema.ID: data.train[schema.ID].to_numpy(), "fold": folds})
         if data.drug is not None:
@@ -140,6 +142,8 @@ def train(cfg: DictConfig) -> float:
     scores["data"] = fingerprint
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]
+    untrusted = untrusted_reasons(cfg, scores, run_dir, seeds, fold_ids)
+    scores["untrusted"] = untrusted  # [] for a run whose result may be used
     run_files.write_json(scores, run_dir / run_files.SCORES)
     build_report(run_dir)
 
@@ -151,6 +155,11 @@ def train(cfg: DictConfig) -> float:
         f"{scores['wall_time_s']:.0f} s\nOutputs: {run_dir}",
         flush=True,
     )
+    if untrusted and not cfg.get("allow_worse_than_prior", False):
+        error = untrusted_run_error(untrusted, run_dir)
+        if not failures_go_to_sweeper():
+            raise error
+        log.warning("%s", error)  # a search trial: the sweeper records its value, the log says why it is poor
     return scores["oof_logloss"]
 
 

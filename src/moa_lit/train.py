@@ -23,6 +23,7 @@ from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.folds import assign_folds
+from moa_lit.interrupts import say_how_to_continue
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
@@ -168,7 +169,8 @@ def hydra_main(cfg: DictConfig) -> float:
     if failures_go_to_sweeper():
         # An Optuna trial: the sweeper records a failure and goes on.
         return train(cfg)
-    return run_and_exit_on_error(train, cfg)
+    with say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir)):
+        return run_and_exit_on_error(train, cfg)
 
 
 def main():

@@ -29,6 +29,7 @@ from scipy.optimize import minimize
 from moa_lit import run_files, schema
 from moa_lit.errors import MoAError
 from moa_lit.run_tables import read_run_csv
+from moa_lit.cli import user_error
 from moa_lit.metric import mean_logloss
 from moa_lit.scores import score_run
 
@@ -178,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_dirs, output_dir = _parse(sys.argv[1:] if argv is None else argv)
         result = blend(run_dirs, output_dir)
-    except MoAError as err:
+    except Exception as exc:  # bad runs or settings, or a file-system fault: one line
+        err = user_error(exc)
+        if err is None:
+            raise
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     scores = result["scores"]

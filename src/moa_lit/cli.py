@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from moa_lit import fs_errors
 from moa_lit.errors import MoAError
 
 log = logging.getLogger("moa_lit")
@@ -23,11 +24,14 @@ def configure_threads(num_threads: int | None) -> int:
 
 
 def user_error(exc: BaseException) -> MoAError | None:
-    """The MoAError behind an exception, also when Hydra's instantiate wrapped it."""
+    """The MoAError behind an exception, also when Hydra's instantiate wrapped
+    it; a file-system fault (full disk, read-only folder, ...) counts as one."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, MoAError):
             return exc
+        if isinstance(exc, OSError) and exc.errno in fs_errors.HANDLED_ERRNOS:
+            return fs_errors.describe(exc)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None

@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
+from moa_lit.fs_errors import check_writable_folder
+from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
 from moa_lit.run_tables import read_run_csv
 from moa_lit.scores import score_run
 from moa_lit.cli import run_and_exit_on_error
@@ -149,7 +151,9 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
 
 
 def merge(cfg: DictConfig) -> float:
+    check_settings(cfg, MERGE_SETTINGS)
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
+    check_writable_folder(output_dir, "output_dir")
     scores = merge_runs(list(cfg.runs or []), output_dir)
     print(
         f"merged {len(cfg.runs)} runs, folds {scores['folds']}: OOF log loss {scores['oof_logloss']:.5f} over all "

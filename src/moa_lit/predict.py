@@ -27,6 +27,8 @@ from moa_lit.config import CONFIG_DIR
 from moa_lit.cv import prediction_clip
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
+from moa_lit.fs_errors import check_output_file
+from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
 from moa_lit.module import MoAModule
 from moa_lit.run_manifest import RunManifest, read_manifest
 from moa_lit.stages import StackedFeatures, load_stack
@@ -192,11 +194,18 @@ def _top_k(value, n_targets: int) -> int:
 def predict(cfg: DictConfig) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
+    check_settings(cfg, PREDICT_SETTINGS)
     manifest = read_manifest(run_dir)
     top_k = _top_k(cfg.get("top_k"), len(manifest.target_names))
-    output = Path(cfg.output).expanduser() if cfg.get("output") else Path(f"{_stem(source)}_predictions.csv")
+    output = check_output_file(str(cfg.output), "output") if cfg.get("output") else Path(f"{_stem(source)}_predictions.csv")
     if output.resolve() == source.resolve():
         raise MoAError(f"output={output} is the input file; expected another path (it would be overwritten)")
+    top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv") if top_k else None
+    if top_path is not None and top_path.resolve() == source.resolve():
+        raise MoAError(
+            f"output={output} with top_k={top_k} would write the top-{top_k} table to {top_path}, the input file; "
+            "expected another output name"
+        )
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     configure_threads(cfg.get("num_threads"))
@@ -207,8 +216,7 @@ def predict(cfg: DictConfig) -> Path:
     predictions = predict_frame(run_dir, features, manifest)
     run_files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
-    if top_k:
-        top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv")
+    if top_path is not None:
         run_files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
         written.append(top_path)
     n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())

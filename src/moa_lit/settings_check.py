@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from moa_lit.errors import MoAError
 from moa_lit.models.heads import ACTIVATIONS
 
-INT, FLOAT, BOOL, TEXT, CHOICE, INT_LIST, CLIP = "int", "float", "bool", "text", "choice", "int list", "clip"
+INT, FLOAT, BOOL, TEXT, PATH, CHOICE, INT_LIST, CLIP = "int", "float", "bool", "text", "path", "choice", "int list", "clip"
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,13 @@ class Spec:
 
     def describe(self) -> str:
         if self.kind == CHOICE:
-            text = f"one of {', '.join(map(str, self.choices))}"
+            text = f"one of {', '.join(dict.fromkeys(map(str, self.choices)))}"
         elif self.kind == BOOL:
             text = "true or false"
         elif self.kind == TEXT:
             text = "a text"
+        elif self.kind == PATH:
+            text = "a path"
         elif self.kind == CLIP:
             text = "[lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]"
         elif self.kind == INT_LIST:
@@ -97,7 +99,7 @@ TRAIN: dict[str, Spec] = {
     "num_threads": _int(1, nullable=True),
     "predict.clip": Spec(CLIP, nullable=True),
     # data (synthetic and kaggle)
-    "data.dir": Spec(TEXT, nullable=True),
+    "data.dir": Spec(PATH, nullable=True),
     "data.n_samples": _int(50),
     "data.seed": _int(0),
     "data.n_genes": _int(0),
@@ -155,15 +157,15 @@ TRAIN: dict[str, Spec] = {
 }
 
 PREDICT: dict[str, Spec] = {
-    "run_dir": Spec(TEXT),
-    "input": Spec(TEXT),
-    "output": Spec(TEXT, nullable=True),
+    "run_dir": Spec(PATH),
+    "input": Spec(PATH),
+    "output": Spec(PATH, nullable=True),
     "top_k": _int(0, nullable=True),
     "num_threads": _int(1, nullable=True),
 }
 
 MERGE: dict[str, Spec] = {
-    "output_dir": Spec(TEXT, nullable=True),
+    "output_dir": Spec(PATH, nullable=True),
 }
 
 _ABSENT = object()
@@ -216,6 +218,8 @@ def _fits(spec: Spec, value: Any) -> bool:
         return isinstance(value, bool)
     if spec.kind == TEXT:
         return isinstance(value, str) and value.strip() != ""
+    if spec.kind == PATH:  # Hydra reads a folder named 2024 as a number
+        return (isinstance(value, str) or _is_int(value)) and str(value).strip() != ""
     if spec.kind == CHOICE:
         return value in spec.choices and not isinstance(value, bool)
     if spec.kind == INT_LIST:

@@ -23,6 +23,7 @@ from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.folds import assign_folds
+from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
 from moa_lit.resume import check_same_folds, prepare_run_dir
 from moa_lit.scores import score_run
@@ -173,10 +174,27 @@ def hydra_main(cfg: DictConfig) -> float:
         return run_and_exit_on_error(train, cfg)
 
 
+def output_folder_arg(argv: list[str]) -> tuple[str, str]:
+    """(key, folder) where this command line will write, as given (Hydra makes
+    it before any of our code runs, so it is checked first)."""
+    multirun = "-m" in argv or "--multirun" in argv
+    wanted = ("hydra.sweep.dir",) if multirun else ("hydra.run.dir",)
+    for key in (*wanted, "paths.log_dir"):
+        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
+        if values and not any(ch in values[-1] for ch in "${}"):
+            return key, values[-1]
+    return "paths.log_dir", "outputs"
+
+
 def main():
-    bad_choice = unknown_group_choice(sys.argv[1:])
-    if bad_choice:
-        print(f"moa-lit: error: {bad_choice}", file=sys.stderr, flush=True)
+    args = sys.argv[1:]
+    bad_choice = unknown_group_choice(args)
+    try:
+        if bad_choice:
+            raise MoAError(bad_choice)
+        check_writable_folder(*reversed(output_folder_arg(args)))
+    except MoAError as err:
+        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     return hydra_main()
 

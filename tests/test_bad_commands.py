@@ -127,6 +127,7 @@ CASES = [
     Case("seeds repeated", "train", ["seeds=[0,0]"], "seeds=[0,0]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (0 is repeated"),
     Case("seeds empty", "train", ["seeds=[]"], "seeds=[]: expected a list"),
     Case("seeds text", "train", ["seeds=[x]"], "seeds=['x']"),
+    Case("seeds long and repeated", "train", ["seeds=[" + ",".join(["1"] * 400) + "]"], "seeds=[1,1,1,1,1,1,1,1,1,1,...]: expected"),
     Case("batch size 0", "train", ["loader.batch_size=0"], "loader.batch_size=0: expected a whole number >= 2"),
     Case("batch size 1", "train", ["loader.batch_size=1"], "loader.batch_size=1"),
     Case("eval batch negative", "train", ["loader.eval_batch_size=-5"], "loader.eval_batch_size=-5"),
@@ -281,7 +282,7 @@ def test_bad_command_is_one_line_and_touches_nothing_else(case, world, tmp_path,
     print(line)  # shown with -rA: the table of messages
     assert "Traceback" not in err
     assert _fill(case.message, world, own) in line, line
-    assert len(line) <= 600, len(line)
+    assert len(line) <= 500, len(line)  # a few hundred characters at most
     assert tree_hashes(world["root"], own) == before
 
 
@@ -295,6 +296,14 @@ def test_bad_command_line_is_one_line_through_the_interpreter(case, world, tmp_p
     lines = [line for line in proc.stderr.splitlines() if line.startswith("moa-lit:")]
     assert len(lines) == 1 and case.message in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert tree_hashes(world["root"], own) == before
+
+
+def test_a_long_message_is_cut_in_the_middle():
+    from moa_lit.cli import one_line
+
+    line = one_line("seeds=[" + "1," * 2000 + "1]:\n expected distinct seeds")
+    assert len(line) <= 600 and line.startswith("seeds=[1,1") and line.endswith("expected distinct seeds")
+    assert "\n" not in line
 
 
 def test_the_table_has_at_least_40_cases():

@@ -38,7 +38,7 @@ def test_a_run_worse_than_the_prior_keeps_its_outputs_and_exits_3(data_root, tmp
     assert exit_info.value.code == 3
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("moa-lit: warning: this run should not be trusted: ")
-    assert "is worse than the per-target prior's" in line
+    assert "is worse than the prior's" in line
     assert "model.scheduler.max_lr=1000" in line and "model.optimizer.lr" not in line
     assert "allow_worse_than_prior=true" in line and str(run_dir) in line and len(line) < 600
     # Nothing is lost: every output was written before the verdict.
@@ -68,7 +68,7 @@ def test_divergence_is_read_from_the_logged_epoch_losses(tmp_path):
     write_metrics(logs / "seed0_fold1" / "metrics.csv", [0.10, 0.08, 0.35])
     assert run_checks.divergence(tmp_path, [0], [0]) is None
     found = run_checks.divergence(tmp_path, [0], [0, 1])
-    assert found == "seed 0 fold 1 diverged: training loss 0.35 at epoch 2, against 0.1 in the first epoch"
+    assert found == "seed 0 fold 1 diverged (training loss 0.35 at epoch 2, 0.1 at epoch 0)"
     assert run_checks.divergence(tmp_path, [1], [0]) is None  # nothing logged: nothing claimed
 
 

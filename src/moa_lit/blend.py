@@ -29,7 +29,7 @@ from scipy.optimize import minimize
 from moa_lit import run_files, schema
 from moa_lit.errors import MoAError
 from moa_lit.run_tables import read_run_csv
-from moa_lit.cli import user_error
+from moa_lit.cli import one_line, user_error
 from moa_lit.metric import mean_logloss
 from moa_lit.scores import score_run
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         err = user_error(exc)
         if err is None:
             raise
-        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
+        print(f"moa-lit: error: {one_line(str(err))}", file=sys.stderr, flush=True)
         sys.exit(2)
     scores = result["scores"]
     for run, w in zip(run_dirs, result["weights"]):

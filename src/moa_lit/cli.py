@@ -37,6 +37,20 @@ def user_error(exc: BaseException) -> MoAError | None:
     return None
 
 
+MAX_LINE = 600
+
+
+def one_line(message: str, limit: int = MAX_LINE) -> str:
+    """A message on one line of at most ``limit`` characters: a long middle (a
+    huge list of values, a path repeated) is cut, the start (what failed) and
+    the end (what was expected) are kept."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3 - 5
+    return f"{text[:head]} ... {text[-tail:]}"
+
+
 def run_and_exit_on_error(fn, cfg):
     """Bad input or settings end the program with one line and exit code 2."""
     try:
@@ -47,5 +61,5 @@ def run_and_exit_on_error(fn, cfg):
             raise
         log.debug("stopped: %s", err)  # the console gets the one line below
         # A finished but untrusted run is a warning with its own status (3).
-        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {err}", file=sys.stderr, flush=True)
+        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
         sys.exit(getattr(err, "exit_status", 2))

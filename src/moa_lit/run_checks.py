@@ -98,8 +98,8 @@ def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | No
             peak_epoch = int(later.idxmax())
             if later.max() > DIVERGENCE_FACTOR * first:
                 return (
-                    f"seed {seed} fold {fold} diverged: training loss {later.max():.4g} at epoch {peak_epoch}, "
-                    f"against {first:.4g} in the first epoch"
+                    f"seed {seed} fold {fold} diverged (training loss {later.max():.4g} at epoch {peak_epoch}, "
+                    f"{first:.4g} at epoch {int(losses.index[0])})"
                 )
     return None
 
@@ -112,16 +112,14 @@ def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path,
         reasons.append(diverged)
     oof, prior = scores["oof_logloss"], scores["prior_logloss"]
     if not oof <= prior:  # NaN counts as worse
-        reasons.append(
-            f"OOF log loss {oof:.5f} is worse than the per-target prior's {prior:.5f} on the same {scores['n_rows']} rows"
-        )
+        reasons.append(f"OOF log loss {oof:.5f} is worse than the prior's {prior:.5f} on the same {scores['n_rows']} rows")
     if reasons:
-        reasons.append(f"the learning rate may be too high (it is set by {rate_setting(cfg.model)}) or the training too short")
+        reasons.append(f"lower {rate_setting(cfg.model)} or train longer")
     return reasons
 
 
 def untrusted_run_error(reasons: list[str], run_dir: Path) -> UntrustedRunError:
     return UntrustedRunError(
-        "this run should not be trusted: " + "; ".join(reasons) + f"; its outputs are kept in {run_dir}; "
-        "allow_worse_than_prior=true accepts such a run"
+        "this run should not be trusted: " + "; ".join(reasons) + f"; outputs kept in {run_dir}; "
+        "allow_worse_than_prior=true accepts it"
     )

@@ -187,7 +187,8 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, list):
-        return "[" + ",".join(_shown(v) for v in value) + "]"
+        shown = "[" + ",".join(_shown(v) for v in value[:10]) + (",...]" if len(value) > 10 else "]")
+        return shown
     return repr(value) if isinstance(value, str) else str(value)
 
 

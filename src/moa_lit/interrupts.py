@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -49,6 +50,9 @@ def continue_command(module: str, argv: Sequence[str], run_dir: Path) -> str:
 @contextmanager
 def say_how_to_continue(module: str, argv: Sequence[str], run_dir: Path) -> Iterator[None]:
     """Within: SIGINT and SIGTERM end the program with one line and 128 + signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread (a launcher's worker thread)
+        return
     previous = {sig: signal.getsignal(sig) for sig in HANDLED}
     for sig in HANDLED:
         signal.signal(sig, _raise)

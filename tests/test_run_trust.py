@@ -8,14 +8,11 @@ import json
 import re
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import torch
 
 from conftest import compose_train, tiny_run_overrides
 from moa_lit import run_checks, run_files
-from moa_lit.callbacks import StopOnNonFiniteLoss, TrainingDivergedError
 from moa_lit.cli import run_and_exit_on_error
 from moa_lit.train import train
 
@@ -79,18 +76,6 @@ def test_untrusted_reasons_name_the_setting_that_sets_the_rate(tmp_path):
     constant = compose_train(["model.scheduler=null", "model.optimizer.lr=0.25"])
     assert "model.optimizer.lr=0.25" in run_checks.untrusted_reasons(constant, scores, tmp_path, [0], [0])[-1]
     assert run_checks.untrusted_reasons(onecycle, {**scores, "oof_logloss": 0.01}, tmp_path, [0], [0]) == []
-
-
-@pytest.mark.parametrize(
-    "scheduler, expected",
-    [({"_target_": "OneCycleLR", "max_lr": 0.5}, "lower model.scheduler.max_lr=0.5"), (None, "lower model.optimizer.lr=0.1")],
-)
-def test_a_non_finite_loss_names_the_setting_that_sets_the_rate(scheduler, expected):
-    callback = StopOnNonFiniteLoss(label="seed 0 fold 0")
-    module = SimpleNamespace(hparams={"optimizer": {"lr": 0.1}, "scheduler": scheduler})
-    with pytest.raises(TrainingDivergedError) as err:
-        callback.on_train_batch_end(SimpleNamespace(current_epoch=1), module, torch.tensor(float("nan")), None, 3)
-    assert str(err.value).endswith(expected)
 
 
 def test_a_schedule_that_cannot_run_is_said_before_training(data_root, tmp_path, monkeypatch, caplog):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.utilities.seed import seed_everything
 
 from moa_lit.datamodule import epoch_seed
 from moa_lit.errors import MoAError
-from moa_lit.run_checks import rate_setting
 
 
 class TrainingDivergedError(MoAError):
@@ -20,22 +19,46 @@ class TrainingDivergedError(MoAError):
 
 
 class StopOnNonFiniteLoss(L.Callback):
-    """Stops a fold at the first non-finite training loss, naming the fold, the
-    epoch and the likely cause."""
+    """Stops a fold at the first epoch whose training loss became non-finite,
+    naming the fold, the epoch and the setting that sets the learning rate.
 
-    def __init__(self, label: str = "") -> None:
+    Reading the loss as a Python number on every batch would make a GPU wait
+    for each step; the flag and the first bad batch are kept on the device and
+    read once, at the epoch's last batch (before validation and checkpoints).
+    """
+
+    def __init__(self, label: str = "", rate_setting: str = "model.scheduler.max_lr") -> None:
         self.label = label
+        self.rate_setting = rate_setting
+        self._first_bad: torch.Tensor | None = None  # batch index, -1 while all finite
+        self._bad_value: torch.Tensor | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
+        if loss is not None:
+            loss = loss.detach()
+            if self._first_bad is None:
+                self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+                self._bad_value = torch.zeros((), dtype=loss.dtype, device=loss.device)
+            new = ~torch.isfinite(loss) & (self._first_bad < 0)
+            self._first_bad = torch.where(new, batch_idx, self._first_bad)
+            self._bad_value = torch.where(new, loss, self._bad_value)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self.check(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.check(trainer.current_epoch)  # epochs without a known length
+
+    def check(self, epoch: int) -> None:
+        """The one host read per epoch."""
+        if self._first_bad is None:
             return
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        first, value = int(self._first_bad), float(self._bad_value)
+        self._first_bad = self._bad_value = None
+        if first >= 0:
             raise TrainingDivergedError(
                 f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
-                f"{trainer.current_epoch} (batch {batch_idx}); the learning rate is likely too high: "
-                f"lower {rate_setting(pl_module.hparams)}"
+                f"{epoch} (batch {first}); the learning rate is likely too high: lower {self.rate_setting}"
             )
 
 

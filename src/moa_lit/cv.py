@@ -22,10 +22,11 @@ from moa_lit import run_files
 from moa_lit.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
 from moa_lit.checkpoint_io import AtomicCheckpointIO
 from moa_lit.datamodule import MoADataModule
+from moa_lit.devices import PeakGpuMemory, training_device
 from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import FoldPredictions, fold_finished, load_fold_predictions, save_fold_predictions
 from moa_lit.resources import out_of_memory_as_user_error
-from moa_lit.stages import check_stage_settings, fit_fold
+from moa_lit.stages import check_stage_settings, fit_fold, peak_lr_setting
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,11 @@ class CVPredictions:
 
 
 def _trainer(cfg: DictConfig, fold_path: Path, run_dir: Path, seed: int, fold: int, extra_callbacks=()):
-    callbacks = [StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}"), SeedEachEpoch(seed, fold), *extra_callbacks]
+    callbacks = [
+        StopOnNonFiniteLoss(label=f"seed {seed} fold {fold}", rate_setting=peak_lr_setting(cfg.model)),
+        SeedEachEpoch(seed, fold),
+        *extra_callbacks,
+    ]
     checkpoint = None
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None:
@@ -110,7 +115,7 @@ def cross_validate(
     check_stage_settings(cfg, nonscored)
     clip = prediction_clip(cfg)
     seeds = list(cfg.seeds)
-    device = "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
+    device = training_device(cfg.trainer)
     dm = MoADataModule(
         features,
         targets,
@@ -181,6 +186,7 @@ def _summary_from_fold_info(fold_path: Path) -> dict:
         "best_epoch": info["best_epoch"],
         "val_logloss_treated": info["best_val_logloss_treated"],
         "seconds": info.get("seconds"),
+        "peak_gpu_memory_mb": info.get("peak_gpu_memory_mb"),
     }
 
 
@@ -188,32 +194,17 @@ def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, r
     """Train one (seed, fold), predict, and write its files; predictions last."""
     t0 = time.perf_counter()
     fold_path.mkdir(parents=True, exist_ok=True)
-    with timer("features"):
-        dm.set_fold(fold, seed=seed)
-    ckpt_path = _resume_checkpoint(fold_path, resume)
-    if ckpt_path:
-        log.info("seed %d fold %d: resuming from %s", seed, fold, ckpt_path)
-    with timer("training"):
-        fitted = fit_fold(
-            cfg, dm, fold, seed, fold_path,
-            make_trainer=partial(_trainer, cfg, fold_path, run_dir, seed, fold),
-            nonscored=nonscored, drug=drug, ckpt_path=ckpt_path,
-        )
+    with PeakGpuMemory(dm.device).measure() as peak:
+        preds, fitted = _fit_and_predict(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug)
     best_epoch, best_score = fitted.best_epoch, fitted.best_score
-
-    with timer("prediction"):
-        val_idx = dm.val_rows(fold)
-        preds = FoldPredictions(
-            val_rows=val_idx,
-            oof=fitted.predict_proba(dm.tensors.x_val),
-            test=None if test_features is None else fitted.predict_proba(dm.transform(test_features)),
-        )
+    val_idx = preds.val_rows
     summary = {
         "seed": seed,
         "fold": fold,
         "best_epoch": best_epoch,
         "val_logloss_treated": best_score,
         "seconds": round(time.perf_counter() - t0, 2),
+        "peak_gpu_memory_mb": peak.megabytes,
     }
     with timer("writing"):
         run_files.write_joblib(dm.preprocessor, fold_path / run_files.PREPROCESSOR)
@@ -227,6 +218,8 @@ def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, r
                 "n_train_rows": len(dm.train_rows(fold)),
                 "n_val_rows": len(val_idx),
                 "seconds": summary["seconds"],
+                "device": str(dm.device),
+                "peak_gpu_memory_mb": peak.megabytes,
                 **fitted.stages,
             },
             fold_path / run_files.FOLD_INFO,
@@ -240,3 +233,26 @@ def _train_fold(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, r
         seed, fold, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
     )
     return preds, summary
+
+
+def _fit_and_predict(cfg, dm, seed, fold, fold_path, run_dir, timer, test_features, resume, nonscored, drug):
+    """Features, training and prediction of one (seed, fold), all on the fold's device."""
+    with timer("features"):
+        dm.set_fold(fold, seed=seed)
+    ckpt_path = _resume_checkpoint(fold_path, resume)
+    if ckpt_path:
+        log.info("seed %d fold %d: resuming from %s", seed, fold, ckpt_path)
+    with timer("training"):
+        fitted = fit_fold(
+            cfg, dm, fold, seed, fold_path,
+            make_trainer=partial(_trainer, cfg, fold_path, run_dir, seed, fold),
+            nonscored=nonscored, drug=drug, ckpt_path=ckpt_path,
+        )
+    with timer("prediction"):
+        val_idx = dm.val_rows(fold)
+        preds = FoldPredictions(
+            val_rows=val_idx,
+            oof=fitted.predict_proba(dm.tensors.x_val),
+            test=None if test_features is None else fitted.predict_proba(dm.transform(test_features)),
+        )
+    return preds, fitted

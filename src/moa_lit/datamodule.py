@@ -165,9 +165,10 @@ class MoADataModule(L.LightningDataModule):
         return x
 
     def transform(self, features: pd.DataFrame) -> torch.Tensor:
-        """Features of any rows through the current fold's fitted pipeline."""
+        """Features of any rows through the current fold's fitted pipeline, on
+        the fold's device (test rows are predicted there, like the OOF rows)."""
         assert self.preprocessor is not None, "call set_fold first"
-        return torch.from_numpy(self.preprocessor.transform(features))
+        return self.tensor(self.preprocessor.transform(features))
 
     @property
     def n_features(self) -> int:

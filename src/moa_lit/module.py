@@ -3,6 +3,7 @@ about files or folds (the cross-validation loop lives in ``cv.py``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit.errors import MoAError
+
+# logit(1 - 1e-15): the metric clips probabilities to [1e-15, 1 - 1e-15].
+LOGIT_CLIP = math.log((1 - 1e-15) / 1e-15)
 
 
 def _plain(cfg: Any) -> Any:
@@ -78,9 +82,15 @@ class MoAModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
+        logits = self(x)
         # The competition metric on unsmoothed labels, clipped like the scorer.
-        p = torch.sigmoid(self(x).double()).clamp(1e-15, 1 - 1e-15)
-        self._val_loss_sum += F.binary_cross_entropy(p, y.double(), reduction="sum")
+        # Computed from logits in float64 with autocast off: CUDA autocast
+        # refuses F.binary_cross_entropy on probabilities, and half precision
+        # would round the small losses of rare targets. Clipping the logits at
+        # +-logit(1 - 1e-15) is clipping the probabilities to [1e-15, 1 - 1e-15].
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            clipped = logits.double().clamp(-LOGIT_CLIP, LOGIT_CLIP)
+            self._val_loss_sum += F.binary_cross_entropy_with_logits(clipped, y.double(), reduction="sum")
         self._val_count += y.numel()
 
     def on_validation_epoch_end(self) -> None:
@@ -131,15 +141,20 @@ class MoAModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """Sigmoid probabilities in eval mode, batched, returned on the CPU as float64."""
+    def probabilities(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+        """Sigmoid probabilities in eval mode, batched, as float32 on the
+        module's device (rows already there are never copied)."""
         was_training = self.training
         self.eval()
         out = []
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size].to(self.device, non_blocking=True)
-            out.append(torch.sigmoid(self(xb).float()).double().cpu())
+            out.append(torch.sigmoid(self(xb).float()))
         self.train(was_training)
         if not out:
-            return torch.zeros((0, self.hparams.n_targets), dtype=torch.float64)
+            return torch.zeros((0, self.hparams.n_targets), device=self.device)
         return torch.cat(out)
+
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+        """``probabilities`` returned on the CPU as float64."""
+        return self.probabilities(x, batch_size).double().cpu()

@@ -79,10 +79,11 @@ def _load_preprocessor(path: Path) -> Pipeline:
         ) from None
 
 
-def _load_module(path: Path, n_targets: int) -> MoAModule:
+def _load_module(path: Path, n_targets: int, device: torch.device) -> MoAModule:
     try:
         # weights_only: tensors and plain hyperparameter dicts, no arbitrary objects unpickled.
-        module = MoAModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        # map_location: a GPU-trained checkpoint loads on a machine without one.
+        module = MoAModule.load_from_checkpoint(path, map_location=device, weights_only=True)
     except Exception as err:
         raise MoAError(
             f"{path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -96,15 +97,35 @@ def _load_module(path: Path, n_targets: int) -> MoAModule:
     return module.eval()
 
 
-def load_fold_models(run_dir: Path, manifest: RunManifest) -> list[FoldModel]:
+def inference_device(choice: str | None = "auto") -> torch.device:
+    """``device=auto`` predicts on the GPU when there is one, else on the CPU."""
+    choice = "auto" if choice is None else str(choice)
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice not in ("cpu", "cuda"):
+        raise MoAError(f"device={choice}: expected auto, cpu or cuda")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
+    return torch.device(choice)
+
+
+def load_fold_models(run_dir: Path, manifest: RunManifest, device: torch.device | str = "cpu") -> list[FoldModel]:
+    device = torch.device(device)
+
+    def stack_on(folder: Path) -> StackedFeatures | None:
+        stack = load_stack(folder)
+        if stack is not None:
+            stack.models = [m.to(device) for m in stack.models]
+        return stack
+
     return [
         FoldModel(
             seed,
             fold,
             _load_preprocessor(folder / run_files.PREPROCESSOR),
-            _load_module(folder / run_files.BEST_CHECKPOINT, len(manifest.target_names)),
+            _load_module(folder / run_files.BEST_CHECKPOINT, len(manifest.target_names), device),
             folder,
-            load_stack(folder),
+            stack_on(folder),
         )
         for seed, fold, folder in _fold_files(run_dir, manifest)
     ]
@@ -117,7 +138,7 @@ def ensemble_probabilities(
     and in float64, so the result matches training's test predictions."""
     total = None
     for m in models:
-        x = torch.from_numpy(m.preprocessor.transform(features))
+        x = torch.from_numpy(m.preprocessor.transform(features)).to(m.module.device)
         if m.stack is not None:
             x = m.stack.augment(x)
         if x.shape[1] != m.module.hparams.n_features:
@@ -142,10 +163,12 @@ def _run_clip(run_dir: Path) -> tuple[float, float] | None:
     return prediction_clip(OmegaConf.load(settings))
 
 
-def predict_frame(run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None) -> pd.DataFrame:
+def predict_frame(
+    run_dir: Path, features: pd.DataFrame, manifest: RunManifest | None = None, device: torch.device | str = "cpu"
+) -> pd.DataFrame:
     """sig_id + one probability column per target, in the run's submission column order."""
     manifest = manifest or read_manifest(run_dir)
-    models = load_fold_models(Path(run_dir), manifest)
+    models = load_fold_models(Path(run_dir), manifest, device)
     frame = pd.DataFrame(
         ensemble_probabilities(models, features, clip=_run_clip(Path(run_dir))), columns=manifest.target_names
     )
@@ -209,11 +232,12 @@ def predict(cfg: DictConfig) -> Path:
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     configure_threads(cfg.get("num_threads"))
+    device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
     if features.empty:
         raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    predictions = predict_frame(run_dir, features, manifest)
+    predictions = predict_frame(run_dir, features, manifest, device)
     run_files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
     if top_path is not None:

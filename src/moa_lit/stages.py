@@ -54,10 +54,12 @@ class StackedFeatures:
     models: list[MoAModule]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.predict_proba(x) for m in self.models]).mean(dim=0).float()
+        """The inner models' mean probability, float32 on ``x``'s device."""
+        mean = torch.stack([m.probabilities(x).double() for m in self.models]).mean(dim=0)
+        return mean.float().to(x.device)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.float().cpu(), self.predict(x)], dim=1)
+        return torch.cat([x.float(), self.predict(x)], dim=1)
 
 
 def load_stack(fold_path: Path) -> StackedFeatures | None:
@@ -146,6 +148,22 @@ def _model_config(cfg: DictConfig, peak_lr: float | None) -> DictConfig:
     return model_cfg
 
 
+def peak_lr_setting(model_cfg: DictConfig) -> str:
+    """The setting that sets the peak learning rate: OneCycle's max_lr when the
+    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
+    scheduler = model_cfg.get("scheduler")
+    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
+
+
+def _stage_lr_setting(cfg: DictConfig, node: DictConfig) -> str:
+    """An auxiliary stage's own peak rate (pretrain.lr, stack.lr) when set."""
+    for key in ("pretrain", "stack"):
+        if cfg.get(key) is node or cfg.get(key) == node:
+            if node.get("lr") is not None:
+                return f"{key}.lr"
+    return peak_lr_setting(cfg.model)
+
+
 def _new_module(model_cfg: DictConfig, n_features: int, y_train: np.ndarray, **kwargs) -> MoAModule:
     module = instantiate(model_cfg, n_features=n_features, n_targets=y_train.shape[1], _recursive_=False, **kwargs)
     # Start at the prior (logit of each target's prevalence) so the first
@@ -170,7 +188,7 @@ def train_without_validation(
     trainer = instantiate(
         cfg.trainer,
         max_epochs=int(node.max_epochs),
-        callbacks=[StopOnNonFiniteLoss(label=label)],
+        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=_stage_lr_setting(cfg, node))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -206,7 +224,8 @@ def fit_stacked_features(
         seed=int(cfg.cv.seed) + 1000 * (fold + 1),
         drug_threshold=int(cfg.cv.drug_threshold),
     )
-    oof = torch.zeros((len(train_idx), aux.shape[1]))
+    # On the fold's device, like the features: no round trip through the host.
+    oof = torch.zeros((len(train_idx), aux.shape[1]), device=x_train.device)
     models = []
     for k in range(int(node.inner_folds)):
         fit_rows = np.flatnonzero(inner != k)
@@ -216,14 +235,14 @@ def fit_stacked_features(
             cfg, node, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
             label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_path,
         )
-        oof[pred_rows] = model.predict_proba(x_train[pred_rows]).float()
+        oof[pred_rows] = model.probabilities(x_train[pred_rows]).to(oof.device)
         models.append(model)
     torch.save(
         {"hparams": [dict(m.hparams) for m in models], "state_dicts": [m.state_dict() for m in models]},
         fold_path / STACK_MODELS,
     )
     stack = StackedFeatures(models)
-    return stack, torch.cat([x_train.float().cpu(), oof], dim=1)
+    return stack, torch.cat([x_train.float(), oof], dim=1)
 
 
 def fit_fold(

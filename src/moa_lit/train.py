@@ -19,6 +19,7 @@ from moa_lit import run_files, schema
 from moa_lit.config import CONFIG_DIR, unknown_group_choice
 from moa_lit.cv import cross_validate
 from moa_lit.cli import configure_threads, run_and_exit_on_error
+from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
 from moa_lit.fold_predictions import check_probabilities
 from moa_lit.data.reader import with_content_hashes
@@ -39,13 +40,15 @@ from moa_lit.timing import PhaseTimer
 log = logging.getLogger("moa_lit.train")
 
 
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise MoAError(
-            "trainer=gpu was requested but no CUDA GPU is available "
-            "(torch.cuda.is_available() is False); use trainer=cpu"
-        )
+def multirun_job_number() -> int | None:
+    """This job's number within a Hydra multirun (folds or trials), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
 def select_folds(folds_cfg, n_folds: int) -> list[int]:
@@ -62,7 +65,11 @@ def train(cfg: DictConfig) -> float:
     timer = PhaseTimer()
     check_train_settings(cfg, command_line_overrides())
     quiet_lightning()
-    check_accelerator(cfg.trainer)
+    assign_job_gpu(cfg, multirun_job_number())
+    check_trainer_devices(cfg.trainer)
+    device = training_device(cfg.trainer)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     threads = configure_threads(cfg.get("num_threads"))
     seeds = list(cfg.seeds)
     if not seeds:
@@ -141,6 +148,9 @@ def train(cfg: DictConfig) -> float:
             run_files.write_csv(submission, run_dir / run_files.SUBMISSION, float_format="%.7g")
     scores["seeds"] = seeds
     scores["fold_summaries"] = preds.fold_summaries
+    gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
+    scores["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    scores["peak_gpu_memory_mb"] = max(gpu_peaks) if gpu_peaks else None
     scores["data"] = fingerprint
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]

@@ -81,32 +81,47 @@ def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def plain_epochs(cfg, dm, epochs: int) -> float:
-    """A minimal hand-written loop: same model, batches, optimizer, schedule, and
-    the same per-epoch validation pass."""
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a Lightning precision setting (None: full precision)."""
+    return {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(precision))
+
+
+def plain_epochs(cfg, dm, epochs: int, compile_mode: str | None = None) -> float:
+    """A minimal hand-written loop: same model, batches, optimizer, schedule,
+    precision (autocast, and a gradient scaler for fp16 as Lightning uses), and
+    the same per-epoch validation pass, its loss summed on the device and read
+    once per epoch. ``compile_mode``: the network through torch.compile."""
     from hydra.utils import instantiate
 
     from moa_lit.datamodule import TensorBatches
 
     module = _module(cfg, dm).to(dm.device)
     net = module.net
+    step_net = torch.compile(net, mode=compile_mode) if compile_mode else net
     optimizer = instantiate(cfg.model.optimizer, _partial_=True)(net.parameters())
     batches = TensorBatches(dm.tensors.x_train, dm.tensors.y_train, dm.batch_size, shuffle=True, seed=0)
     scheduler = instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=epochs * len(batches))
+    dtype = autocast_dtype(cfg.trainer.precision)
+    scaler = torch.amp.GradScaler(dm.device.type, enabled=dtype == torch.float16)
     t0 = time.perf_counter()
     for _ in range(epochs):
         net.train()
         for x, y in batches:
-            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            with torch.autocast(dm.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.binary_cross_entropy_with_logits(step_net(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
         net.eval()
         with torch.no_grad():
-            total = 0.0
+            total = torch.zeros((), dtype=torch.float64, device=dm.device)
             for x, y in TensorBatches(dm.tensors.x_val, dm.tensors.y_val, dm.eval_batch_size, shuffle=False, drop_singleton=False):
-                total += float(F.binary_cross_entropy_with_logits(net(x), y, reduction="sum"))
+                with torch.autocast(dm.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = net(x)
+                total += F.binary_cross_entropy_with_logits(logits.double(), y.double(), reduction="sum")
+            float(total)
     if dm.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -150,6 +165,16 @@ def bench_training(cfg, data, epochs: int, rounds: int, device: str) -> dict:
             light.append(lightning_epochs(cfg, dm, epochs, Path(tmp) / f"r{r}"))
     plain_rps = n_rows * epochs / min(plain)
     light_rps = n_rows * epochs / min(light)
+    variants = {}
+    if dm.device.type == "cuda":
+        # Candidates for the launch-bound GPU loop, each timed after a warm-up
+        # fit (compilation is not counted; a fold pays it once per process).
+        for name, mode in (("torch.compile", "default"), ("torch.compile + CUDA graphs", "reduce-overhead")):
+            try:
+                plain_epochs(cfg, dm, 1, compile_mode=mode)
+                variants[name] = n_rows * epochs / plain_epochs(cfg, dm, epochs, compile_mode=mode)
+            except Exception as err:  # a candidate that fails is reported, not fatal
+                variants[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:150] if str(err) else ''}"
     net = _module(cfg, dm).net
     shapes = linear_layer_shapes(net)
     # forward + backward of a linear layer is ~3x its forward's 2*m*n FLOPs per row
@@ -168,6 +193,9 @@ def bench_training(cfg, data, epochs: int, rounds: int, device: str) -> dict:
         "train_gflops": train_gflops,
         "matmul_shape": [dm.batch_size, *largest],
         "matmul_gflops": mm,
+        "precision": str(cfg.trainer.precision),
+        "plain_variants": variants,
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dm.device) / 2**20 if dm.device.type == "cuda" else None,
     }
 
 
@@ -229,6 +257,7 @@ def bench_full_run(overrides: list[str], test_file: Path) -> dict:
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         scores = json.loads((run_dir / "scores.json").read_text())
         result = {"wall_s": wall, "timings_s": scores["timings_s"], "peak_rss_mb": peak_mb,
+                  "peak_gpu_memory_mb": scores.get("peak_gpu_memory_mb"),
                   "oof_logloss": scores["oof_logloss"], "oof_logloss_treated": scores["oof_logloss_treated"]}
         result["inference"] = bench_inference(run_dir, test_file)
         return result
@@ -260,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     overrides = [f"data.n_samples={args.n_samples}", *args.overrides]
-    if device == "cuda":
+    if device == "cuda" and not any(o.startswith("trainer=") for o in overrides):
         overrides.append("trainer=gpu")
     cfg = compose(overrides)
     from hydra.utils import instantiate
@@ -270,10 +299,15 @@ def main(argv: list[str] | None = None) -> None:
     data = instantiate(cfg.data)
 
     tr = bench_training(cfg, data, args.epochs, args.rounds, device)
-    print(f"training: {tr['train_rows']} rows x {tr['n_features']} features, batch {tr['batch_size']}, {tr['epochs']} epochs, best of {args.rounds}")
+    print(f"training: {tr['train_rows']} rows x {tr['n_features']} features, batch {tr['batch_size']}, {tr['epochs']} epochs, "
+          f"best of {args.rounds}, precision {tr['precision']}")
     print(f"plain PyTorch loop: {tr['plain_rows_per_s']:,.0f} rows/s")
     print(f"Lightning path:     {tr['lightning_rows_per_s']:,.0f} rows/s")
     print(f"lightning/plain throughput ratio: {tr['ratio']:.3f}")
+    for name, value in tr["plain_variants"].items():
+        print(f"plain loop with {name}: " + (f"{value:,.0f} rows/s ({value / tr['plain_rows_per_s']:.2f}x eager)" if isinstance(value, float) else value))
+    if tr["peak_gpu_memory_mb"] is not None:
+        print(f"peak GPU memory while measuring: {tr['peak_gpu_memory_mb']:,.0f} MB")
     print(f"training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
 
     from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
@@ -291,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
         other = fr["timings_s"]["total"] - training
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
         print(f"full run ({cfg.cv.n_folds} folds, {cfg.trainer.max_epochs} epochs): {t['total']:.1f} s in-process ({fr['wall_s']:.1f} s with start-up): {parts}")
-        print(f"non-training share: {other / t['total']:.1%}; peak resident memory {fr['peak_rss_mb']:,.0f} MB")
+        gpu_peak = fr.get("peak_gpu_memory_mb")
+        print(f"non-training share: {other / t['total']:.1%}; peak resident memory {fr['peak_rss_mb']:,.0f} MB"
+              + (f"; peak GPU memory of a fold {gpu_peak:,.0f} MB" if gpu_peak is not None else ""))
         print(f"full run OOF log loss (built-in synthetic data): {fr['oof_logloss']:.5f} all rows, {fr['oof_logloss_treated']:.5f} treated rows")
         inf = fr["inference"]
         print(f"inference: {inf['rows']} rows read, checked and predicted by all {cfg.cv.n_folds} folds' saved models "

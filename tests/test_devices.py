@@ -1,0 +1,110 @@
+"""One device per run: data-parallel settings are refused with the way to scale
+out instead, parallel jobs get GPUs round-robin, and the divergence check reads
+the loss from the device once per epoch, not once per step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from moa_lit.callbacks import StopOnNonFiniteLoss, TrainingDivergedError
+from moa_lit.devices import assign_job_gpu, check_trainer_devices, job_gpu, training_device
+from moa_lit.errors import MoAError
+
+
+@pytest.mark.parametrize(
+    "devices, strategy",
+    [(2, "auto"), (-1, "auto"), ("auto", "auto"), ([0, 1], "auto"), (1, "ddp"), (1, "dp"), (1, "fsdp"), (True, "auto")],
+)
+def test_data_parallel_settings_are_refused_with_how_to_scale_out(devices, strategy):
+    cfg = OmegaConf.create({"accelerator": "cpu", "devices": devices, "strategy": strategy})
+    with pytest.raises(MoAError) as err:
+        check_trainer_devices(cfg)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "scales over folds, seeds and trials" in message and "hydra/launcher=joblib_folds" in message
+
+
+def test_one_device_is_accepted():
+    check_trainer_devices(OmegaConf.create({"accelerator": "cpu", "devices": 1}))
+    check_trainer_devices(OmegaConf.create({"accelerator": "cpu", "devices": [0], "strategy": "auto"}))
+    assert training_device(OmegaConf.create({"accelerator": "cpu", "devices": 1})).type == "cpu"
+
+
+def test_cli_refuses_several_devices_in_one_line(tmp_path):
+    proc = run_cli("moa_lit.train", ["trainer.devices=2", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("moa-lit: error: trainer.devices=2: expected 1 (one device per run)")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "oof.csv").exists()
+
+
+def test_jobs_get_gpus_round_robin():
+    assert [job_gpu(j, 4) for j in range(10)] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert [job_gpu(j, 1) for j in range(3)] == [0, 0, 0]
+
+
+def test_a_multirun_job_on_a_machine_with_several_gpus_gets_its_own(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    cfg = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": 1}})
+    assign_job_gpu(cfg, job_number=4)
+    assert list(cfg.trainer.devices) == [1]
+    chosen = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": [2]}})
+    assign_job_gpu(chosen, job_number=4)  # the user's choice stands
+    assert list(chosen.trainer.devices) == [2]
+    single = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": 1}})
+    assign_job_gpu(single, job_number=None)  # not a multirun: untouched
+    assert single.trainer.devices == 1
+    cpu = OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 1}})
+    assign_job_gpu(cpu, job_number=4)
+    assert cpu.trainer.devices == 1
+
+
+class FakeTrainer:
+    def __init__(self, n_batches: int) -> None:
+        self.num_training_batches = n_batches
+        self.current_epoch = 3
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> list[str]:
+    """Counts every read of a tensor's value into Python (what stalls a GPU)."""
+    reads: list[str] = []
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def test_the_loss_is_read_once_per_epoch_not_per_step(host_reads):
+    callback = StopOnNonFiniteLoss(label="seed 0 fold 1", rate_setting="model.scheduler.max_lr")
+    trainer = FakeTrainer(n_batches=50)
+    for batch in range(49):
+        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.5)}, None, batch)
+    assert host_reads == []
+    callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.4)}, None, 49)
+    assert 0 < len(host_reads) <= 2  # the one check at the epoch's last batch
+
+
+def test_a_non_finite_loss_names_seed_fold_epoch_batch_and_the_rate_setting():
+    callback = StopOnNonFiniteLoss(label="seed 2 fold 1", rate_setting="model.scheduler.max_lr")
+    trainer = FakeTrainer(n_batches=6)
+    losses = [0.5, 0.4, float("nan"), float("inf"), float("nan"), 0.3]
+    with pytest.raises(TrainingDivergedError) as err:
+        for batch, value in enumerate(losses):
+            callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(value)}, None, batch)
+    assert str(err.value) == (
+        "seed 2 fold 1: training loss became nan at epoch 3 (batch 2); "
+        "the learning rate is likely too high: lower model.scheduler.max_lr"
+    )
+    # The next epoch starts clean.
+    for batch in range(6):
+        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.1)}, None, batch)

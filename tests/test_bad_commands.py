@@ -112,7 +112,7 @@ class Case:
     message: str = ""  # a substring of the one line
     status: int = 2
     needs: str | None = None  # a mount the case needs
-    inject_full_disk: bool = False
+    inject_full_disk: bool | str = False
 
 
 CASES = [
@@ -173,6 +173,8 @@ CASES = [
     Case("unknown model", "train_main", ["model=xyz"], "model=xyz: no such model config"),
     Case("disk full (injected)", "train", [], "folds.csv: no space left on the device; free some space or write elsewhere (ENOSPC)",
          inject_full_disk=True),
+    Case("disk full in a library's writer", "train", [], "a file under {own}/run: no space left on the device",
+         inject_full_disk="nameless"),
     Case("disk full (tmpfs)", "train", ["paths.output_dir={mount_full}/run"], "no space left on the device", needs="full"),
     # a run not to be trusted: outputs written, exit 3
     Case("diverged run", "train", ["model.scheduler.max_lr=1000", "trainer.max_epochs=2"],
@@ -267,10 +269,15 @@ def test_bad_command_is_one_line_and_touches_nothing_else(case, world, tmp_path,
     own.mkdir()
     args = [_fill(a, world, own) for a in case.args]
     if case.inject_full_disk:
-        def full(self, *a, **kw):
-            raise OSError(errno.ENOSPC, "No space left on device")
+        def full(*a, **kw):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as pandas raises it: no file named
 
-        monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+        if case.inject_full_disk == "nameless":  # a library writing on its own, not through atomic_path
+            from lightning.pytorch.loggers import CSVLogger
+
+            monkeypatch.setattr(CSVLogger, "log_metrics", full)
+        else:
+            monkeypatch.setattr(pd.DataFrame, "to_csv", full)
     before = tree_hashes(world["root"], own)
     capsys.readouterr()
     status = _run(case, args, world, own, monkeypatch)

@@ -23,21 +23,38 @@ def configure_threads(num_threads: int | None) -> int:
     return n
 
 
-def user_error(exc: BaseException) -> MoAError | None:
+def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError | None:
     """The MoAError behind an exception, also when Hydra's instantiate wrapped
-    it; a file-system fault (full disk, read-only folder, ...) counts as one."""
+    it; a file-system fault (full disk, read-only folder, ...) counts as one.
+    ``writing_under``: the folder named when the fault names no file (a full
+    disk met by a library's own writer, e.g. Lightning's CSV logger)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, MoAError):
             return exc
         if isinstance(exc, OSError) and exc.errno in fs_errors.HANDLED_ERRNOS:
-            return fs_errors.describe(exc)
+            where = None if exc.filename is not None or not writing_under else f"a file under {writing_under}"
+            return fs_errors.describe(exc, where)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
 
 
 MAX_LINE = 600
+
+
+def _output_folder(cfg) -> str | None:
+    """Where the command writes, when its config says (a run's folder, an output)."""
+    from omegaconf import OmegaConf
+
+    for key in ("paths.output_dir", "output_dir", "output"):
+        try:
+            value = OmegaConf.select(cfg, key, default=None)
+        except Exception:  # an unresolvable interpolation outside a Hydra job
+            value = None
+        if value:
+            return str(value)
+    return None
 
 
 def one_line(message: str, limit: int = MAX_LINE) -> str:
@@ -56,7 +73,7 @@ def run_and_exit_on_error(fn, cfg):
     try:
         return fn(cfg)
     except Exception as exc:
-        err = user_error(exc)
+        err = user_error(exc, writing_under=_output_folder(cfg))
         if err is None:
             raise
         log.debug("stopped: %s", err)  # the console gets the one line below

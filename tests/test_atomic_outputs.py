@@ -9,16 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_lit import run_files
-from moa_lit.checkpoint_io import AtomicCheckpointIO
-from moa_lit.fold_predictions import (
-    FoldPredictions,
-    InvalidPredictionsError,
-    fold_finished,
-    load_fold_predictions,
-    save_fold_predictions,
-)
-from moa_lit.resume import changed_settings
+from moa_lit.runs import files as run_files
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.runs.run_dir import FoldDir, FoldPredictions, InvalidPredictionsError, changed_settings
 
 
 class DiskFull(OSError):
@@ -76,15 +69,16 @@ def test_fold_predictions_round_trip_and_mark_the_fold_finished(tmp_path):
     rng = np.random.default_rng(0)
     preds = FoldPredictions(val_rows=np.array([1, 4, 7]), oof=rng.random((3, 5)).astype(np.float32).astype(np.float64),
                             test=rng.random((2, 5)).astype(np.float32).astype(np.float64))
-    assert not fold_finished(tmp_path)
-    save_fold_predictions(tmp_path, preds, label="seed 0 fold 0")
-    assert fold_finished(tmp_path)
-    back = load_fold_predictions(tmp_path, np.array([1, 4, 7]), n_test=2, n_targets=5, label="seed 0 fold 0")
+    fold_dir = FoldDir(tmp_path, seed=0, fold=0)
+    assert not fold_dir.finished()
+    fold_dir.save_predictions(preds)
+    assert fold_dir.finished()
+    back = fold_dir.load_predictions(np.array([1, 4, 7]), n_test=2, n_targets=5)
     assert np.array_equal(back.oof, preds.oof) and np.array_equal(back.test, preds.test)
     with pytest.raises(Exception, match="other validation rows"):
-        load_fold_predictions(tmp_path, np.array([1, 4, 8]), n_test=2, n_targets=5, label="seed 0 fold 0")
+        fold_dir.load_predictions(np.array([1, 4, 8]), n_test=2, n_targets=5)
     with pytest.raises(Exception, match="another test file"):
-        load_fold_predictions(tmp_path, np.array([1, 4, 7]), n_test=3, n_targets=5, label="seed 0 fold 0")
+        fold_dir.load_predictions(np.array([1, 4, 7]), n_test=3, n_targets=5)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -0.1, 1.5])
@@ -92,8 +86,8 @@ def test_predictions_outside_0_1_are_refused_and_not_written(tmp_path, bad):
     oof = np.full((3, 2), 0.5)
     oof[2, 1] = bad
     with pytest.raises(InvalidPredictionsError, match=r"^seed 1 fold 2 out-of-fold predictions: 1 predictions .*row 2, target 1"):
-        save_fold_predictions(tmp_path, FoldPredictions(np.arange(3), oof, None), label="seed 1 fold 2")
-    assert not fold_finished(tmp_path) and list(tmp_path.iterdir()) == []
+        FoldDir(tmp_path, seed=1, fold=2).save_predictions(FoldPredictions(np.arange(3), oof, None))
+    assert not FoldDir(tmp_path).finished() and list(tmp_path.iterdir()) == []
 
 
 def test_only_settings_that_change_predictions_block_a_resume():

@@ -25,7 +25,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_train, run_cli, tiny_run_overrides
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.cli import run_and_exit_on_error
 
 # -- the world every case runs in: synthetic data, a finished run, inputs ------------------------
@@ -117,16 +118,16 @@ class Case:
 
 CASES = [
     # settings: wrong type or out of range, every group users set
-    Case("n_folds text", "train", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
+    Case("n_folds text", "train_main", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
     Case("n_folds 1", "train", ["cv.n_folds=1"], "cv.n_folds=1: expected a whole number >= 2"),
-    Case("n_folds float", "train", ["cv.n_folds=2.5"], "cv.n_folds=2.5: expected a whole number"),
+    Case("n_folds float", "train_main", ["cv.n_folds=2.5"], "cv.n_folds=2.5: expected a whole number"),
     Case("cv seed negative", "train", ["cv.seed=-1"], "cv.seed=-1: expected a whole number >= 0"),
     Case("drug threshold 0", "train", ["cv.drug_threshold=0"], "cv.drug_threshold=0"),
     Case("folds repeated", "train", ["cv.folds=[0,0]"], "cv.folds=[0,0]: expected a list of distinct whole numbers"),
     Case("fold out of range", "train", ["cv.folds=[7]"], "cv.folds=[7]: expected fold numbers in 0..1"),
     Case("seeds repeated", "train", ["seeds=[0,0]"], "seeds=[0,0]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (0 is repeated"),
     Case("seeds empty", "train", ["seeds=[]"], "seeds=[]: expected a list"),
-    Case("seeds text", "train", ["seeds=[x]"], "seeds=['x']"),
+    Case("seeds text", "train_main", ["seeds=[x]"], "seeds=['x']"),
     Case("seeds long and repeated", "train", ["seeds=[" + ",".join(["1"] * 400) + "]"], "seeds=[1,1,1,1,1,1,1,1,1,1,...]: expected"),
     Case("batch size 0", "train", ["loader.batch_size=0"], "loader.batch_size=0: expected a whole number >= 2"),
     Case("batch size 1", "train", ["loader.batch_size=1"], "loader.batch_size=1"),
@@ -149,17 +150,17 @@ CASES = [
     Case("pca negative", "train", ["features.pca_genes=-3"], "features.pca_genes=-3"),
     Case("quantiles 1", "train", ["features.n_quantiles=1"], "features.n_quantiles=1"),
     Case("variance threshold", "train", ["features.variance_threshold=-1"], "features.variance_threshold=-1"),
-    Case("rank gauss text", "train", ["features.rank_gauss=maybe"], "features.rank_gauss='maybe': expected true or false"),
+    Case("rank gauss text", "train_main", ["features.rank_gauss=maybe"], "features.rank_gauss='maybe': expected true or false"),
     Case("clip reversed", "train", ["predict.clip=[0.9,0.1]"], "predict.clip=[0.9,0.1]: expected [lo, hi]"),
-    Case("clip scalar", "train", ["predict.clip=0.5"], "predict.clip=0.5"),
+    Case("clip scalar", "train_main", ["predict.clip=0.5"], "predict.clip=0.5"),
     Case("pretrain epochs", "train", ["pretrain.enabled=true", "pretrain.max_epochs=0"], "pretrain.max_epochs=0"),
     Case("pretrain targets", "train", ["pretrain.targets=foo"], "pretrain.targets='foo': expected one of nonscored, scored+nonscored"),
-    Case("pretrain enabled text", "train", ["pretrain.enabled=yes"], "pretrain.enabled='yes': expected true or false"),
+    Case("pretrain enabled text", "train_main", ["pretrain.enabled=yes"], "pretrain.enabled='yes': expected true or false"),
     Case("stack inner folds", "train", ["stack.inner_folds=1"], "stack.inner_folds=1"),
     Case("threads 0", "train", ["num_threads=0"], "num_threads=0: expected a whole number >= 1 (or null)"),
     Case("samples 10", "train", ["data.n_samples=10"], "data.n_samples=10: expected a whole number >= 50"),
-    Case("resume text", "train", ["resume=maybe"], "resume='maybe': expected true or false"),
-    Case("allow text", "train", ["allow_worse_than_prior=2"], "allow_worse_than_prior=2: expected true or false"),
+    Case("resume text", "train_main", ["resume=maybe"], "resume='maybe': expected true or false"),
+    Case("allow text", "train_main", ["allow_worse_than_prior=2"], "allow_worse_than_prior=2: expected true or false"),
     # files
     Case("data folder missing", "train", ["data=kaggle", "data.dir={root}/nowhere"], "data folder not found: "),
     Case("data folder is a file", "train", ["data=kaggle", "data.dir={root}/inputs/a_file"], "data path is a file, not a folder"),

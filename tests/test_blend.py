@@ -1,20 +1,20 @@
 """Blending runs: weights on the simplex minimising the OOF log loss, and
 refusal of runs whose rows or folds differ. The runs are written by hand
-(folds.csv, oof.csv, submission.csv and the saved config naming the data), so
-no training is needed."""
+(folds.csv, oof.csv, submission.csv, the labels and run.json), so no training
+is needed."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import run_cli
 from moa_lit.blend import blend, optimise_weights
+from moa_lit.runs.manifest import RunManifest
+from moa_lit.runs.run_dir import RunDir, labels_table
 from moa_lit.data.sources import load_synthetic
 from moa_lit.errors import MoAError
-from moa_lit.metric import mean_logloss
+from moa_lit.scoring.metric import mean_logloss
 
 N = 300
 
@@ -23,7 +23,6 @@ N = 300
 def runs(tmp_path_factory):
     """Three fake runs on the same tiny synthetic data: noisy versions of the truth."""
     tmp = tmp_path_factory.mktemp("blend")
-    data_cfg = {"_target_": "moa_lit.data.sources.load_synthetic", "dir": str(tmp / "data"), "n_samples": N, "seed": 0}
     data = load_synthetic(str(tmp / "data"), n_samples=N)
     truth = data.scored.to_numpy(dtype=float)
     control = data.train_is_control
@@ -34,8 +33,10 @@ def runs(tmp_path_factory):
     dirs = []
     for k, noise in enumerate([1.0, 1.0, 2.0]):
         run = tmp / f"run{k}"
-        (run / ".hydra").mkdir(parents=True)
-        OmegaConf.save(OmegaConf.create({"data": data_cfg}), run / ".hydra/config.yaml")
+        run.mkdir()
+        names = list(data.scored.columns)
+        RunDir(run).write_labels(labels_table(ids, data.train["cp_type"], truth, names))
+        RunDir(run).write_manifest(RunManifest.new(data.layout, names, None, [0], [0, 1]))
         folds.to_csv(run / "folds.csv", index=False)
         logit = np.where(truth > 0, 2.0, -5.0) + rng.normal(0, noise, truth.shape)
         p = 1 / (1 + np.exp(-logit))

@@ -47,3 +47,62 @@ def test_composed_run_on_a_subset_of_folds(compose_cfg, tmp_path):
     assert scores["n_rows"] == len(oof)
     assert not (tmp_path / "run" / "models" / "seed0" / "fold0").exists()
     assert np.isfinite(oof.drop(columns="sig_id").to_numpy()).all()
+
+
+def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
+    from moa_lit.errors import MoAError
+
+    base = [*tiny_run_overrides(tmp_path, n_samples=500, epochs=1), "cv.folds=[1]"]
+    value = train(compose_cfg([*base, "optimized_metric=oof_logloss_treated", f"paths.output_dir={tmp_path / 'run'}"]))
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
+    assert value == pytest.approx(scores["oof_logloss_treated"]) and value != pytest.approx(scores["oof_logloss"])
+    with pytest.raises(MoAError, match=r"^optimized_metric='val_loss': expected one of \['oof_logloss', 'oof_logloss_treated'\]$"):
+        train(compose_cfg([*base, "optimized_metric=val_loss", f"paths.output_dir={tmp_path / 'refused'}"]))
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # Types and ranges as settings_check's table says them (the schema
+        # alone would take "yes" or 2 for a boolean) ...
+        ("cv.n_folds=abc", "cv.n_folds='abc': expected a whole number >= 2"),
+        ("pretrain.enabled=maybe", "pretrain.enabled='maybe': expected true or false"),
+        ("pretrain.enabled=yes", "pretrain.enabled='yes': expected true or false"),
+        ("allow_worse_than_prior=2", "allow_worse_than_prior=2: expected true or false"),
+        ("features.pca_genes=1.5", "features.pca_genes=1.5: expected a whole number >= 0"),
+        ("stack.inner_folds=1", "stack.inner_folds=1: expected a whole number >= 2"),
+        # ... unknown keys and keys outside the table as the schema says them.
+        ("cv.n_fold=3", "cv.n_fold=3: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
+        ("optimized_metric=val_loss", None),  # a value check in train: its own line
+    ],
+)
+def test_wrong_type_or_unknown_key_is_refused_when_composed(override, message):
+    from moa_lit.config import compose_error
+
+    assert compose_error([override]) == message
+    assert compose_error(["-m", "cv.folds=[0],[1]", "hydra/launcher=joblib_folds", override]) == message
+
+
+def test_schema_error_on_the_command_line_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("moa_lit.train", ["loader.batch_size=big"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "moa-lit: error: loader.batch_size='big': expected a whole number >= 2"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_value_checks_name_the_setting(compose_cfg):
+    from moa_lit.errors import MoAError
+    from moa_lit.train import fold_plan
+
+    with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected at least 2 inner folds$"):
+        fold_plan(compose_cfg(["stack.enabled=true", "stack.inner_folds=1"]))
+    with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected distinct fold numbers in 0..4$"):
+        from moa_lit.settings import CVSettings
+        from moa_lit.train import typed
+
+        typed(compose_cfg(["cv.folds=[5]"]).cv, CVSettings)

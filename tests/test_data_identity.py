@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import compose_train
-from moa_lit import run_files, schema
+from moa_lit import schema
+from moa_lit.runs import files as run_files
 from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
-from moa_lit.run_tables import read_run_csv
+from moa_lit.runs.tables import read_run_csv
 from moa_lit.train import train
 
 N_GENES, N_CELLS = 20, 8
@@ -54,7 +55,7 @@ def test_numeric_and_zero_padded_sig_ids_survive_train_resume_merge_and_predict(
     train_ids = pd.read_csv(data_dir / schema.TRAIN_FEATURES, usecols=[schema.ID], dtype=str)[schema.ID]
     sample_ids = pd.read_csv(data_dir / schema.SAMPLE_SUBMISSION, usecols=[schema.ID], dtype=str)[schema.ID]
     assert "0000600" in set(train_ids) and "1200001" in set(train_ids)
-    for name in (run_files.FOLDS, run_files.OOF_LABELS):
+    for name in (run_files.FOLDS, run_files.LABELS):
         assert sorted(read_run_csv(run_dir / name)[schema.ID]) == sorted(train_ids), name
     assert sorted(read_run_csv(run_dir / run_files.OOF)[schema.ID]) == sorted(train_ids)
     # Written as text: the zero padding is in the file itself.

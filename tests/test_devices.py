@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import run_cli
-from moa_lit.callbacks import StopOnNonFiniteLoss, TrainingDivergedError
+from moa_lit.training.callbacks import StopOnNonFiniteLoss, TrainingDivergedError
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, job_gpu, training_device
 from moa_lit.errors import MoAError
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from moa_lit import schema
-from moa_lit.datamodule import MoADataModule, TensorBatches
+from moa_lit.training.datamodule import MoADataModule, TensorBatches
 from moa_lit.errors import MoAError
-from moa_lit.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_features
 
 ALL_STEPS = dict(
     rank_gauss=True,
@@ -138,7 +138,7 @@ def test_tensor_batches_cover_rows_once_and_reshuffle():
 
 
 def test_row_statistics_of_constant_rows_are_finite():
-    from moa_lit.features import row_statistics
+    from moa_lit.training.features import row_statistics
 
     x = np.vstack([np.full(10, -10.0), np.arange(10.0)])
     stats = row_statistics(x)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from moa_lit.errors import MoAError
-from moa_lit.folds import assign_folds
+from moa_lit.training.folds import assign_folds
 
 
 def _check_drug_aware(folds, drug, targets, n_folds, threshold=18):

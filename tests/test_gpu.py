@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from conftest import run_cli, tiny_run_overrides
-from moa_lit import run_files
-from moa_lit.metric import mean_logloss
+from moa_lit.runs import files as run_files
+from moa_lit.scoring.metric import mean_logloss
 
 ON_CPU = os.environ.get("MOA_GPU_TESTS_ON_CPU") == "1"
 pytestmark = [
@@ -44,7 +44,7 @@ def gpu_run(tmp: Path, run_dir: Path, precision: str, extra=(), n_samples=1200, 
 
 
 def check_run(run_dir: Path, n_folds: int) -> dict:
-    for name in ["folds.csv", "oof.csv", "oof_labels.csv", "scores.json", "submission.csv", "run.json",
+    for name in ["folds.csv", "oof.csv", "labels.csv", "scores.json", "submission.csv", "run.json",
                  "settings.yaml", ".hydra/config.yaml", "report/report.md"]:
         assert (run_dir / name).is_file(), name
     for fold in range(n_folds):

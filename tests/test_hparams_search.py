@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from conftest import run_cli
 from pg_cluster import Unavailable, postgres_server
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.config import CONFIG_DIR
 from moa_lit.search import FailureBudget, reproduce_command
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, tiny_run_overrides
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.interrupts import continue_command
 
 

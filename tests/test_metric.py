@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from moa_lit.metric import mean_logloss, per_target_logloss, prior_predictions
+from moa_lit.scoring.metric import mean_logloss, per_target_logloss, prior_predictions
 
 
 def test_mean_logloss_matches_sklearn_column_mean():

@@ -101,9 +101,9 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     # predict reloads the stacked stage's inner models: it reproduces the submission
     from moa_lit.data.reader import read_features
     from moa_lit.predict import predict_frame
-    from moa_lit.run_manifest import read_manifest
+    from moa_lit.runs.run_dir import RunDir
 
-    manifest = read_manifest(run_dir)
+    manifest = RunDir(run_dir).manifest()
     predicted = predict_frame(run_dir, read_features(folder / "test_features.csv", manifest.layout), manifest)
     submission = pd.read_csv(run_dir / "submission.csv")
     assert list(predicted.columns) == list(submission.columns)
@@ -138,13 +138,14 @@ def test_presets_compose():
 
 
 def test_bad_clip_is_a_clear_error():
-    from omegaconf import OmegaConf
-
-    from moa_lit.cv import prediction_clip
     from moa_lit.errors import MoAError
+    from moa_lit.settings import PredictSettings
 
-    assert prediction_clip(OmegaConf.create({"predict": {"clip": None}})) is None
-    assert prediction_clip(OmegaConf.create({"predict": {"clip": [0.001, 0.99]}})) == (0.001, 0.99)
+    def prediction_clip(clip):
+        return PredictSettings(clip=clip).clip_range
+
+    assert prediction_clip(None) is None
+    assert prediction_clip([0.001, 0.99]) == (0.001, 0.99)
     for bad in ([0.9, 0.1], [0.1], 0.5, [-0.1, 0.5]):
         with pytest.raises(MoAError, match="predict.clip=.*expected \\[lo, hi\\]"):
-            prediction_clip(OmegaConf.create({"predict": {"clip": bad}}))
+            prediction_clip(bad)

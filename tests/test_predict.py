@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 from moa_lit.predict import predict, top_k_table
 from saved_run import run_predict_cli, trained_run

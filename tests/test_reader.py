@@ -694,7 +694,7 @@ REAL_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 @pytest.mark.skipif(not REAL_LABELS.is_dir(), reason="../shared/data/lish-moa-labels is not beside this checkout")
 def test_real_label_files_read_as_documented():
-    """Counts from DATA_FACTS.md: the reader takes the real (zipped) files as they are."""
+    """Counts measured on the real label files beside the checkout: the reader takes the real (zipped) files as they are."""
     scored = reader.read_targets(REAL_LABELS / (TRAIN_TARGETS_SCORED + ".zip"))
     nonscored = reader.read_targets(REAL_LABELS / (TRAIN_TARGETS_NONSCORED + ".zip"))
     drug = reader.read_drug(REAL_LABELS / (TRAIN_DRUG + ".zip"))

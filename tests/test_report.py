@@ -90,8 +90,8 @@ def test_run_without_logs_still_reports(saved, tmp_path):
 
 def test_missing_labels_file_is_named(saved, tmp_path):
     copy = shutil.copytree(saved[0], tmp_path / "run")
-    (copy / "oof_labels.csv").unlink()
-    with pytest.raises(MoAError, match="oof_labels.csv: missing"):
+    (copy / "labels.csv").unlink()
+    with pytest.raises(MoAError, match="labels.csv: labels.csv not found"):
         build_report(copy)
 
 
@@ -108,10 +108,10 @@ def test_reliability_table_bins_on_a_log_scale():
 def test_labels_are_matched_to_oof_rows_by_sig_id(saved, tmp_path):
     copy = shutil.copytree(saved[0], tmp_path / "run")
     expected = read_report_inputs(copy).labels
-    labels = pd.read_csv(copy / "oof_labels.csv", dtype=str, keep_default_na=False)
-    labels.iloc[::-1].to_csv(copy / "oof_labels.csv", index=False)
+    labels = pd.read_csv(copy / "labels.csv", dtype=str, keep_default_na=False)
+    labels.iloc[::-1].to_csv(copy / "labels.csv", index=False)
     assert expected.sum() > 0
     np.testing.assert_array_equal(read_report_inputs(copy).labels, expected)
-    labels.iloc[1:].to_csv(copy / "oof_labels.csv", index=False)
+    labels.iloc[1:].to_csv(copy / "labels.csv", index=False)
     with pytest.raises(MoAError, match=f"no row for sig_id {labels['sig_id'].iloc[0]}"):
         read_report_inputs(copy)

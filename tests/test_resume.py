@@ -17,7 +17,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, compose_train, run_cli, tiny_run_overrides
-from moa_lit import run_files
+from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+from moa_lit.runs import files as run_files
+from moa_lit.runs.run_dir import RunDir
+from moa_lit.training import stages
 from moa_lit.errors import MoAError
 from moa_lit.train import train
 
@@ -118,6 +121,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference):
     np.testing.assert_allclose(oof.drop(columns="sig_id"), ref_oof.drop(columns="sig_id"), rtol=0, atol=1e-7)
     np.testing.assert_allclose(sub.drop(columns="sig_id"), ref_sub.drop(columns="sig_id"), rtol=0, atol=1e-7)
 
+    # The resumed fold's learning curve holds every epoch, the ones before the kill included.
+    curve = RunDir(run_dir).curve(0, 1)
+    ref_curve = RunDir(tmp / "a").curve(0, 1)
+    assert list(curve.index) == list(range(EPOCHS)) == list(ref_curve.index)
+    np.testing.assert_allclose(curve["val_logloss"], ref_curve["val_logloss"], rtol=0, atol=1e-6)
+    assert not RunDir(run_dir).earlier_metrics_file(0, 1).exists()
+
 
 def test_resuming_a_finished_run_reuses_its_folds(reference, caplog):
     tmp, _ = reference
@@ -154,7 +164,7 @@ def test_resume_refuses_other_settings_and_leaves_the_run_alone(reference):
 def test_checkpoint_memory_survives_a_moved_run_folder(tmp_path):
     import torch
 
-    from moa_lit.callbacks import FoldCheckpoint
+    from moa_lit.training.callbacks import FoldCheckpoint
 
     old, new = tmp_path / "old" / "fold1", tmp_path / "new" / "fold1"
     saved = FoldCheckpoint(dirpath=str(old), monitor="val_logloss", filename="best")
@@ -167,3 +177,63 @@ def test_checkpoint_memory_survives_a_moved_run_folder(tmp_path):
     assert float(resumed.best_model_score) == pytest.approx(0.0123)
     assert resumed.best_model_path == str(new.resolve() / "best.ckpt")
     assert list(resumed.best_k_models) == [str(new.resolve() / "best.ckpt")]
+
+
+def kaggle_layout_args(tmp: Path, run_dir: Path, extra: list[str] = ()) -> tuple[Path, list[str]]:
+    """A small Kaggle-layout folder read as data=kaggle (so no generator rewrites it) and a tiny run on it."""
+    folder = ensure_synthetic(SyntheticConfig(n_samples=300, seed=5, n_scored=20, n_nonscored=12), tmp / "kaggle")
+    args = ["data=kaggle", f"data.dir={folder}", "cv.n_folds=2", "trainer.max_epochs=2", "model.net.hidden_size=16",
+            "loader.batch_size=32", "callbacks.progress_bar.refresh_rate=0", "num_threads=1", f"paths.output_dir={run_dir}",
+            "allow_worse_than_prior=true",  # one epoch on 150 rows can score about the prior; resume is the point
+            *extra]
+    return folder, args
+
+
+def mtimes(run_dir: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_resume_refuses_changed_data_naming_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    folder, args = kaggle_layout_args(tmp_path, run_dir, ["cv.folds=[0]", "trainer.max_epochs=1"])
+    train(compose_train(args))
+    before = mtimes(run_dir)
+    features = folder / "train_features.csv"
+    original = features.read_text()
+    lines = original.splitlines(keepends=True)
+    fields = lines[1].rstrip("\n").split(",")
+    fields[-1] = "0.123"  # one c-* value of the first row: still a valid file
+    lines[1] = ",".join(fields) + "\n"
+    features.write_text("".join(lines))
+    with pytest.raises(MoAError, match=r"^resume=true: the data changed since .*: train_features.csv \(SHA-1 \w+ -> \w+"):
+        train(compose_train([*args, "resume=true"]))
+    assert mtimes(run_dir) == before  # nothing of the run was touched
+    # The same content written again (a new modification time) is the same data.
+    features.write_text(original)
+    train(compose_train([*args, "resume=true"]))
+
+
+def test_resumed_stacked_fold_loads_its_stacked_models(tmp_path, monkeypatch, caplog):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _, args = kaggle_layout_args(tmp_path, first, ["stack.enabled=true", "stack.inner_folds=2", "stack.max_epochs=1"])
+    train(compose_train(args))
+    shutil.copytree(first, second)
+    fold1 = run_files.fold_dir(second, 0, 1)
+    assert (fold1 / run_files.STACK_MODELS).is_file()
+    # Interrupted after the stacked stage of fold 1, before its predictions were written.
+    (fold1 / run_files.FOLD_PREDICTIONS).unlink()
+    (second / run_files.OOF).unlink()
+    trained = []
+    original = stages.train_without_validation
+
+    def spy(plan, node, dm, x, y, label, root):
+        trained.append(label)
+        return original(plan, node, dm, x, y, label, root)
+
+    monkeypatch.setattr(stages, "train_without_validation", spy)
+    caplog.set_level("INFO")
+    train(compose_train([*[a for a in args if not a.startswith("paths.")], f"paths.output_dir={second}", "resume=true"]))
+    assert trained == []  # no inner model trained again
+    assert f"seed 0 fold 1: stacked models loaded from {fold1 / run_files.STACK_MODELS}" in caplog.text
+    for name in (run_files.OOF, run_files.SUBMISSION):
+        assert (second / name).read_bytes() == (first / name).read_bytes(), name

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import compose_train, run_cli, tiny_run_overrides
-from moa_lit import run_files
-from moa_lit.callbacks import TrainingDivergedError
-from moa_lit.fold_predictions import InvalidPredictionsError
-from moa_lit.module import MoAModule
+from moa_lit.runs import files as run_files
+from moa_lit.training.callbacks import TrainingDivergedError
+from moa_lit.runs.run_dir import InvalidPredictionsError
+from moa_lit.training.module import MoAModule
 from moa_lit.cli import run_and_exit_on_error
 from moa_lit.train import train
 

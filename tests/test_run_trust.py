@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_train, tiny_run_overrides
-from moa_lit import run_checks, run_files
+from moa_lit import run_checks
+from moa_lit.runs import files as run_files
 from moa_lit.cli import run_and_exit_on_error
 from moa_lit.train import train
 
@@ -84,7 +85,7 @@ def test_a_schedule_that_cannot_run_is_said_before_training(data_root, tmp_path,
     def stop(*args, **kwargs):
         raise RuntimeError("stopped before training")
 
-    monkeypatch.setattr(train_module, "cross_validate", stop)
+    monkeypatch.setattr(train_module.CrossValidation, "run_folds", stop)
     cfg = compose_run(data_root, tmp_path / "run", ["loader.batch_size=256", "trainer.max_epochs=1"])
     with caplog.at_level(logging.WARNING, logger="moa_lit.train"), pytest.raises(RuntimeError, match="stopped before"):
         train(cfg)

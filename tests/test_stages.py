@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from conftest import compose_train
-from moa_lit import schema, stages
-from moa_lit.callbacks import FreezeBody
+from moa_lit import schema
+from moa_lit.runs.run_dir import FoldDir
+from moa_lit.train import fold_plan
+from moa_lit.training import stages
+from moa_lit.training.callbacks import FreezeBody
 from moa_lit.errors import MoAError
 from test_features import make_dm, make_frame
 
@@ -57,8 +60,8 @@ def fit(cfg, frame, scored, nonscored, layout, folds, tmp_path, monkeypatch):
     calls = []
     original = stages.train_without_validation
 
-    def spy(cfg, node, dm, x, y, label, root):
-        module = original(cfg, node, dm, x, y, label, root)
+    def spy(plan, node, dm, x, y, label, root):
+        module = original(plan, node, dm, x, y, label, root)
         calls.append({"x": x.clone(), "y": np.array(y), "label": label, "module": module})
         return module
 
@@ -72,7 +75,9 @@ def fit(cfg, frame, scored, nonscored, layout, folds, tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "train_without_validation", spy)
     monkeypatch.setattr(stages, "fit_stacked_features", spy_stack)
     dm = make_dm(frame, scored, layout, folds, rank_gauss=True, n_quantiles=20).set_fold(VAL_FOLD)
-    fitted = stages.fit_fold(cfg, dm, VAL_FOLD, 0, tmp_path, make_trainer=plain_trainer, nonscored=nonscored)
+    fold_dir = FoldDir(tmp_path / f"run{len(list(tmp_path.iterdir()))}", seed=0, fold=VAL_FOLD)  # a fresh fold folder per fit
+    fold_dir.path.mkdir(parents=True)
+    fitted = stages.fit_fold(fold_plan(cfg), dm, VAL_FOLD, 0, fold_dir, make_trainer=plain_trainer, nonscored=nonscored)
     return dm, fitted, calls
 
 
@@ -151,7 +156,7 @@ def test_stacked_features_are_out_of_fold_inside_the_training_rows(tmp_path, mon
     x_val = dm.tensors.x_val
     avg = torch.stack([c["module"].predict_proba(x_val) for c in inner]).mean(0).float()
     torch.testing.assert_close(fitted.stack.augment(x_val)[:, n_base:], avg)
-    assert fitted.predict_proba(x_val).shape == (len(x_val), scored.shape[1])
+    assert fitted.predict_features(x_val).shape == (len(x_val), scored.shape[1])
 
     # inner models never see validation rows either
     p_frame, p_scored, p_nonscored = poison_unseen(frame, scored, nonscored, layout, folds)
@@ -170,7 +175,7 @@ def test_freeze_body_keeps_the_body_for_the_first_epochs():
     x = torch.randn(64, 8)
     y = (torch.rand(64, 3) < 0.3).float()
     body_before, head_before = state(module.net.body), state(module.net.head)
-    from moa_lit.datamodule import TensorBatches
+    from moa_lit.training.datamodule import TensorBatches
 
     trainer = L.Trainer(
         max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -196,11 +201,11 @@ def test_body_learning_rate_scale_makes_two_parameter_groups():
 
 def test_stage_settings_errors():
     with pytest.raises(MoAError, match="pretrain.enabled=true needs non-scored targets"):
-        stages.check_stage_settings(stage_cfg(), None)
+        fold_plan(stage_cfg()).check(None)
     with pytest.raises(MoAError, match="stack.inner_folds=1"):
-        stages.check_stage_settings(stage_cfg("stack.enabled=true", "stack.inner_folds=1"), np.zeros((3, 2)))
+        fold_plan(stage_cfg("stack.enabled=true", "stack.inner_folds=1")).check(np.zeros((3, 2)))
     with pytest.raises(MoAError, match="pretrain.targets='all'"):
-        stages.check_stage_settings(stage_cfg("pretrain.targets=all"), np.zeros((3, 2)))
+        fold_plan(stage_cfg("pretrain.targets=all")).check(np.zeros((3, 2)))
     empty = np.zeros((10, 4))
     with pytest.raises(MoAError, match="no target has a positive among fold 2's"):
         stages.auxiliary_targets("pretrain", "nonscored", empty, empty, np.arange(5), 2)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, tiny_run_overrides
-from moa_lit.metric import mean_logloss
+from moa_lit.scoring.metric import mean_logloss
 
 
 @pytest.fixture(scope="module")

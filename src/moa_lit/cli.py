@@ -1,5 +1,7 @@
-"""What every command-line entry point shares: bad input or settings end the
-program with one line and exit code 2, and torch uses the configured threads."""
+"""What every command-line entry point shares: Hydra composes its config,
+bad input or settings end the program with one line and exit code 2 (inside
+a failure-tolerant search they go to the sweeper instead), and torch uses
+the configured threads."""
 
 from __future__ import annotations
 
@@ -70,6 +72,11 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
 
 def run_and_exit_on_error(fn, cfg):
     """Bad input or settings end the program with one line and exit code 2."""
+    from moa_lit.search import failures_go_to_sweeper
+
+    if failures_go_to_sweeper():
+        # An Optuna trial: the sweeper records a failure and goes on.
+        return fn(cfg)
     try:
         return fn(cfg)
     except Exception as exc:
@@ -80,3 +87,24 @@ def run_and_exit_on_error(fn, cfg):
         # A finished but untrusted run is a warning with its own status (3).
         print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
         sys.exit(getattr(err, "exit_status", 2))
+
+
+def hydra_command(config_name: str, command, around=None):
+    """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
+    ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
+    ``command(cfg)`` runs under :func:`run_and_exit_on_error`; ``around(cfg)``,
+    if given, is a context manager the command runs in, outside a search
+    trial (train's Ctrl-C handling)."""
+    import hydra
+
+    from moa_lit.config import CONFIG_DIR
+    from moa_lit.search import failures_go_to_sweeper
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    def main(cfg):
+        if around is None or failures_go_to_sweeper():
+            return run_and_exit_on_error(command, cfg)
+        with around(cfg):
+            return run_and_exit_on_error(command, cfg)
+
+    return main

@@ -44,3 +44,67 @@ def unknown_group_choice(overrides: list[str], config_dir: str = CONFIG_DIR) -> 
             if choice and choice != "null" and choice not in options:
                 return f"{key}={choice}: no such {key} config; expected one of {', '.join(options)}"
     return None
+
+
+def _unknown_key_hint(err: BaseException) -> str:
+    parent = getattr(err, "parent_node", None)
+    keys = list(parent.keys()) if parent is not None and hasattr(parent, "keys") else []
+    return f"; expected one of {', '.join(str(k) for k in keys)}" if keys else ""
+
+
+def _table_error(overrides) -> str | None:
+    """The first command-line value that :mod:`moa_lit.settings_check`'s table
+    refuses, as it would say it (the typed schema alone would accept ``yes``
+    or ``2`` for a boolean); interpolations are left to the composed config."""
+    from moa_lit.settings_check import TRAIN, refusal
+
+    for override in overrides:
+        key = override.key_or_group
+        if key not in TRAIN:
+            continue
+        value = override.value()
+        if isinstance(value, str) and "${" in value:
+            continue
+        message = refusal(key, value, TRAIN[key])
+        if message:
+            return message
+    return None
+
+
+def compose_error(overrides: list[str], config_name: str = "train", config_dir: str = CONFIG_DIR) -> str | None:
+    """One line naming a command-line setting that the config's schema refuses
+    (a wrong type, an unknown key), or None. Hydra's own report is a multi-line
+    block with exit status 1; this composes the config once before Hydra does.
+    Sweep values (``a,b``, ``choice(...)``) and ``hydra`` settings are left to Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf.errors import OmegaConfBaseException
+
+    import moa_lit.settings  # noqa: F401  (registers the schema)
+
+    candidates = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:
+        return None  # Hydra's own message names the malformed override
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    if config_name == "train":
+        refused = _table_error([o for o in parsed if not o.is_sweep_override() and not o.is_delete()])
+        if refused:
+            return refused
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            compose(config_name=config_name, overrides=plain)
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+        key = getattr(cause, "full_key", None)
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        # The last override of a key is the one in effect.
+        override = next((o for o in reversed(plain) if key and o.lstrip("+~").partition("=")[0] == key), key or "the overrides")
+        hint = _unknown_key_hint(cause) if "not in" in first or "not in struct" in first else ""
+        return f"{override}: {first}{hint}"
+    finally:
+        GlobalHydra.instance().clear()
+    return None

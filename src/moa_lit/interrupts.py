@@ -1,7 +1,7 @@
 """Ctrl-C (SIGINT) and SIGTERM end a run with one line saying how to go on.
 
 Both signals raise ``RunInterrupted`` in the main thread, which unwinds like
-any error: a file being written is removed by ``run_files.atomic_path``, the
+any error: a file being written is removed by ``runs.files.atomic_path``, the
 finished folds and the interrupted fold's ``last.ckpt`` stay. Lightning's own
 handling of KeyboardInterrupt (a message and exit status 1) is not reached,
 as SIGINT no longer raises KeyboardInterrupt. The line gives the command

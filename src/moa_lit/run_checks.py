@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files
 from moa_lit.errors import MoAError
+from moa_lit.runs.run_dir import RunDir
+from moa_lit.training.stages import peak_lr_setting
 
 log = logging.getLogger("moa_lit.train")
 
@@ -37,13 +38,11 @@ class UntrustedRunError(MoAError):
 
 
 def rate_setting(model: Mapping[str, Any] | DictConfig) -> str:
-    """The setting that sets the learning rate, with its value: OneCycle's
-    peak ``model.scheduler.max_lr`` when there is one (it replaces the
-    optimizer's rate), else ``model.optimizer.lr``."""
-    scheduler = model.get("scheduler") or {}
-    if "max_lr" in scheduler:
-        return f"model.scheduler.max_lr={scheduler['max_lr']}"
-    return f"model.optimizer.lr={(model.get('optimizer') or {}).get('lr')}"
+    """The setting that sets the learning rate (:func:`peak_lr_setting`: OneCycle's
+    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``), with its value."""
+    name = peak_lr_setting(model.get("scheduler"))
+    group, key = name.split(".")[1:]
+    return f"{name}={(model.get(group) or {}).get(key)}"
 
 
 def train_batches_per_epoch(n_rows: int, batch_size: int) -> int:
@@ -75,22 +74,12 @@ def warn_if_schedule_cannot_run(cfg: DictConfig, train_rows_per_fold: Mapping[in
     return line
 
 
-def epoch_train_losses(metrics_csv: Path) -> pd.Series:
-    """Mean training loss per epoch from a CSVLogger file (empty if none)."""
-    if not metrics_csv.is_file():
-        return pd.Series(dtype=float)
-    frame = pd.read_csv(metrics_csv)
-    if "train_loss" not in frame or "epoch" not in frame:
-        return pd.Series(dtype=float)
-    return frame.dropna(subset=["train_loss"]).groupby("epoch")["train_loss"].last().sort_index()
-
-
 def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | None:
     """The first (seed, fold) whose training loss rose above DIVERGENCE_FACTOR x
     its first epoch's, described; None when none did (or nothing was logged)."""
     for seed in seeds:
         for fold in fold_ids:
-            losses = epoch_train_losses(Path(run_dir) / run_files.LOGS / f"seed{seed}_fold{fold}" / "metrics.csv")
+            losses = RunDir(run_dir).epoch_train_losses(seed, fold)
             if len(losses) < 2 or not np.isfinite(losses.iloc[0]) or losses.iloc[0] <= 0:
                 continue
             first = float(losses.iloc[0])

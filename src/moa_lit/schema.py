@@ -1,9 +1,8 @@
 """The facts of the lish-moa layout, defined once: file names, column groups and
-the allowed values of the metadata columns (see DATA_FACTS.md)."""
+the allowed values of the metadata columns (see docs/data.md)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 # Kaggle file names; the synthetic generator writes the same ones.
@@ -63,8 +62,3 @@ class FeatureLayout:
         return cls(tuple(gene_columns(n_genes)), tuple(cell_columns(n_cells)))
 
 
-_NUMBERED = re.compile(r"^(g|c)-(\d+)$")
-
-
-def is_feature_column(name: str) -> bool:
-    return bool(_NUMBERED.match(name))

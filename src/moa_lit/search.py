@@ -9,9 +9,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-# The ``_target_`` of the sweeper that records failing trials (conf/hparams_search).
-FAILURE_TOLERANT_SWEEPER = "hydra_plugins.moa_lit_sweeper.optuna_sweeper.FailureTolerantOptunaSweeper"
-
 # Overrides that select the search itself; a reproduced trial is a plain run.
 SEARCH_ONLY_KEYS = ("hparams_search",)
 
@@ -26,7 +23,17 @@ def failures_go_to_sweeper() -> bool:
     if not HydraConfig.initialized():
         return False
     hydra_cfg = HydraConfig.get()
-    return hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.sweeper.get("_target_") == FAILURE_TOLERANT_SWEEPER
+    target = hydra_cfg.sweeper.get("_target_")
+    if hydra_cfg.mode != RunMode.MULTIRUN or not target:
+        return False
+    from hydra.utils import get_class
+
+    try:
+        sweeper = get_class(target)
+    except Exception:  # not importable here: Hydra itself reports that
+        return False
+    # A property of the sweeper class, so a subclass or another name for it counts too.
+    return bool(getattr(sweeper, "records_failed_trials", False))
 
 
 def one_line(exc: BaseException) -> str:

@@ -244,14 +244,21 @@ def check_settings(cfg: DictConfig, table: dict[str, Spec]) -> None:
     """The first setting of ``cfg`` that does not fit ``table``, as a MoAError."""
     for key, spec in table.items():
         value = _value(cfg, key)
-        if value is _ABSENT or _fits(spec, value):
-            continue
-        detail = ""
-        if spec.kind == INT_LIST and isinstance(value, list):
-            repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1]
-            if repeated:
-                detail = f" ({repeated[0]} is repeated: each would train into the same folder)"
-        raise MoAError(f"{key}={_shown(value)}: expected {spec.describe()}{detail}")
+        message = None if value is _ABSENT else refusal(key, value, spec)
+        if message:
+            raise MoAError(message)
+
+
+def refusal(key: str, value: Any, spec: Spec) -> str | None:
+    """The line refusing ``key=value``, or None when the value fits ``spec``."""
+    if _fits(spec, value):
+        return None
+    detail = ""
+    if spec.kind == INT_LIST and isinstance(value, list):
+        repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1]
+        if repeated:
+            detail = f" ({repeated[0]} is repeated: each would train into the same folder)"
+    return f"{key}={_shown(value)}: expected {spec.describe()}{detail}"
 
 
 def check_train_settings(cfg: DictConfig, overrides: list[str] | None = None) -> None:

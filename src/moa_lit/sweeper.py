@@ -37,7 +37,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
 from moa_lit.search import FailureBudget, config_keys, one_line, reproduce_command, storage_for_display
 

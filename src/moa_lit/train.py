@@ -1,41 +1,54 @@
 """``python -m moa_lit.train``: drug-aware cross-validated training of a MoA
 model; writes the run's outputs into the Hydra run directory and returns the
-OOF log loss (which the Optuna sweeper minimises)."""
+score named by ``optimized_metric`` (which the Optuna sweeper minimises).
+
+The entry point builds every object from the config (Hydra ``instantiate``,
+``_partial_`` where arguments come late, the typed groups of
+:mod:`moa_lit.settings`); nothing below it reads the config."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files, schema
-from moa_lit.config import CONFIG_DIR, unknown_group_choice
-from moa_lit.cv import cross_validate
-from moa_lit.cli import configure_threads, run_and_exit_on_error
+from moa_lit import schema
+from moa_lit.cli import configure_threads, hydra_command
+from moa_lit.config import compose_error, unknown_group_choice
+from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
-from moa_lit.fold_predictions import check_probabilities
-from moa_lit.data.reader import with_content_hashes
-from moa_lit.folds import assign_folds
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
-from moa_lit.resume import check_same_folds, prepare_run_dir
-from moa_lit.scores import score_run
-from moa_lit.search import failures_go_to_sweeper
-from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
-from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
-from moa_lit.report.inputs import oof_labels_table
-from moa_lit.run_manifest import write_manifest
+from moa_lit.runs.manifest import RunManifest
+from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
+from moa_lit.runs.run_dir import RunDir, labels_table
+from moa_lit.scoring.scores import score_run
+from moa_lit.search import failures_go_to_sweeper
+from moa_lit.settings import (
+    CVSettings,
+    FeatureSettings,
+    LoaderSettings,
+    PredictSettings,
+    PretrainSettings,
+    StackSettings,
+    check_optimized_metric,
+)
+from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.timing import PhaseTimer
+from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
+from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.folds import assign_folds
+from moa_lit.training.stages import FoldPlan, peak_lr_setting
 
 log = logging.getLogger("moa_lit.train")
 
@@ -51,14 +64,44 @@ def multirun_job_number() -> int | None:
     return int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
-def select_folds(folds_cfg, n_folds: int) -> list[int]:
-    if folds_cfg is None:
-        return list(range(n_folds))
-    ids = [int(k) for k in (folds_cfg if isinstance(folds_cfg, (list, tuple)) or OmegaConf.is_list(folds_cfg) else [folds_cfg])]
-    bad = [k for k in ids if not 0 <= k < n_folds]
-    if bad or not ids or len(set(ids)) != len(ids):
-        raise MoAError(f"cv.folds={ids}: expected distinct fold numbers in 0..{n_folds - 1}")
-    return sorted(ids)
+def typed(node: DictConfig, cls):
+    """A composed group as its settings object (its value checks run here)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+
+
+def fold_plan(cfg: DictConfig) -> FoldPlan:
+    """How each fold is trained: the model and trainer factories and the stages' settings."""
+    cv = typed(cfg.cv, CVSettings)
+    return FoldPlan(
+        new_model=instantiate(cfg.model, _partial_=True, _recursive_=False),
+        new_trainer=instantiate(cfg.trainer, _partial_=True),
+        pretrain=typed(cfg.pretrain, PretrainSettings),
+        stack=typed(cfg.stack, StackSettings),
+        cv_seed=cv.seed,
+        drug_threshold=cv.drug_threshold,
+        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
+    )
+
+
+def fold_trainers(cfg: DictConfig) -> FoldTrainers:
+    callbacks = {
+        name: instantiate(node, _partial_=True) for name, node in (cfg.get("callbacks") or {}).items() if node is not None
+    }
+    return FoldTrainers(
+        new_trainer=instantiate(cfg.trainer, _partial_=True),
+        callbacks=callbacks,
+        new_logger=instantiate(cfg.logger, _partial_=True) if cfg.get("logger") else None,
+        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
+    )
+
+
+def memory_settings(cfg: DictConfig) -> dict:
+    """What an out-of-memory error names to lower."""
+    return {
+        "loader.batch_size": cfg.loader.batch_size,
+        "loader.eval_batch_size": cfg.loader.eval_batch_size,
+        "model.net.hidden_size": cfg.model.get("net", {}).get("hidden_size"),
+    }
 
 
 def train(cfg: DictConfig) -> float:
@@ -71,17 +114,24 @@ def train(cfg: DictConfig) -> float:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     threads = configure_threads(cfg.get("num_threads"))
-    seeds = list(cfg.seeds)
+    metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
+    seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise MoAError("seeds=[]: expected at least one seed")
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fold_ids = select_folds(cfg.cv.folds, cfg.cv.n_folds)
-    resuming = prepare_run_dir(cfg, run_dir)
+    cv = typed(cfg.cv, CVSettings)
+    loader = typed(cfg.loader, LoaderSettings)
+    features = typed(cfg.features, FeatureSettings)
+    clip = typed(cfg.predict, PredictSettings).clip_range
+    plan, trainers = fold_plan(cfg), fold_trainers(cfg)
+    fold_ids = cv.fold_ids
+    run = RunDir(cfg.paths.output_dir)
+    resume = bool(cfg.get("resume", False))
+    resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
 
     with timer("data"):
         data = instantiate(cfg.data)
         fingerprint = with_content_hashes(data.fingerprint)
+    run.record_data(fingerprint, resuming)
     names = data.scored_names
     targets = data.scored.to_numpy(dtype=np.float64)
     is_control = data.train_is_control
@@ -93,51 +143,41 @@ def train(cfg: DictConfig) -> float:
     )
 
     with timer("folds"):
-        folds = assign_folds(
-            targets,
-            data.drug,
-            n_folds=cfg.cv.n_folds,
-            seed=cfg.cv.seed,
-            drug_threshold=cfg.cv.drug_threshold,
-        )
+        folds = assign_folds(targets, data.drug, n_folds=cv.n_folds, seed=cv.seed, drug_threshold=cv.drug_threshold)
     warn_if_schedule_cannot_run(cfg, {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids})
+    ids = data.train[schema.ID].to_numpy()
     with timer("writing"):
-        fold_table = pd.DataFrame({schema.ID: data.train[schema.ID].to_numpy(), "fold": folds})
+        fold_table = pd.DataFrame({schema.ID: ids, "fold": folds})
         if data.drug is not None:
             fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
         if resuming:
-            check_same_folds(run_dir, fold_table)
-        run_files.write_csv(fold_table, run_dir / run_files.FOLDS)
-        write_manifest(run_dir, data.layout, names, data.sample_submission_columns, seeds, fold_ids)
+            run.check_same_folds(fold_table)
+        run.write_folds(fold_table)
+        run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
+        run.write_manifest(
+            RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
+        )
 
-    preds = cross_validate(
-        cfg,
-        features=data.train,
-        targets=targets,
-        is_control=is_control,
-        folds=folds,
-        fold_ids=fold_ids,
-        genes=list(data.layout.genes),
-        cells=list(data.layout.cells),
-        run_dir=run_dir,
-        timer=timer,
-        test_features=data.test,
-        test_is_control=data.test_is_control if data.test is not None else None,
+    dm = MoADataModule(
+        data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
+        feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
+        device=device,
+    )
+    cross_validation = CrossValidation(
+        dm, run, plan, trainers, timer,
+        test=None if data.test is None else TestRows(data.test, data.test_is_control),
         nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
         drug=None if data.drug is None else data.drug.to_numpy(),
+        resume=resume, memory_settings=memory_settings(cfg),
     )
+    preds = cross_validation.run_folds(seeds, fold_ids, clip)
 
     with timer("writing"):
         scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
         rows = np.isin(folds, fold_ids)
-        check_probabilities(preds.oof[rows], "out-of-fold predictions")
-        if preds.test is not None:
-            check_probabilities(preds.test, "test predictions")
         oof = pd.DataFrame(preds.oof[rows], columns=names)
-        oof.insert(0, schema.ID, data.train[schema.ID].to_numpy()[rows])
-        run_files.write_csv(oof, run_dir / run_files.OOF, float_format="%.7g")
-        oof_labels = oof_labels_table(oof[schema.ID], data.train[schema.CP_TYPE].to_numpy()[rows], targets[rows], names)
-        run_files.write_csv(oof_labels, run_dir / run_files.OOF_LABELS)
+        oof.insert(0, schema.ID, ids[rows])
+        submission = None
         if preds.test is not None:
             submission = pd.DataFrame(preds.test, columns=names)
             submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
@@ -145,7 +185,7 @@ def train(cfg: DictConfig) -> float:
                 submission = submission[data.sample_submission_columns]
             if data.sample_submission_ids is not None:  # the sample's row order (same ids, checked)
                 submission = submission.set_index(schema.ID).loc[data.sample_submission_ids.to_numpy()].reset_index()
-            run_files.write_csv(submission, run_dir / run_files.SUBMISSION, float_format="%.7g")
+        run.write_predictions(oof, submission)
     scores["seeds"] = seeds
     scores["fold_summaries"] = preds.fold_summaries
     gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
@@ -154,34 +194,33 @@ def train(cfg: DictConfig) -> float:
     scores["data"] = fingerprint
     scores["timings_s"] = timer.summary()
     scores["wall_time_s"] = scores["timings_s"]["total"]
-    untrusted = untrusted_reasons(cfg, scores, run_dir, seeds, fold_ids)
+    untrusted = untrusted_reasons(cfg, scores, run.path, seeds, fold_ids)
     scores["untrusted"] = untrusted  # [] for a run whose result may be used
-    run_files.write_json(scores, run_dir / run_files.SCORES)
-    build_report(run_dir)
+    run.write_scores(scores)
+    build_report(run.path)
 
     source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
     print(
         f"OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
         f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
         f"prior {scores['prior_logloss']:.5f} / {scores['prior_logloss_treated']:.5f} ({source}); "
-        f"{scores['wall_time_s']:.0f} s\nOutputs: {run_dir}",
+        f"{scores['wall_time_s']:.0f} s\nOutputs: {run.path}",
         flush=True,
     )
     if untrusted and not cfg.get("allow_worse_than_prior", False):
-        error = untrusted_run_error(untrusted, run_dir)
+        error = untrusted_run_error(untrusted, run.path)
         if not failures_go_to_sweeper():
             raise error
         log.warning("%s", error)  # a search trial: the sweeper records its value, the log says why it is poor
-    return scores["oof_logloss"]
+    return scores[metric]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float:
-    if failures_go_to_sweeper():
-        # An Optuna trial: the sweeper records a failure and goes on.
-        return train(cfg)
-    with say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir)):
-        return run_and_exit_on_error(train, cfg)
+def continue_on_interrupt(cfg: DictConfig):
+    """Ctrl-C / SIGTERM: one line with the command that resumes the run."""
+    return say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir))
+
+
+hydra_main = hydra_command("train", train, around=continue_on_interrupt)
 
 
 def output_folder_arg(argv: list[str]) -> tuple[str, str]:
@@ -198,10 +237,10 @@ def output_folder_arg(argv: list[str]) -> tuple[str, str]:
 
 def main():
     args = sys.argv[1:]
-    bad_choice = unknown_group_choice(args)
     try:
-        if bad_choice:
-            raise MoAError(bad_choice)
+        bad = unknown_group_choice(args) or compose_error(args)
+        if bad:
+            raise MoAError(bad)
         check_writable_folder(*reversed(output_folder_arg(args)))
     except MoAError as err:
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)

@@ -18,6 +18,10 @@ class FailureTolerantOptunaSweeper(OptunaSweeper):
     failing trials are recorded as FAIL while the search goes on, up to
     ``max_failure_rate`` of ``n_trials``; see :mod:`moa_lit.sweeper`."""
 
+    # Read by moa_lit.search.failures_go_to_sweeper: a failing trial raises
+    # (this sweeper records it) instead of ending the process.
+    records_failed_trials = True
+
     def __init__(
         self,
         sampler: Any,

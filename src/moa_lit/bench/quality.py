@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from moa_lit.blend import blend
 from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
-from moa_lit.run_files import CONFIG, SCORES, atomic_path, read_json, write_json
+from moa_lit.runs.files import CONFIG, SCORES, atomic_path, read_json, write_json
 from moa_lit.train import train
 
 
@@ -76,7 +76,7 @@ def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
-    # Saved like Hydra's CLI does, so the blend finds the run's data.
+    # Saved like Hydra's CLI does (merge and the report read it).
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / CONFIG) as tmp:
         OmegaConf.save(cfg, tmp)

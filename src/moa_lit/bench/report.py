@@ -17,10 +17,10 @@ import pandas as pd
 
 
 def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_controls: int, seeds: list[int]) -> None:
-    from moa_lit import run_files, schema
-    from moa_lit.report.inputs import oof_labels_table
-    from moa_lit.run_manifest import write_manifest
-    from moa_lit.scores import score_run
+    from moa_lit import schema
+    from moa_lit.runs.manifest import RunManifest
+    from moa_lit.runs.run_dir import RunDir, labels_table
+    from moa_lit.scoring.scores import score_run
 
     rng = np.random.default_rng(0)
     names = [f"target_{j}_inhibitor" for j in range(n_targets)]
@@ -36,16 +36,17 @@ def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_co
     oof[is_control] = 0
     folds = rng.integers(0, 5, n_rows)
 
-    write_manifest(run_dir, schema.FeatureLayout.kaggle(), names, None, seeds, list(range(5)))
+    run = RunDir(run_dir)
+    run.write_manifest(RunManifest.new(schema.FeatureLayout.kaggle(), names, None, seeds, list(range(5))))
     frame = pd.DataFrame(oof, columns=names)
     frame.insert(0, schema.ID, ids)
-    run_files.write_csv(frame, run_dir / run_files.OOF, float_format="%.7g")
+    run.write_predictions(frame, None)
     cp_type = np.where(is_control, schema.CONTROL, schema.TREATED)
-    run_files.write_csv(oof_labels_table(ids, cp_type, targets, names), run_dir / run_files.OOF_LABELS)
+    run.write_labels(labels_table(ids, cp_type, targets, names))
     scores = score_run(targets, oof, folds, is_control, list(range(5)), names)
     scores["seeds"] = seeds
     scores["data"] = {"rows": n_rows, "n_scored": n_targets}
-    run_files.write_json(scores, run_dir / run_files.SCORES)
+    run.write_scores(scores)
     for seed in seeds:
         for fold in range(5):
             epochs = np.arange(25)
@@ -54,10 +55,10 @@ def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_co
                 pd.DataFrame({"epoch": epochs, "step": epochs * 150, "train_loss": np.nan, "val_logloss": val}),
                 pd.DataFrame({"epoch": epochs, "step": epochs * 150, "train_loss": val * 0.8, "val_logloss": np.nan}),
             ]).sort_values(["epoch", "train_loss"])
-            path = run_dir / run_files.LOGS / f"seed{seed}_fold{fold}" / "metrics.csv"
+            path = run.metrics_file(seed, fold)
             path.parent.mkdir(parents=True, exist_ok=True)
             log.to_csv(path, index=False)
-            run_files.write_json({"best_epoch": int(np.argmin(val))}, run_files.fold_dir(run_dir, seed, fold) / run_files.FOLD_INFO)
+            run.fold(seed, fold).write_info({"best_epoch": int(np.argmin(val))})
 
 
 def main() -> None:

@@ -49,8 +49,8 @@ def machine() -> str:
 def _fold_data(cfg, data, device: str):
     from omegaconf import OmegaConf
 
-    from moa_lit.datamodule import MoADataModule
-    from moa_lit.folds import assign_folds
+    from moa_lit.training.datamodule import MoADataModule
+    from moa_lit.training.folds import assign_folds
 
     targets = data.scored.to_numpy(dtype=np.float64)
     folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
@@ -70,12 +70,13 @@ def _module(cfg, dm):
 
 def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
     """The project's own path: MoAModule + the configured Trainer and callbacks."""
-    from moa_lit.cv import _trainer
+    from moa_lit.runs.run_dir import FoldDir, RunDir
+    from moa_lit.train import fold_trainers
 
     module = _module(cfg, dm)
     cfg = cfg.copy()  # the caller's config keeps its own max_epochs
     cfg.trainer.max_epochs = epochs
-    trainer, _ = _trainer(cfg, workdir / "fold", workdir, seed=0, fold=0)
+    trainer, _ = fold_trainers(cfg)(RunDir(workdir), FoldDir(workdir / "fold", seed=0, fold=0))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return time.perf_counter() - t0
@@ -93,7 +94,7 @@ def plain_epochs(cfg, dm, epochs: int, compile_mode: str | None = None) -> float
     once per epoch. ``compile_mode``: the network through torch.compile."""
     from hydra.utils import instantiate
 
-    from moa_lit.datamodule import TensorBatches
+    from moa_lit.training.datamodule import TensorBatches
 
     module = _module(cfg, dm).to(dm.device)
     net = module.net
@@ -267,7 +268,7 @@ def bench_inference(run_dir: Path, test_file: Path) -> dict:
     """Rows/s of predicting the synthetic test file with the saved run (all folds)."""
     from moa_lit.data.reader import read_features
     from moa_lit.predict import predict_frame
-    from moa_lit.run_manifest import read_manifest
+    from moa_lit.runs.manifest import read_manifest
 
     t0 = time.perf_counter()
     manifest = read_manifest(run_dir)

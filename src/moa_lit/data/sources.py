@@ -19,7 +19,6 @@ def load_kaggle(
     n_genes: int = schema.N_GENES,
     n_cells: int = schema.N_CELLS,
     use_cache: bool = True,
-    require_nonscored: bool = False,
 ) -> MoAData:
     if not dir:
         raise MoAError(
@@ -30,7 +29,6 @@ def load_kaggle(
         Path(dir).expanduser(),
         n_genes=n_genes,
         n_cells=n_cells,
-        require_nonscored=require_nonscored,
         use_cache=use_cache,
     )
 
@@ -44,7 +42,6 @@ def load_synthetic(
     n_scored: int = schema.N_SCORED,
     n_nonscored: int = schema.N_NONSCORED,
     use_cache: bool = True,
-    require_nonscored: bool = False,
 ) -> MoAData:
     if n_samples < 50:
         raise MoAError(f"data.n_samples={n_samples}: expected at least 50 rows")
@@ -61,6 +58,5 @@ def load_synthetic(
         folder,
         n_genes=n_genes,
         n_cells=n_cells,
-        require_nonscored=require_nonscored,
         use_cache=use_cache,
     )

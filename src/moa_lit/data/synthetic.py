@@ -2,8 +2,8 @@
 
 It is the project's built-in default dataset: the same reader, folds, features and
 models run on it as on the real files. Its label and replicate statistics follow
-the facts measured on the real labels (DATA_FACTS.md); no real file or table
-derived from one is used here.
+the facts measured on the real labels (summarised in docs/data.md); no real
+file or table derived from one is used here.
 
 The generative model
 --------------------

@@ -1,4 +1,4 @@
-"""The 2nd-place single model of the MoA competition: a dense layer maps the
+"""A 1D-CNN after the 2nd-place single model of the MoA competition: a dense layer maps the
 tabular features to ``channels x length`` values, which are read as a 1-D
 signal of ``channels`` channels. The dense layer thereby learns an ordering of
 the features in which neighbouring positions are related, so convolutions

@@ -1,6 +1,6 @@
 """The linear reference model: batch norm, then one linear layer to the target
-logits (a per-target logistic regression on normalised features). DATA_FACTS.md
-asks to report it beside the MLP: a synthetic signal that is a sum of fixed
+logits (a per-target logistic regression on normalised features). Reported
+beside the MLP as a reference: a synthetic signal that is a sum of fixed
 signatures plus noise is solved best by a linear model."""
 
 from __future__ import annotations

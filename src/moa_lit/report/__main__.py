@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit.config import CONFIG_DIR
 from moa_lit.errors import MoAError
 from moa_lit.report.build import build_report
-from moa_lit.cli import run_and_exit_on_error
+from moa_lit.cli import hydra_command
 
 
 def rebuild(cfg: DictConfig) -> Path:
@@ -22,9 +20,7 @@ def rebuild(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
-def main(cfg: DictConfig) -> None:
-    run_and_exit_on_error(rebuild, cfg)
+main = hydra_command("report", rebuild)
 
 
 if __name__ == "__main__":

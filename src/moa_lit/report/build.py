@@ -9,7 +9,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
+from moa_lit.runs.run_dir import RunDir
 from moa_lit.report import plots
 from moa_lit.report.inputs import read_report_inputs
 from moa_lit.report.markdown import build_markdown
@@ -18,7 +19,7 @@ from moa_lit.report.markdown import build_markdown
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     inputs = read_report_inputs(run_dir)
-    out = run_dir / run_files.REPORT
+    out = RunDir(run_dir).report_dir
     out.mkdir(exist_ok=True)
     names = inputs.manifest.target_names
     n_rows = len(inputs.oof)

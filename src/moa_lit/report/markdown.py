@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 from moa_lit.report.inputs import ReportInputs
 
 DIGITS = 5  # scores are shown as f"{value:.5f}"
@@ -71,9 +71,14 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
     ece = float((calibration["count"] * (calibration["mean_prediction"] - calibration["observed_rate"]).abs()).sum()
                 / calibration["count"].sum())
 
+    manifest = inputs.manifest
+    made_of = (
+        f"a blend of {len(manifest.members)} runs over {len(manifest.folds)} fold(s)"
+        if manifest.is_blend
+        else f"{len(manifest.seeds)} seed(s) x {len(manifest.folds)} fold(s)"
+    )
     lines = [f"# Run report: {inputs.run_dir.name}", "",
-             f"moa-lit {inputs.manifest.moa_lit_version}; {len(inputs.manifest.seeds)} seed(s) x "
-             f"{len(inputs.manifest.folds)} fold(s); {len(names)} targets; "
+             f"moa-lit {manifest.moa_lit_version}; {made_of}; {len(names)} targets; "
              f"{len(inputs.manifest.layout.genes)} g-* and {len(inputs.manifest.layout.cells)} c-* columns.", ""]
     lines += scores_section(scores)
 
@@ -84,7 +89,7 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
                   "the last epoch means the later epochs overfit.", "",
                   f"![learning curves]({run_files.LEARNING_CURVES_PNG})"]
     else:
-        lines += [f"No per-epoch logs in `{run_files.LOGS}/` (the run had `logger=null`)."]
+        lines += [f"No per-epoch logs in `{run_files.LOGS}/` (a run with `logger=null`, or a blend)."]
 
     lines += ["", "## Per-target loss", "",
               "Each point is a target: its OOF log loss against how many OOF rows are positive for it. The dashed "

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from moa_lit.metric import EPS  # noqa: E402
+from moa_lit.scoring.metric import EPS  # noqa: E402
 from moa_lit.report.inputs import FoldCurve  # noqa: E402
 
 SEED_COLORS = plt.get_cmap("tab10").colors

@@ -13,7 +13,7 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from moa_lit.errors import MoAError
-from moa_lit.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_features
 
 
 def epoch_seed(*parts: int) -> int:
@@ -122,11 +122,9 @@ class MoADataModule(L.LightningDataModule):
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
 
-    def val_rows(self, fold: int, treated_only: bool = True) -> np.ndarray:
-        mask = self.folds == fold
-        if treated_only:
-            mask &= ~self.is_control
-        return np.flatnonzero(mask)
+    def val_rows(self, fold: int) -> np.ndarray:
+        """The fold's treated rows: controls are predicted 0, not by the model."""
+        return np.flatnonzero((self.folds == fold) & ~self.is_control)
 
     def tensor(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moa_lit.metric import mean_logloss, per_target_logloss
+from moa_lit.scoring.metric import mean_logloss, per_target_logloss
 
 
 def smoothed_prevalence(targets: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A run directory's files, named in one place, and written atomically: each
+"""A run directory's files, named in one place (opened by ``run_dir.RunDir``), and written atomically: each
 file appears whole or not at all (written under a temporary name in the same
 folder, then renamed), so an interrupted run never leaves a truncated
 submission or a half-written score file."""
@@ -30,12 +30,18 @@ PREPROCESSOR = "preprocessor.joblib"
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"  # the latest epoch, where an interrupted fold resumes
 FOLD_INFO = "fold.json"
+STACK_MODELS = "stack_models.pt"  # the stacked stage's inner models, beside best.ckpt
 # A fold's out-of-fold and test predictions; written last, it marks the fold finished.
 FOLD_PREDICTIONS = "predictions.npz"
 TEMPORARY_SUFFIX = ".tmp"
 LOGS = "logs"  # logs/seed<s>_fold<k>/metrics.csv (CSVLogger: epoch, train_loss, val_logloss)
+METRICS = "metrics.csv"
+# A resumed fold's epochs from before the interruption, joined into metrics.csv when it ends.
+EARLIER_METRICS = "metrics_before_resume.csv"
 RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds, folds, format version
-OOF_LABELS = "oof_labels.csv"  # sig_id, cp_type and the positive targets of each OOF row, for the report
+LABELS = "labels.csv"  # sig_id, cp_type and the positive targets of every training row
+DATA_FINGERPRINT = "data.json"  # the data files (size, SHA-1) the run started with; resume compares it
+HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
 REPORT_MD = "report.md"
 LEARNING_CURVES_PNG = "learning_curves.png"

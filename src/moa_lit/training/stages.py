@@ -15,7 +15,8 @@ the fold's treated training rows only:
   first epochs and a lower body learning rate; the best epoch on the fold's
   validation rows is kept.
 
-``fit_fold`` is called once per seed and fold by ``cv.py``.
+``fit_fold`` is called once per seed and fold by ``cv.py``; what it trains
+is described by a :class:`FoldPlan`, built from the config by ``train.py``.
 """
 
 from __future__ import annotations
@@ -23,97 +24,79 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit import run_files
-from moa_lit.callbacks import FreezeBody, StopOnNonFiniteLoss
-from moa_lit.datamodule import MoADataModule
 from moa_lit.errors import MoAError
-from moa_lit.folds import assign_folds
-from moa_lit.module import MoAModule
-from moa_lit.scores import smoothed_prevalence
+from moa_lit.runs.run_dir import FoldDir
+from moa_lit.scoring.scores import smoothed_prevalence
+from moa_lit.settings import PretrainSettings, StackSettings
+from moa_lit.training.callbacks import FreezeBody, StopOnNonFiniteLoss
+from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.fold_predictor import FoldPredictor, StackedFeatures
+from moa_lit.training.folds import assign_folds
+from moa_lit.training.module import MoAModule
 
 log = logging.getLogger(__name__)
 
-TARGET_CHOICES = ("nonscored", "scored+nonscored")
-STACK_MODELS = "stack_models.pt"  # in the fold's folder, beside best.ckpt
+
+@dataclass
+class FoldPlan:
+    """How every fold is trained (built once by ``train.py``)."""
+
+    new_model: Callable[..., MoAModule]  # MoAModule with the model's settings bound (n_features, n_targets late)
+    new_trainer: Callable[..., L.Trainer]  # the Lightning Trainer with the trainer's settings bound
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
+    cv_seed: int = 42  # the inner folds of the stacked stage are drawn like the outer ones
+    drug_threshold: int = 18
+    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
+
+    def stage_rate_setting(self, node: PretrainSettings | StackSettings) -> str:
+        """An auxiliary stage's own peak rate (pretrain.lr, stack.lr) when set."""
+        return f"{node.key}.lr" if node.lr is not None else self.rate_setting
+
+    def check(self, nonscored: np.ndarray | None) -> None:
+        """Stages that need non-scored targets stop the run before any training, with one line."""
+        for key, node in (("pretrain", self.pretrain), ("stack", self.stack)):
+            if node.enabled and nonscored is None:
+                raise MoAError(
+                    f"{key}.enabled=true needs non-scored targets, but the data has no "
+                    f"train_targets_nonscored.csv; set {key}.enabled=false"
+                )
 
 
 @dataclass
-class StackedFeatures:
-    """The inner models of the stacked stage; ``augment`` appends their
-    averaged predictions to features of rows none of them trained on."""
+class FittedFold(FoldPredictor):
+    """A fold's predictor and what its training found, for fold.json."""
 
-    models: list[MoAModule]
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The inner models' mean probability, float32 on ``x``'s device."""
-        mean = torch.stack([m.probabilities(x).double() for m in self.models]).mean(dim=0)
-        return mean.float().to(x.device)
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.float(), self.predict(x)], dim=1)
-
-
-def load_stack(fold_path: Path) -> StackedFeatures | None:
-    """The stacked stage's inner models saved beside a fold's best.ckpt, if any."""
-    path = Path(fold_path) / STACK_MODELS
-    if not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    models = []
-    for hparams, state in zip(saved["hparams"], saved["state_dicts"]):
-        model = MoAModule(**hparams)
-        model.load_state_dict(state)
-        models.append(model.eval())
-    return StackedFeatures(models)
-
-
-@dataclass
-class FoldModel:
-    module: MoAModule
-    stack: StackedFeatures | None = None
     best_epoch: int | None = None
     best_score: float | None = None
-    stages: dict = field(default_factory=dict)  # what the auxiliary stages used, for fold.json
-
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities for rows given as the fold's preprocessed features."""
-        if self.stack is not None:
-            x = self.stack.augment(x)
-        return self.module.predict_proba(x).numpy()
+    stages: dict = field(default_factory=dict)  # what the auxiliary stages used
 
 
-def _enabled(cfg: DictConfig, key: str) -> DictConfig | None:
-    node = cfg.get(key)
-    return node if node is not None and node.get("enabled", False) else None
+def peak_lr_setting(scheduler) -> str:
+    """The setting that sets the peak learning rate: OneCycle's max_lr when the
+    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
+    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
-def check_stage_settings(cfg: DictConfig, nonscored: np.ndarray | None) -> None:
-    """Bad stage settings stop the run before any training, with one line."""
-    for key in ("pretrain", "stack"):
-        node = _enabled(cfg, key)
-        if node is None:
-            continue
-        if node.targets not in TARGET_CHOICES:
-            raise MoAError(f"{key}.targets={node.targets!r}: expected one of {list(TARGET_CHOICES)}")
-        if nonscored is None:
-            raise MoAError(
-                f"{key}.enabled=true needs non-scored targets, but the data has no "
-                "train_targets_nonscored.csv; set {key}.enabled=false".replace("{key}", key)
-            )
-        if int(node.max_epochs) < 1:
-            raise MoAError(f"{key}.max_epochs={node.max_epochs}: expected at least 1 epoch")
-    stack = _enabled(cfg, "stack")
-    if stack is not None and int(stack.inner_folds) < 2:
-        raise MoAError(f"stack.inner_folds={stack.inner_folds}: expected at least 2 inner folds")
+def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> Callable[..., MoAModule]:
+    """The model factory with its peak learning rate replaced when a stage sets
+    its own: the scheduler's max_lr when it has one, else the optimizer's lr."""
+    if peak_lr is None:
+        return new_model
+    plain = lambda node: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)  # noqa: E731
+    scheduler = new_model.keywords.get("scheduler")
+    if scheduler and "max_lr" in scheduler:
+        return partial(new_model, scheduler={**plain(scheduler), "max_lr": float(peak_lr)})
+    return partial(new_model, optimizer={**plain(new_model.keywords["optimizer"]), "lr": float(peak_lr)})
 
 
 def auxiliary_targets(
@@ -136,36 +119,8 @@ def _prior_logits(y: np.ndarray) -> np.ndarray:
     return np.log(prevalence / (1 - prevalence))
 
 
-def _model_config(cfg: DictConfig, peak_lr: float | None) -> DictConfig:
-    """cfg.model, with its peak learning rate replaced when a stage sets its own:
-    the scheduler's max_lr when it has one, else the optimizer's lr."""
-    model_cfg = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
-    if peak_lr is not None:
-        if model_cfg.get("scheduler") and "max_lr" in model_cfg.scheduler:
-            model_cfg.scheduler.max_lr = float(peak_lr)
-        else:
-            model_cfg.optimizer.lr = float(peak_lr)
-    return model_cfg
-
-
-def peak_lr_setting(model_cfg: DictConfig) -> str:
-    """The setting that sets the peak learning rate: OneCycle's max_lr when the
-    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
-    scheduler = model_cfg.get("scheduler")
-    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
-
-
-def _stage_lr_setting(cfg: DictConfig, node: DictConfig) -> str:
-    """An auxiliary stage's own peak rate (pretrain.lr, stack.lr) when set."""
-    for key in ("pretrain", "stack"):
-        if cfg.get(key) is node or cfg.get(key) == node:
-            if node.get("lr") is not None:
-                return f"{key}.lr"
-    return peak_lr_setting(cfg.model)
-
-
-def _new_module(model_cfg: DictConfig, n_features: int, y_train: np.ndarray, **kwargs) -> MoAModule:
-    module = instantiate(model_cfg, n_features=n_features, n_targets=y_train.shape[1], _recursive_=False, **kwargs)
+def _new_module(new_model: Callable[..., MoAModule], n_features: int, y_train: np.ndarray, **kwargs) -> MoAModule:
+    module = new_model(n_features=n_features, n_targets=y_train.shape[1], **kwargs)
     # Start at the prior (logit of each target's prevalence) so the first
     # epochs are spent learning signal, not the base rates.
     if hasattr(module.net, "set_output_bias"):
@@ -174,26 +129,25 @@ def _new_module(model_cfg: DictConfig, n_features: int, y_train: np.ndarray, **k
 
 
 def train_without_validation(
-    cfg: DictConfig,
-    node: DictConfig,
+    plan: FoldPlan,
+    node: PretrainSettings | StackSettings,
     dm: MoADataModule,
     x: torch.Tensor,
     y: np.ndarray,
     label: str,
-    root: Path,
+    root: FoldDir,
 ) -> MoAModule:
     """An auxiliary model trained for a fixed number of epochs on (x, y), which
     are training rows only; no validation data is passed, so none is seen."""
-    module = _new_module(_model_config(cfg, node.get("lr")), x.shape[1], y)
-    trainer = instantiate(
-        cfg.trainer,
+    module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
+    trainer = plan.new_trainer(
         max_epochs=int(node.max_epochs),
-        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=_stage_lr_setting(cfg, node))],
+        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=plan.stage_rate_setting(node))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         limit_val_batches=0,
-        default_root_dir=str(root),
+        default_root_dir=str(root.path),
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # by design here
@@ -202,66 +156,76 @@ def train_without_validation(
     return module
 
 
+def _inner_folds(plan: FoldPlan, dm: MoADataModule, fold: int, drug: np.ndarray | None) -> np.ndarray:
+    train_idx = dm.train_rows(fold)
+    return assign_folds(
+        dm.targets[train_idx],
+        None if drug is None else np.asarray(drug)[train_idx],
+        n_folds=int(plan.stack.inner_folds),
+        seed=int(plan.cv_seed) + 1000 * (fold + 1),
+        drug_threshold=int(plan.drug_threshold),
+    )
+
+
 def fit_stacked_features(
-    cfg: DictConfig,
-    node: DictConfig,
+    plan: FoldPlan,
     dm: MoADataModule,
     fold: int,
     seed: int,
     aux: np.ndarray,
     drug: np.ndarray | None,
-    fold_path: Path,
+    fold_dir: FoldDir,
 ) -> tuple[StackedFeatures, torch.Tensor]:
     """Inner K-fold over the fold's training rows: returns the inner models and
     the training rows' stacked columns, each predicted by the inner model that
-    did not train on that row."""
+    did not train on that row. Inner models saved by an interrupted attempt at
+    this fold are loaded, not trained again."""
     train_idx = dm.train_rows(fold)
     x_train = dm.tensors.x_train
-    inner = assign_folds(
-        dm.targets[train_idx],
-        None if drug is None else np.asarray(drug)[train_idx],
-        n_folds=int(node.inner_folds),
-        seed=int(cfg.cv.seed) + 1000 * (fold + 1),
-        drug_threshold=int(cfg.cv.drug_threshold),
-    )
+    inner = _inner_folds(plan, dm, fold, drug)
+    saved = StackedFeatures.load(fold_dir)
+    if saved is not None:
+        log.info("%s: stacked models loaded from %s", fold_dir.label, fold_dir.stack_models)
     # On the fold's device, like the features: no round trip through the host.
     oof = torch.zeros((len(train_idx), aux.shape[1]), device=x_train.device)
     models = []
-    for k in range(int(node.inner_folds)):
+    for k in range(int(plan.stack.inner_folds)):
         fit_rows = np.flatnonzero(inner != k)
         pred_rows = np.flatnonzero(inner == k)
-        L.seed_everything(seed * 100 + k, workers=False, verbose=False)
-        model = train_without_validation(
-            cfg, node, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
-            label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_path,
-        )
+        if saved is None:
+            L.seed_everything(seed * 100 + k, workers=False, verbose=False)
+            model = train_without_validation(
+                plan, plan.stack, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
+                label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_dir,
+            )
+        else:
+            model = saved.models[k].to(dm.device)
         oof[pred_rows] = model.probabilities(x_train[pred_rows]).to(oof.device)
         models.append(model)
-    torch.save(
-        {"hparams": [dict(m.hparams) for m in models], "state_dicts": [m.state_dict() for m in models]},
-        fold_path / STACK_MODELS,
-    )
     stack = StackedFeatures(models)
+    if saved is None:
+        stack.save(fold_dir)  # at once: a resumed fold loads it
     return stack, torch.cat([x_train.float(), oof], dim=1)
 
 
 def fit_fold(
-    cfg: DictConfig,
+    plan: FoldPlan,
     dm: MoADataModule,
     fold: int,
     seed: int,
-    fold_path: Path,
+    fold_dir: FoldDir,
     make_trainer: Callable[[list], tuple[L.Trainer, object]],
     nonscored: np.ndarray | None = None,
     drug: np.ndarray | None = None,
     ckpt_path: str | None = None,
-) -> FoldModel:
+) -> FittedFold:
     """Train the fold's scored model (after the optional stages) on ``dm``'s
-    current fold; returns it at its best epoch, ready to predict.
+    current fold; returns its predictor at the best epoch.
 
     ``ckpt_path``: an interrupted fold's last checkpoint to go on from; it holds
     the whole scored model, so pretraining is not repeated."""
-    pretrain, stacking = _enabled(cfg, "pretrain"), _enabled(cfg, "stack")
+    pretrain = plan.pretrain if plan.pretrain.enabled else None
+    stacking = plan.stack if plan.stack.enabled else None
     train_idx = dm.train_rows(fold)
     scored = dm.targets
     x_train, x_val = dm.tensors.x_train, dm.tensors.x_val
@@ -270,7 +234,7 @@ def fit_fold(
     info: dict = {}
     if stacking is not None:
         aux = auxiliary_targets("stack", stacking.targets, scored, nonscored, train_idx, fold)
-        stack, x_train = fit_stacked_features(cfg, stacking, dm, fold, seed, aux, drug, fold_path)
+        stack, x_train = fit_stacked_features(plan, dm, fold, seed, aux, drug, fold_dir)
         info["stacked_columns"] = aux.shape[1]
         x_val = stack.augment(x_val)
         x_train, x_val = x_train.to(dm.device), x_val.to(dm.device)
@@ -280,7 +244,7 @@ def fit_fold(
         aux = auxiliary_targets("pretrain", pretrain.targets, scored, nonscored, train_idx, fold)
         L.seed_everything(seed, workers=False, verbose=False)
         stage1 = train_without_validation(
-            cfg, pretrain, dm, x_train, aux[train_idx], label=f"seed {seed} fold {fold} pretraining", root=fold_path
+            plan, pretrain, dm, x_train, aux[train_idx], label=f"seed {seed} fold {fold} pretraining", root=fold_dir
         )
         body_state = stage1.net.body.state_dict()
         info["pretrained_targets"] = aux.shape[1]
@@ -288,7 +252,7 @@ def fit_fold(
 
     L.seed_everything(seed, workers=False, verbose=False)
     extra = {"body_lr_scale": float(pretrain.body_lr_scale)} if pretrain is not None else {}
-    module = _new_module(_model_config(cfg, None), x_train.shape[1], scored[train_idx], **extra)
+    module = _new_module(plan.new_model, x_train.shape[1], scored[train_idx], **extra)
     callbacks = []
     if body_state is not None:
         module.net.body.load_state_dict(body_state)  # the pretrained body under a new head
@@ -306,13 +270,13 @@ def fit_fold(
             ckpt_path=ckpt_path,
         )
 
-    result = FoldModel(module=module, stack=stack, stages=info)
+    result = FittedFold(preprocessor=dm.preprocessor, module=module, stack=stack, where=str(fold_dir.path), stages=info)
     if checkpoint is not None and checkpoint.best_model_path:
         best_path = Path(checkpoint.best_model_path)
-        target = fold_path / run_files.BEST_CHECKPOINT
+        target = fold_dir.best_checkpoint
         # Only this fold's own files: a path remembered from before a resume
         # may point into another folder.
-        if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_path.resolve():
+        if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_dir.path.resolve():
             best_path.replace(target)
         state = torch.load(target, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])

@@ -1,34 +1,63 @@
 """``run.json``: what a saved run needs to score new profiles without its
-training data. Written at the start of training, read by ``predict``: the
-feature layout the models were fitted on (g-*/c-* names), the target names in
-model-output and submission order, the seeds and folds whose models make the
-ensemble, and the format version of the run directory.
+training data. Written at the start of training (and by ``merge`` and
+``blend``), read by ``predict`` and ``report``: the feature layout the models
+were fitted on (g-*/c-* names), the target names in model-output and
+submission order, the seeds and folds whose models make the ensemble, the
+prediction clip, and for a blend its member runs and weights.
 
 ``FORMAT_VERSION`` changes whenever a run directory written by one moa-lit
 cannot be read by another (file names, the preprocessor's pickled objects,
-the checkpoint's hyperparameters); ``predict`` refuses other versions with a
-one-line message instead of failing somewhere deep in unpickling."""
+the checkpoint's hyperparameters); other versions are refused with a one-line
+message instead of failing somewhere deep in unpickling."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from moa_lit import __version__, run_files, schema
+from moa_lit import __version__, schema
 from moa_lit.errors import MoAError
+from moa_lit.runs import files
 
-FORMAT_VERSION = 1
+# 2: labels.csv (every training row), data.json, clip and blend members in run.json.
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class BlendMember:
+    run: str  # the member run's folder, absolute
+    weight: float
 
 
 @dataclass(frozen=True)
 class RunManifest:
-    format_version: int
-    moa_lit_version: str
     layout: schema.FeatureLayout
     target_names: list[str]  # the models' output order
     output_columns: list[str]  # sig_id + targets, in the order submissions are written
     seeds: list[int]
     folds: list[int]
+    clip: tuple[float, float] | None = None  # predict.clip of the run
+    members: list[BlendMember] = field(default_factory=list)  # a blend's runs; empty otherwise
+    format_version: int = FORMAT_VERSION
+    moa_lit_version: str = __version__
+
+    @classmethod
+    def new(cls, layout, target_names, submission_columns, seeds, folds, clip=None) -> "RunManifest":
+        return cls(
+            layout=layout,
+            target_names=list(target_names),
+            output_columns=list(submission_columns) if submission_columns else [schema.ID, *target_names],
+            seeds=[int(s) for s in seeds],
+            folds=[int(k) for k in folds],
+            clip=None if clip is None else (float(clip[0]), float(clip[1])),
+        )
+
+    def with_folds(self, folds) -> "RunManifest":
+        return replace(self, folds=sorted(int(k) for k in folds))
+
+    @property
+    def is_blend(self) -> bool:
+        return bool(self.members)
 
     def to_json(self) -> dict:
         return {
@@ -40,43 +69,20 @@ class RunManifest:
             "output_columns": self.output_columns,
             "seeds": self.seeds,
             "folds": self.folds,
+            "clip": None if self.clip is None else list(self.clip),
+            "members": [{"run": m.run, "weight": m.weight} for m in self.members],
         }
 
 
-def write_manifest(
-    run_dir: Path,
-    layout: schema.FeatureLayout,
-    target_names: list[str],
-    submission_columns: list[str] | None,
-    seeds: list[int],
-    folds: list[int],
-) -> RunManifest:
-    manifest = RunManifest(
-        format_version=FORMAT_VERSION,
-        moa_lit_version=__version__,
-        layout=layout,
-        target_names=list(target_names),
-        output_columns=list(submission_columns) if submission_columns else [schema.ID, *target_names],
-        seeds=[int(s) for s in seeds],
-        folds=[int(k) for k in folds],
-    )
-    run_files.write_json(manifest.to_json(), Path(run_dir) / run_files.RUN_MANIFEST)
-    return manifest
-
-
-def read_manifest(run_dir: Path) -> RunManifest:
-    """The run's manifest, or a one-line MoAError saying what is wrong with the folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise MoAError(f"run_dir={run_dir}: no such folder; expected a training run's output folder")
-    path = run_dir / run_files.RUN_MANIFEST
+def parse_manifest(path: Path) -> RunManifest:
+    """The manifest at ``path``, or a one-line MoAError saying what is wrong with it."""
     if not path.is_file():
         raise MoAError(
             f"{path}: missing; expected the run.json that `python -m moa_lit.train` writes into every run "
             f"(is run_dir a training run of moa-lit {__version__}?)"
         )
     try:
-        raw = run_files.read_json(path)
+        raw = files.read_json(path)
     except ValueError as err:
         raise MoAError(f"{path}: not valid JSON ({err}); expected the file written by training") from None
     version = raw.get("format_version") if isinstance(raw, dict) else None
@@ -87,6 +93,7 @@ def read_manifest(run_dir: Path) -> RunManifest:
             f"{__version__} reads format {FORMAT_VERSION}: use the moa-lit version that trained it, or retrain"
         )
     try:
+        clip = raw.get("clip")
         return RunManifest(
             format_version=version,
             moa_lit_version=str(raw["moa_lit_version"]),
@@ -95,6 +102,8 @@ def read_manifest(run_dir: Path) -> RunManifest:
             output_columns=list(raw["output_columns"]),
             seeds=[int(s) for s in raw["seeds"]],
             folds=[int(k) for k in raw["folds"]],
+            clip=None if clip is None else (float(clip[0]), float(clip[1])),
+            members=[BlendMember(str(m["run"]), float(m["weight"])) for m in raw.get("members", [])],
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, IndexError) as err:
         raise MoAError(f"{path}: malformed ({type(err).__name__}: {err}); expected the file written by training") from None

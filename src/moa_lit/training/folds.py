@@ -1,4 +1,4 @@
-"""Drug-aware multilabel stratified K-fold, as in DATA_FACTS.md.
+"""Drug-aware multilabel stratified K-fold, as described in docs/data.md.
 
 Rows of one drug share labels, so a row-wise split puts the same drug in train
 and validation and the CV score becomes optimistic. Drugs with at most

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.utilities.seed import seed_everything
 
-from moa_lit.datamodule import epoch_seed
+from moa_lit.training.datamodule import epoch_seed
 from moa_lit.errors import MoAError
 
 

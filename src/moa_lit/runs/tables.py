@@ -1,7 +1,7 @@
 """Reading back the CSV tables a run wrote (folds, oof, submission): sig_id and
 drug_id stay text. pandas would read ids such as ``1200000`` or ``0000600``
 as numbers (``0000600`` becomes 600), and they would no longer match the ids of
-the data, so every reader of a run's tables goes through ``read_run_csv``."""
+the data, so every reader of a run's tables (:class:`moa_lit.runs.run_dir.RunDir`) goes through ``read_run_csv``."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from moa_lit import run_files
+from moa_lit.runs import files as run_files
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,0 +1,96 @@
+"""What ``merge`` and ``blend`` share: reading finished runs, scoring combined
+out-of-fold predictions with the labels the runs hold (``labels.csv``, so no
+training data is read and the working directory does not matter), and
+writing the result as a complete run that ``predict`` and ``report`` read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moa_lit import schema
+from moa_lit.errors import MoAError
+from moa_lit.runs import files
+from moa_lit.runs.manifest import RunManifest
+from moa_lit.runs.run_dir import Labels, RunDir
+from moa_lit.scoring.scores import score_run
+
+FINISHED = "a finished run directory of python -m moa_lit.train"
+
+
+@dataclass
+class FinishedRun:
+    run: RunDir
+    folds: pd.DataFrame
+    oof: pd.DataFrame
+    submission: pd.DataFrame | None
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+
+def read_finished(path: Path) -> FinishedRun:
+    run = RunDir(path)
+    folds = run.read_folds(FINISHED)
+    oof = run.read_oof(FINISHED)
+    return FinishedRun(run=run, folds=folds, oof=oof, submission=run.read_submission())
+
+
+def labels_in_fold_order(source: RunDir, folds: pd.DataFrame, names: list[str]) -> Labels:
+    """The labels the run holds, in the order of its ``folds.csv`` rows."""
+    labels = source.labels(names)
+    if not np.array_equal(labels.ids, folds[schema.ID].to_numpy()):
+        raise MoAError(
+            f"{source.path / files.LABELS}: its rows differ from {source.path / files.FOLDS}; expected files of one run"
+        )
+    return labels
+
+
+def score_oof(labels: Labels, folds: pd.DataFrame, oof: pd.DataFrame, names: list[str]) -> tuple[dict, np.ndarray]:
+    """scores.json's numbers for OOF predictions of some of the rows, as train
+    computes them; also the rows' positions among all rows."""
+    fold_of_row = folds["fold"].to_numpy()
+    rows = labels.rows_of(oof[schema.ID], Path(files.OOF))
+    full = np.full(labels.targets.shape, np.nan)
+    full[rows] = oof[names].to_numpy(dtype=np.float64)
+    fold_ids = sorted(int(k) for k in np.unique(fold_of_row[rows]))
+    return score_run(labels.targets, full, fold_of_row, labels.is_control, fold_ids, names), rows
+
+
+def weighted_average(frames: list[pd.DataFrame], weights, what: str, paths: list[Path]) -> pd.DataFrame:
+    """sig_id + the weighted average of the frames' probability columns."""
+    first = frames[0]
+    for path, frame in zip(paths[1:], frames[1:]):
+        if not (frame[schema.ID].equals(first[schema.ID]) and list(frame.columns) == list(first.columns)):
+            raise MoAError(f"{paths[0] / what} and {path / what} have different rows or columns; expected runs of the same data")
+    columns = list(first.columns[1:])
+    values = np.tensordot(np.asarray(weights, dtype=np.float64), np.stack([f[columns].to_numpy(dtype=np.float64) for f in frames]), axes=1)
+    out = pd.DataFrame(values, columns=columns)
+    out.insert(0, schema.ID, first[schema.ID].to_numpy())
+    return out
+
+
+def write_combined(
+    out: RunDir,
+    source: RunDir,
+    manifest: RunManifest,
+    folds: pd.DataFrame,
+    oof: pd.DataFrame,
+    submission: pd.DataFrame | None,
+    scores: dict,
+) -> None:
+    """A complete run: what ``predict`` and ``report`` read, the labels and
+    data fingerprint of ``source``; scores.json last."""
+    out.path.mkdir(parents=True, exist_ok=True)
+    out.write_folds(folds)
+    files.write_text((source.path / files.LABELS).read_text(), out.path / files.LABELS)
+    fingerprint = source.data_fingerprint()
+    if fingerprint is not None:
+        out.write_json(files.DATA_FINGERPRINT, fingerprint)
+    out.write_manifest(manifest)
+    out.write_predictions(oof, submission)
+    out.write_scores(scores)

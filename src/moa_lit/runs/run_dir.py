@@ -1,0 +1,468 @@
+"""A run folder, the one place that opens its files: ``train``, ``merge``,
+``blend``, ``predict``, ``report`` and ``resume`` read and write runs through
+:class:`RunDir` and :class:`FoldDir` (file names in :mod:`moa_lit.runs.files`,
+every write atomic).
+
+What a finished run holds: ``run.json`` (the manifest), ``settings.yaml``,
+``data.json`` (the data fingerprint), ``folds.csv``, ``labels.csv`` (each
+training row's cp_type and positive targets, so scoring a merged or blended
+run needs no training data), ``oof.csv``, ``scores.json``, optionally
+``submission.csv``, ``models/seed<s>/fold<k>/`` and ``logs/``.
+
+Resume (``resume=true hydra.run.dir=<run>``): the folder must have been
+started with the same settings and the same data; finished folds are reused
+(their ``predictions.npz`` is written last), an unfinished fold goes on from
+its ``last.ckpt``. Without ``resume=true`` a run never writes into a folder
+that already holds a run, so a failing run cannot overwrite another's outputs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from moa_lit import schema
+from moa_lit.errors import MoAError
+from moa_lit.runs import files
+from moa_lit.runs.manifest import RunManifest, parse_manifest
+from moa_lit.runs.tables import read_run_csv
+
+log = logging.getLogger(__name__)
+
+FLOAT_FORMAT = "%.7g"  # predictions on [0, 1]: < 5e-8 absolute rounding
+LABEL_SEPARATOR = "|"
+POSITIVES = "positives"
+
+# Settings that do not change the predictions of a (seed, fold), so they may
+# differ between the interrupted run and its resumption (a key and all below it).
+MAY_CHANGE_ON_RESUME = (
+    "resume",
+    "allow_worse_than_prior",  # what is done with the result, not the result
+    "seeds",  # finished seeds are reused, new ones are trained
+    "cv.folds",
+    "num_threads",
+    "paths",
+    "logger",
+    "callbacks.progress_bar",
+    "data.use_cache",
+    "loader.eval_batch_size",  # prediction batch size: the same probabilities up to rounding
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "optimized_metric",
+)
+
+
+class InvalidPredictionsError(MoAError):
+    """Predictions that are not finite probabilities: nothing is written."""
+
+
+def check_probabilities(values: np.ndarray, what: str) -> None:
+    """Refuse NaN, infinite or out-of-[0, 1] predictions with one line saying where."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidPredictionsError(
+            f"{what}: {int(bad.sum())} predictions are not finite probabilities in [0, 1] "
+            f"(first: row {row}, target {col}, value {values[row, col]}); nothing was written. "
+            "The model diverged: lower model.optimizer.lr / model.scheduler.max_lr, "
+            "or check the features for NaN/inf values"
+        )
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; an empty dict stays a value."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def under(key: str, prefixes) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in prefixes)
+
+
+def changed_settings(saved: dict, current: dict, ignore=MAY_CHANGE_ON_RESUME) -> list[str]:
+    """``key: saved -> current`` for each setting outside ``ignore`` that differs."""
+    old, new = flatten(saved), flatten(current)
+    missing = object()
+    return [
+        f"{key}: {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
+        for key in sorted(set(old) | set(new))
+        if not under(key, ignore) and old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def changed_data_files(saved: dict, current: dict) -> list[str]:
+    """The data files whose content hash (or presence) differs between two fingerprints."""
+    names = sorted(k for k in set(saved) | set(current) if isinstance(saved.get(k, current.get(k)), dict))
+    changed = []
+    for name in names:
+        old, new = saved.get(name), current.get(name)
+        if (old is None) != (new is None):
+            changed.append(f"{name} ({'added' if old is None else 'removed'})")
+        elif old is not None and old.get("sha1") != new.get("sha1"):
+            changed.append(f"{name} (SHA-1 {str(old.get('sha1'))[:12]} -> {str(new.get('sha1'))[:12]}, {new.get('path')})")
+    return changed
+
+
+def labels_table(ids, cp_type, targets: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Each row's sig_id, cp_type and positive targets joined by ``|``
+    (readable, and a hundred times smaller than the 0/1 matrix)."""
+    names = np.asarray(names)
+    positives = [LABEL_SEPARATOR.join(names[row > 0.5]) for row in np.asarray(targets)]
+    return pd.DataFrame({schema.ID: np.asarray(ids), schema.CP_TYPE: np.asarray(cp_type), POSITIVES: positives})
+
+
+@dataclass
+class FoldPredictions:
+    val_rows: np.ndarray  # row numbers of the fold's treated validation rows
+    oof: np.ndarray  # val_rows x targets
+    test: np.ndarray | None  # test rows x targets, or None without a test file
+
+
+@dataclass
+class Labels:
+    """The training rows' 0/1 targets (rows in ``labels.csv`` order)."""
+
+    ids: np.ndarray
+    targets: np.ndarray  # rows x targets, float64
+    is_control: np.ndarray
+
+    def rows_of(self, ids, path: Path) -> np.ndarray:
+        """Positions of ``ids`` among the labelled rows."""
+        position = pd.Series(np.arange(len(self.ids)), index=self.ids)
+        ids = pd.Index(ids)
+        missing = ids[~ids.isin(position.index)]
+        if len(missing):
+            raise MoAError(f"{path}: no row for sig_id {missing[0]}; expected files of one run")
+        return position.loc[ids].to_numpy()
+
+
+class FoldDir:
+    """``models/seed<s>/fold<k>/``: one fold's fitted preprocessing, stacked
+    models, checkpoints, summary and predictions."""
+
+    def __init__(self, path: Path, seed: int | None = None, fold: int | None = None) -> None:
+        self.path = Path(path)
+        self.seed, self.fold = seed, fold
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed} fold {self.fold}"
+
+    preprocessor = property(lambda self: self.path / files.PREPROCESSOR)
+    best_checkpoint = property(lambda self: self.path / files.BEST_CHECKPOINT)
+    last_checkpoint = property(lambda self: self.path / files.LAST_CHECKPOINT)
+    stack_models = property(lambda self: self.path / files.STACK_MODELS)
+    info_file = property(lambda self: self.path / files.FOLD_INFO)
+    predictions_file = property(lambda self: self.path / files.FOLD_PREDICTIONS)
+
+    def finished(self) -> bool:
+        return self.predictions_file.is_file()
+
+    def resume_checkpoint(self) -> Path | None:
+        """The checkpoint an interrupted fold goes on from, if any."""
+        return self.last_checkpoint if self.last_checkpoint.is_file() else None
+
+    def write_info(self, info: dict) -> None:
+        files.write_json(info, self.info_file)
+
+    def read_info(self) -> dict:
+        return files.read_json(self.info_file)
+
+    def summary(self) -> dict:
+        """The line of scores.json's fold_summaries for a finished fold."""
+        info = self.read_info()
+        return {
+            "seed": info["seed"],
+            "fold": info["fold"],
+            "best_epoch": info["best_epoch"],
+            "val_logloss_treated": info["best_val_logloss_treated"],
+            "seconds": info.get("seconds"),
+            "peak_gpu_memory_mb": info.get("peak_gpu_memory_mb"),
+        }
+
+    def save_predictions(self, preds: FoldPredictions) -> None:
+        """Checked, then written last: its presence marks the fold finished."""
+        check_probabilities(preds.oof, f"{self.label} out-of-fold predictions")
+        arrays = {"val_rows": preds.val_rows, "oof": preds.oof.astype(np.float32)}
+        if preds.test is not None:
+            check_probabilities(preds.test, f"{self.label} test predictions")
+            arrays["test"] = preds.test.astype(np.float32)
+        # float32 loses nothing: predict_proba computes float32 sigmoids.
+        files.write_npz(self.predictions_file, **arrays)
+
+    def load_predictions(self, expected_val_rows: np.ndarray, n_test: int | None, n_targets: int) -> FoldPredictions:
+        """A finished fold's predictions, checked against this run's folds and test file."""
+        path = self.predictions_file
+        with np.load(path) as saved:
+            val_rows = saved["val_rows"]
+            oof = saved["oof"].astype(np.float64)
+            test = saved["test"].astype(np.float64) if "test" in saved.files else None
+        if not np.array_equal(val_rows, expected_val_rows) or oof.shape != (len(expected_val_rows), n_targets):
+            raise MoAError(
+                f"{path}: {self.label} was saved for other validation rows or targets than this run's; "
+                "resume=true needs the same data and cv settings (or start a new run)"
+            )
+        if (test is None) != (n_test is None) or (test is not None and test.shape != (n_test, n_targets)):
+            raise MoAError(
+                f"{path}: {self.label} was saved for another test file than this run's; "
+                "resume=true needs the same data (or start a new run)"
+            )
+        return FoldPredictions(val_rows=val_rows, oof=oof, test=test)
+
+    def drop_last_checkpoint(self) -> None:
+        # Only an unfinished fold needs it; best.ckpt stays for prediction.
+        self.last_checkpoint.unlink(missing_ok=True)
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- layout -------------------------------------------------------------
+    def fold(self, seed: int, fold: int) -> FoldDir:
+        return FoldDir(files.fold_dir(self.path, seed, fold), seed, fold)
+
+    def folds_of(self, manifest: RunManifest) -> list[FoldDir]:
+        return [self.fold(s, k) for s in manifest.seeds for k in manifest.folds]
+
+    @property
+    def logs(self) -> Path:
+        return self.path / files.LOGS
+
+    def log_version(self, seed: int, fold: int) -> str:
+        return f"seed{seed}_fold{fold}"
+
+    def metrics_file(self, seed: int, fold: int) -> Path:
+        return self.logs / self.log_version(seed, fold) / files.METRICS
+
+    def earlier_metrics_file(self, seed: int, fold: int) -> Path:
+        return self.logs / self.log_version(seed, fold) / files.EARLIER_METRICS
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / files.REPORT
+
+    def need(self, name: str, what: str = "every finished training run") -> Path:
+        path = self.path / name
+        if not path.is_file():
+            raise MoAError(f"{path}: {name} not found; expected it in {what}")
+        return path
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    # -- starting and resuming ---------------------------------------------
+    def holds_a_run(self) -> bool:
+        return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS))
+
+    def start(self, settings: dict, resume: bool) -> bool:
+        """Check the folder may take this run and record its settings; True when
+        resuming an earlier run there. Raises MoAError before anything is written
+        when it may not."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        settings_path = self.path / files.SETTINGS
+        if not resume:
+            if self.holds_a_run():
+                raise MoAError(
+                    f"hydra.run.dir={self.path} already holds a run; add resume=true to continue it, "
+                    "or choose a new hydra.run.dir"
+                )
+            self.write_settings(settings)
+            log.info("if this run is interrupted, continue it with the same command plus: resume=true hydra.run.dir=%s", self.path)
+            return False
+        if not settings_path.is_file():
+            if self.holds_a_run():
+                raise MoAError(
+                    f"resume=true: {self.path} holds outputs but no {files.SETTINGS}, so it cannot be "
+                    "checked that they were made with these settings; start a new run"
+                )
+            log.info("resume=true: %s holds no run yet; starting one", self.path)
+            self.write_settings(settings)
+            return False
+        changed = changed_settings(self.settings(), settings)
+        if changed:
+            shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise MoAError(
+                f"resume=true: {self.path} was run with other settings ({shown}); resume with the settings "
+                f"in {settings_path}, or start a new run without resume=true"
+            )
+        stale = files.remove_temporaries(self.path)
+        log.info("resume=true: continuing %s (%d temporary files of the interrupted run removed)", self.path, len(stale))
+        return True
+
+    def record_data(self, fingerprint: dict, resuming: bool) -> None:
+        """Write the data fingerprint when a run starts; on resume, refuse data
+        whose files changed since, naming them."""
+        path = self.path / files.DATA_FINGERPRINT
+        if resuming:
+            if not path.is_file():
+                raise MoAError(
+                    f"resume=true: {path} is missing, so it cannot be checked that the data is the data the run "
+                    "started with; start a new run"
+                )
+            changed = changed_data_files(files.read_json(path), fingerprint)
+            if changed:
+                raise MoAError(
+                    f"resume=true: the data changed since {self.path} started: {'; '.join(changed)}; "
+                    "resume with the data the run started with, or start a new run"
+                )
+            return
+        files.write_json(fingerprint, path)
+
+    def data_fingerprint(self) -> dict | None:
+        path = self.path / files.DATA_FINGERPRINT
+        return files.read_json(path) if path.is_file() else None
+
+    def check_same_folds(self, fold_table: pd.DataFrame) -> None:
+        """A resumed run must split the same rows into the same folds as before."""
+        path = self.path / files.FOLDS
+        if not path.is_file():
+            return
+        saved = read_run_csv(path)
+        same = list(saved.columns) == list(fold_table.columns) and len(saved) == len(fold_table)
+        if same:
+            same = all(
+                (saved[c].astype(str).to_numpy() == fold_table[c].astype(str).to_numpy()).all() for c in fold_table.columns
+            )
+        if not same:
+            raise MoAError(
+                f"resume=true: the data's rows or fold assignment differ from {path}; "
+                "the data changed since the run started: start a new run"
+            )
+
+    # -- settings and config ------------------------------------------------
+    def write_settings(self, settings: dict) -> None:
+        files.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)), self.path / files.SETTINGS)
+
+    def settings(self) -> dict | None:
+        """The resolved settings the run started with (``settings.yaml``)."""
+        path = self.path / files.SETTINGS
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
+
+    def config(self) -> dict:
+        """Hydra's composed config (``.hydra/config.yaml``), unresolved."""
+        return OmegaConf.to_container(OmegaConf.load(self.need(files.CONFIG)), resolve=False)
+
+    def write_config(self, config: dict) -> None:
+        files.write_text(OmegaConf.to_yaml(OmegaConf.create(config)), self.path / files.CONFIG)
+
+    def text(self, name: str) -> str | None:
+        path = self.path / name
+        return path.read_text() if path.is_file() else None
+
+    # -- whole-run tables ---------------------------------------------------
+    def write_manifest(self, manifest: RunManifest) -> None:
+        files.write_json(manifest.to_json(), self.path / files.RUN_MANIFEST)
+
+    def manifest(self) -> RunManifest:
+        """The run's manifest, or a one-line MoAError saying what is wrong with the folder."""
+        if not self.path.is_dir():
+            raise MoAError(f"run_dir={self.path}: no such folder; expected a training run's output folder")
+        return parse_manifest(self.path / files.RUN_MANIFEST)
+
+    def write_folds(self, table: pd.DataFrame) -> None:
+        files.write_csv(table, self.path / files.FOLDS)
+
+    def read_folds(self, what: str = "every finished training run") -> pd.DataFrame:
+        return read_run_csv(self.need(files.FOLDS, what))
+
+    def write_labels(self, table: pd.DataFrame) -> None:
+        files.write_csv(table, self.path / files.LABELS)
+
+    def labels(self, names: list[str]) -> Labels:
+        """Every training row's 0/1 targets in ``names`` order, read from the run."""
+        path = self.need(files.LABELS)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        column = {name: j for j, name in enumerate(names)}
+        targets = np.zeros((len(table), len(names)), dtype=np.float64)
+        for i, text in enumerate(table[POSITIVES].to_numpy()):
+            for name in text.split(LABEL_SEPARATOR) if text else ():
+                if name not in column:
+                    raise MoAError(f"{path}: target {name!r} is not one of the run's targets; expected files of one run")
+                targets[i, column[name]] = 1.0
+        return Labels(
+            ids=table[schema.ID].to_numpy(),
+            targets=targets,
+            is_control=(table[schema.CP_TYPE] == schema.CONTROL).to_numpy(),
+        )
+
+    def write_predictions(self, oof: pd.DataFrame, submission: pd.DataFrame | None) -> None:
+        """``oof.csv`` and ``submission.csv``, both checked before either is written."""
+        check_probabilities(oof.drop(columns=schema.ID).to_numpy(), "out-of-fold predictions")
+        if submission is not None:
+            check_probabilities(submission.drop(columns=schema.ID).to_numpy(), "test predictions")
+        files.write_csv(oof, self.path / files.OOF, float_format=FLOAT_FORMAT)
+        if submission is not None:
+            files.write_csv(submission, self.path / files.SUBMISSION, float_format=FLOAT_FORMAT)
+
+    def read_oof(self, what: str = "every finished training run") -> pd.DataFrame:
+        return read_run_csv(self.need(files.OOF, what))
+
+    def read_submission(self) -> pd.DataFrame | None:
+        path = self.path / files.SUBMISSION
+        return read_run_csv(path) if path.is_file() else None
+
+    def write_scores(self, scores: dict) -> None:
+        files.write_json(scores, self.path / files.SCORES)
+
+    def read_scores(self) -> dict:
+        return files.read_json(self.need(files.SCORES))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        files.write_json(obj, self.path / name)
+
+    # -- learning curves ----------------------------------------------------
+    def keep_earlier_epochs(self, seed: int, fold: int, last_epoch: int) -> None:
+        """Before a fold resumes after ``last_epoch``: Lightning's CSV logger
+        starts ``metrics.csv`` again, so the epochs logged before the
+        interruption (up to the checkpoint's) are kept aside until the fold ends."""
+        frames = [pd.read_csv(p) for p in (self.earlier_metrics_file(seed, fold), self.metrics_file(seed, fold)) if p.is_file()]
+        frames = [f for f in frames if len(f) and "epoch" in f.columns]
+        if not frames:
+            return
+        earlier = pd.concat(frames, ignore_index=True)
+        files.write_csv(earlier[earlier["epoch"] <= last_epoch], self.earlier_metrics_file(seed, fold))
+
+    def join_earlier_epochs(self, seed: int, fold: int) -> None:
+        """When the fold ends: one ``metrics.csv`` with every epoch."""
+        earlier_path, metrics_path = self.earlier_metrics_file(seed, fold), self.metrics_file(seed, fold)
+        if not earlier_path.is_file():
+            return
+        earlier = pd.read_csv(earlier_path)
+        later = pd.read_csv(metrics_path) if metrics_path.is_file() else earlier.iloc[:0]
+        if len(later):
+            earlier = earlier[earlier["epoch"] < later["epoch"].min()]
+        files.write_csv(pd.concat([earlier, later], ignore_index=True), metrics_path)
+        earlier_path.unlink()
+
+    def epoch_train_losses(self, seed: int, fold: int) -> pd.Series:
+        """Mean training loss per epoch of a fold (empty without logs)."""
+        path = self.metrics_file(seed, fold)
+        if not path.is_file():
+            return pd.Series(dtype=float)
+        frame = pd.read_csv(path)
+        if "train_loss" not in frame or "epoch" not in frame:
+            return pd.Series(dtype=float)
+        return frame.dropna(subset=["train_loss"]).groupby("epoch")["train_loss"].last().sort_index()
+
+    def curve(self, seed: int, fold: int) -> pd.DataFrame | None:
+        """Per-epoch train loss and validation log loss of a fold (None without logs)."""
+        path = self.metrics_file(seed, fold)
+        if not path.is_file():
+            return None
+        # CSVLogger writes train and validation values of an epoch on separate rows.
+        return pd.read_csv(path).groupby("epoch")[["train_loss", "val_logloss"]].first()

@@ -1,0 +1,1 @@
+"""Scoring: the competition metric and a run's score report."""

@@ -1,0 +1,175 @@
+"""The typed settings of the groups users edit most (``cv``, ``loader``,
+``features``, ``pretrain``, ``stack``, ``predict``), registered in Hydra's
+ConfigStore as the schema of ``conf/train.yaml``: a wrong type or an unknown
+key is refused when the config is composed. Value checks that a type cannot
+express run when ``train.py`` turns the composed groups into these objects
+(``OmegaConf.to_object``), each with one line naming the setting; nothing
+below ``train.py`` reads the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from moa_lit.errors import MoAError
+
+AUXILIARY_TARGETS = ("nonscored", "scored+nonscored")
+OPTIMIZED_METRICS = ("oof_logloss", "oof_logloss_treated")
+
+
+@dataclass
+class CVSettings:
+    n_folds: int = 5
+    seed: int = 42
+    # Drugs with at most this many rows go to folds whole (docs/data.md).
+    drug_threshold: int = 18
+    folds: Optional[List[int]] = None  # a subset of folds to run; None runs all
+
+    def __post_init__(self) -> None:
+        if self.n_folds < 2:
+            raise MoAError(f"cv.n_folds={self.n_folds}: expected at least 2 folds")
+        if self.folds is not None:
+            ids = [int(k) for k in self.folds]
+            if not ids or len(set(ids)) != len(ids) or any(not 0 <= k < self.n_folds for k in ids):
+                raise MoAError(f"cv.folds={ids}: expected distinct fold numbers in 0..{self.n_folds - 1}")
+
+    @property
+    def fold_ids(self) -> list[int]:
+        return list(range(self.n_folds)) if self.folds is None else sorted(int(k) for k in self.folds)
+
+
+@dataclass
+class LoaderSettings:
+    batch_size: int = 128
+    eval_batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise MoAError(f"loader.{key}={getattr(self, key)}: expected a positive number of rows")
+
+
+@dataclass
+class FeatureSettings:
+    """Keyword arguments of ``training.features.build_feature_pipeline``."""
+
+    rank_gauss: bool = True
+    n_quantiles: int = 100
+    pca_genes: int = 0
+    pca_cells: int = 0
+    factor_analysis_genes: int = 0
+    factor_analysis_cells: int = 0
+    row_stats: bool = False
+    variance_threshold: Optional[float] = None
+
+
+@dataclass
+class AuxiliaryStage:
+    """What both auxiliary stages share: a model of the non-scored (or scored +
+    non-scored) targets trained on the fold's training rows for a fixed
+    number of epochs."""
+
+    enabled: bool = False
+    targets: str = "nonscored"
+    max_epochs: int = 10
+    lr: Optional[float] = None  # the stage's peak learning rate; None: the model's
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        key = self.key
+        if self.targets not in AUXILIARY_TARGETS:
+            raise MoAError(f"{key}.targets={self.targets!r}: expected one of {list(AUXILIARY_TARGETS)}")
+        if self.max_epochs < 1:
+            raise MoAError(f"{key}.max_epochs={self.max_epochs}: expected at least 1 epoch")
+
+    key = "stage"  # the config group, named in errors
+
+
+@dataclass
+class PretrainSettings(AuxiliaryStage):
+    freeze_body_epochs: int = 0
+    body_lr_scale: float = 1.0
+    key = "pretrain"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.enabled:
+            return
+        if self.freeze_body_epochs < 0:
+            raise MoAError(f"pretrain.freeze_body_epochs={self.freeze_body_epochs}: expected 0 or more epochs")
+        if not self.body_lr_scale > 0:
+            raise MoAError(f"pretrain.body_lr_scale={self.body_lr_scale}: expected a positive factor")
+
+
+@dataclass
+class StackSettings(AuxiliaryStage):
+    inner_folds: int = 3
+    key = "stack"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.enabled and self.inner_folds < 2:
+            raise MoAError(f"stack.inner_folds={self.inner_folds}: expected at least 2 inner folds")
+
+
+@dataclass
+class PredictSettings:
+    # Written (and scored) predictions clipped to [lo, hi]; controls stay 0.
+    clip: Optional[List[float]] = None
+
+    def __post_init__(self) -> None:
+        if self.clip is None:
+            return
+        values = list(self.clip) if isinstance(self.clip, (list, tuple)) else None
+        if not values or len(values) != 2 or not 0.0 <= float(values[0]) < float(values[1]) <= 1.0:
+            raise MoAError(f"predict.clip={self.clip}: expected [lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]")
+        self.clip = [float(values[0]), float(values[1])]
+
+    @property
+    def clip_range(self) -> tuple[float, float] | None:
+        return None if self.clip is None else (self.clip[0], self.clip[1])
+
+
+@dataclass
+class TrainConfig:
+    """The schema of ``conf/train.yaml``: typed groups above; the others
+    (``data``, ``model``, ``trainer`` ...) are ``_target_`` nodes that
+    ``instantiate`` checks against the class they build."""
+
+    cv: CVSettings = field(default_factory=CVSettings)
+    loader: LoaderSettings = field(default_factory=LoaderSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
+    predict: PredictSettings = field(default_factory=PredictSettings)
+    seeds: List[int] = field(default_factory=lambda: [0])
+    resume: bool = False
+    allow_worse_than_prior: bool = False
+    num_threads: Optional[int] = None
+    optimized_metric: str = "oof_logloss"
+    data: Any = None
+    model: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    trainer: Any = None
+    paths: Any = None
+
+
+def check_optimized_metric(name: str) -> str:
+    if name not in OPTIMIZED_METRICS:
+        raise MoAError(f"optimized_metric={name!r}: expected one of {list(OPTIMIZED_METRICS)}")
+    return name
+
+
+SCHEMA_NAME = "train_schema"
+
+
+def register() -> None:
+    """Put the schema where ``conf/train.yaml``'s defaults list finds it."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+
+
+register()

@@ -1,0 +1,212 @@
+"""Cross-validation around Lightning: for each seed and fold, fit the fold's
+features, train, keep the best epoch, predict the fold's validation rows
+(out-of-fold) and the test rows with the fold's predictor. Control rows are
+predicted exactly 0.
+
+With ``resume=true`` a fold whose predictions are on disk is not trained again,
+and a fold interrupted mid-training goes on from its ``last.ckpt``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+
+from moa_lit.devices import PeakGpuMemory
+from moa_lit.runs.run_dir import FoldDir, FoldPredictions, RunDir
+from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.resources import out_of_memory_as_user_error
+from moa_lit.training.stages import FoldPlan, fit_fold
+from moa_lit.timing import PhaseTimer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_CALLBACK = "model_checkpoint"  # the callbacks entry that keeps the best epoch
+
+
+@dataclass
+class CVPredictions:
+    oof: np.ndarray  # rows x targets; NaN on rows of folds that were not run
+    test: np.ndarray | None  # test rows x targets, averaged over seeds and folds
+    fold_summaries: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class FoldTrainers:
+    """Makes each fold's Lightning Trainer from factories built by ``train.py``
+    (Hydra ``instantiate`` with ``_partial_``): the trainer, the callbacks by
+    name (the checkpoint callback gets the fold's folder) and the logger."""
+
+    new_trainer: Callable[..., L.Trainer]
+    callbacks: dict[str, Callable] = field(default_factory=dict)
+    new_logger: Callable | None = None
+    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
+
+    def __call__(self, run: RunDir, fold_dir: FoldDir, extra_callbacks=()):
+        seed, fold = fold_dir.seed, fold_dir.fold
+        callbacks = [
+            StopOnNonFiniteLoss(label=fold_dir.label, rate_setting=self.rate_setting),
+            SeedEachEpoch(seed, fold),
+            *extra_callbacks,
+        ]
+        checkpoint = None
+        for name, make in self.callbacks.items():
+            if name == CHECKPOINT_CALLBACK:
+                checkpoint = make(dirpath=str(fold_dir.path))
+                callbacks.append(checkpoint)
+            else:
+                callbacks.append(make())
+        logger = False
+        if self.new_logger is not None:
+            logger = self.new_logger(save_dir=str(run.logs), name="", version=run.log_version(seed, fold))
+        trainer = self.new_trainer(
+            callbacks=callbacks,
+            logger=logger,
+            default_root_dir=str(fold_dir.path),
+            plugins=[AtomicCheckpointIO()],
+        )
+        return trainer, checkpoint
+
+
+@dataclass
+class TestRows:
+    features: pd.DataFrame
+    is_control: np.ndarray
+
+
+@dataclass
+class CrossValidation:
+    """One run's seed x fold loop, with what every fold needs (built by ``train.py``)."""
+
+    dm: MoADataModule
+    run: RunDir
+    plan: FoldPlan
+    trainers: FoldTrainers
+    timer: PhaseTimer
+    test: TestRows | None = None
+    nonscored: np.ndarray | None = None  # auxiliary targets of the stages
+    drug: np.ndarray | None = None  # the inner folds of the stacked stage keep drugs whole
+    resume: bool = False
+    memory_settings: dict = field(default_factory=dict)  # what an out-of-memory error names to lower
+
+    def run_folds(self, seeds: list[int], fold_ids: list[int], clip: tuple[float, float] | None = None) -> CVPredictions:
+        dm, test = self.dm, self.test
+        n_rows, n_targets = dm.targets.shape
+        self.plan.check(self.nonscored)
+        oof = np.full((n_rows, n_targets), np.nan)
+        oof_sum = np.zeros((n_rows, n_targets))
+        test_sum = None if test is None else np.zeros((len(test.features), n_targets))
+        summaries = []
+
+        for seed in seeds:
+            for fold in fold_ids:
+                fold_dir = self.run.fold(seed, fold)
+                if self.resume and fold_dir.finished():
+                    saved = fold_dir.load_predictions(
+                        expected_val_rows=dm.val_rows(fold),
+                        n_test=None if test is None else len(test.features),
+                        n_targets=n_targets,
+                    )
+                    _add_fold_predictions(saved, oof_sum, test_sum)
+                    summaries.append(fold_dir.summary())
+                    log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
+                    continue
+                with out_of_memory_as_user_error(fold_dir.label, self.memory_settings):
+                    preds, summary = self._train_fold(fold_dir)
+                _add_fold_predictions(preds, oof_sum, test_sum)
+                summaries.append(summary)
+
+        run_rows = np.isin(dm.folds, fold_ids)
+        oof[run_rows] = oof_sum[run_rows] / len(seeds)
+        if clip is not None:
+            oof[run_rows] = np.clip(oof[run_rows], *clip)
+        oof[run_rows & dm.is_control] = 0.0  # controls have no MoA by definition
+        test_pred = None
+        if test_sum is not None:
+            test_pred = test_sum / (len(seeds) * len(fold_ids))
+            if clip is not None:
+                test_pred = np.clip(test_pred, *clip)
+            test_pred[test.is_control] = 0.0
+        return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
+
+    def _train_fold(self, fold_dir: FoldDir) -> tuple[FoldPredictions, dict]:
+        """Train one (seed, fold), predict, and write its files; predictions last."""
+        dm, seed, fold = self.dm, fold_dir.seed, fold_dir.fold
+        t0 = time.perf_counter()
+        fold_dir.path.mkdir(parents=True, exist_ok=True)
+        with PeakGpuMemory(dm.device).measure() as peak:
+            preds, fitted = self._fit_and_predict(fold_dir)
+        best_epoch, best_score = fitted.best_epoch, fitted.best_score
+        summary = {
+            "seed": seed,
+            "fold": fold,
+            "best_epoch": best_epoch,
+            "val_logloss_treated": best_score,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_gpu_memory_mb": peak.megabytes,
+        }
+        with self.timer("writing"):
+            fitted.save(fold_dir)
+            fold_dir.write_info(
+                {
+                    "seed": seed,
+                    "fold": fold,
+                    "best_epoch": best_epoch,
+                    "best_val_logloss_treated": best_score,
+                    "n_features": fitted.module.hparams.n_features,
+                    "n_train_rows": len(dm.train_rows(fold)),
+                    "n_val_rows": len(preds.val_rows),
+                    "seconds": summary["seconds"],
+                    "device": str(dm.device),
+                    "peak_gpu_memory_mb": peak.megabytes,
+                    **fitted.stages,
+                }
+            )
+            # Last: its presence marks the fold finished for resume=true.
+            fold_dir.save_predictions(preds)
+            fold_dir.drop_last_checkpoint()
+        log.info(
+            "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+            fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+        )
+        return preds, summary
+
+    def _fit_and_predict(self, fold_dir: FoldDir):
+        """Features, training and prediction of one (seed, fold), all on the fold's device."""
+        dm, run, seed, fold = self.dm, self.run, fold_dir.seed, fold_dir.fold
+        with self.timer("features"):
+            dm.set_fold(fold, seed=seed)
+        ckpt_path = fold_dir.resume_checkpoint() if self.resume else None
+        if ckpt_path:
+            log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
+            last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+            run.keep_earlier_epochs(seed, fold, last_epoch)
+        with self.timer("training"):
+            fitted = fit_fold(
+                self.plan, dm, fold, seed, fold_dir,
+                make_trainer=partial(self.trainers, run, fold_dir),
+                nonscored=self.nonscored, drug=self.drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
+            )
+        run.join_earlier_epochs(seed, fold)
+        with self.timer("prediction"):
+            preds = FoldPredictions(
+                val_rows=dm.val_rows(fold),
+                oof=fitted.predict_features(dm.tensors.x_val),
+                test=None if self.test is None else fitted.predict(self.test.features),
+            )
+        return preds, fitted
+
+
+def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum: np.ndarray | None) -> None:
+    oof_sum[preds.val_rows] += preds.oof
+    if test_sum is not None:
+        test_sum += preds.test

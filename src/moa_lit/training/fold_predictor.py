@@ -1,0 +1,140 @@
+"""One (seed, fold)'s predictor: the fitted preprocessing, the optional
+stacked stage's inner models and the network at its best epoch. Training
+predicts the fold's validation and test rows with it and saves it in the
+fold's folder; ``predict`` loads it from there. Both go through
+:meth:`FoldPredictor.predict_features`, so they agree on the same rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.pipeline import Pipeline
+
+from moa_lit.errors import MoAError
+from moa_lit.runs import files
+from moa_lit.runs.run_dir import FoldDir
+from moa_lit.training.module import MoAModule
+
+
+@dataclass
+class StackedFeatures:
+    """The inner models of the stacked stage; ``augment`` appends their
+    averaged predictions to features of rows none of them trained on."""
+
+    models: list[MoAModule]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The inner models' mean probability, float32 on ``x``'s device."""
+        mean = torch.stack([m.probabilities(x).double() for m in self.models]).mean(dim=0)
+        return mean.float().to(x.device)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.float(), self.predict(x)], dim=1)
+
+    def to(self, device: torch.device | str) -> "StackedFeatures":
+        self.models = [m.to(device) for m in self.models]
+        return self
+
+    def save(self, fold_dir: FoldDir) -> None:
+        saved = {"hparams": [dict(m.hparams) for m in self.models], "state_dicts": [m.state_dict() for m in self.models]}
+        with files.atomic_path(fold_dir.stack_models) as tmp:
+            torch.save(saved, tmp)
+
+    @classmethod
+    def load(cls, fold_dir: FoldDir) -> "StackedFeatures | None":
+        """The inner models saved beside a fold's best.ckpt, if any."""
+        path = fold_dir.stack_models
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise MoAError(f"{path}: cannot be loaded ({type(err).__name__}); expected the stacked models saved by training") from None
+        models = []
+        for hparams, state in zip(saved["hparams"], saved["state_dicts"]):
+            model = MoAModule(**hparams)
+            model.load_state_dict(state)
+            models.append(model.eval())
+        return cls(models)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else ""
+
+
+@dataclass
+class FoldPredictor:
+    preprocessor: Pipeline
+    module: MoAModule
+    stack: StackedFeatures | None = None
+    where: str = "the fold"  # named in errors
+
+    def transform(self, features: pd.DataFrame) -> torch.Tensor:
+        """Raw feature rows -> the fold's preprocessed features (before stacking),
+        on the network's device."""
+        return torch.from_numpy(self.preprocessor.transform(features)).to(self.module.device)
+
+    def predict_features(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities for rows given as the fold's preprocessed features."""
+        if self.stack is not None:
+            x = self.stack.augment(x)
+        if x.shape[1] != self.module.hparams.n_features:
+            raise MoAError(
+                f"{self.where}: the preprocessor gives {x.shape[1]} features but the checkpoint expects "
+                f"{self.module.hparams.n_features}; expected files of one run"
+            )
+        return self.module.predict_proba(x).numpy()
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return self.predict_features(self.transform(features))
+
+    def save(self, fold_dir: FoldDir) -> None:
+        """The preprocessing and stacked models; best.ckpt is the checkpoint callback's."""
+        files.write_joblib(self.preprocessor, fold_dir.preprocessor)
+        if self.stack is not None and not fold_dir.stack_models.is_file():
+            self.stack.save(fold_dir)
+
+    @classmethod
+    def load(cls, fold_dir: FoldDir, n_targets: int, device: torch.device | str = "cpu") -> "FoldPredictor":
+        """``device``: where the networks run; a GPU-trained run loads on a machine without one."""
+        stack = StackedFeatures.load(fold_dir)
+        return cls(
+            preprocessor=_load_preprocessor(fold_dir),
+            module=_load_module(fold_dir, n_targets, torch.device(device)),
+            stack=None if stack is None else stack.to(device),
+            where=str(fold_dir.path),
+        )
+
+
+def _load_preprocessor(fold_dir: FoldDir) -> Pipeline:
+    path = fold_dir.preprocessor
+    try:
+        return joblib.load(path)
+    except Exception as err:  # unpickling fails in many ways; all mean the same to a user
+        raise MoAError(
+            f"{path}: cannot be loaded ({type(err).__name__}: {_first_line(err)}); "
+            "expected a preprocessor saved by the same moa-lit and scikit-learn versions"
+        ) from None
+
+
+def _load_module(fold_dir: FoldDir, n_targets: int, device: torch.device) -> MoAModule:
+    path = fold_dir.best_checkpoint
+    try:
+        # weights_only: tensors and plain hyperparameter dicts, no arbitrary objects unpickled.
+        # map_location: a GPU-trained checkpoint loads on a machine without one.
+        module = MoAModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise MoAError(
+            f"{path}: cannot be loaded ({type(err).__name__}: {_first_line(err)}); "
+            "expected a checkpoint saved by the same moa-lit version"
+        ) from None
+    if module.hparams.n_targets != n_targets:
+        raise MoAError(
+            f"{path}: the model predicts {module.hparams.n_targets} targets but run.json names {n_targets}; "
+            "expected files of one run"
+        )
+    return module.eval()

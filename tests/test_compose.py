@@ -99,9 +99,9 @@ def test_value_checks_name_the_setting(compose_cfg):
     from moa_lit.errors import MoAError
     from moa_lit.train import fold_plan
 
-    with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected at least 2 inner folds$"):
+    with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected a whole number >= 2$"):
         fold_plan(compose_cfg(["stack.enabled=true", "stack.inner_folds=1"]))
-    with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected distinct fold numbers in 0..4$"):
+    with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected fold numbers in 0..4 \(cv.n_folds=5\)$"):
         from moa_lit.settings import CVSettings
         from moa_lit.train import typed
 

@@ -261,15 +261,25 @@ def refusal(key: str, value: Any, spec: Spec) -> str | None:
     return f"{key}={_shown(value)}: expected {spec.describe()}{detail}"
 
 
+def check_fields(settings: Any, group: str) -> None:
+    """A typed settings object (:mod:`moa_lit.settings`) against this table's
+    keys under ``group``: the typed groups keep no ranges of their own."""
+    prefix = f"{group}."
+    for key, spec in TRAIN.items():
+        if key.startswith(prefix) and hasattr(settings, key[len(prefix):]):
+            value = getattr(settings, key[len(prefix):])
+            if isinstance(value, (ListConfig, tuple)):
+                value = list(value)
+            message = refusal(key, value, spec)
+            if message:
+                raise MoAError(message)
+
+
 def check_train_settings(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """All of training's settings, and the combinations that would be silently
-    ignored; ``overrides``: the command line's ``key=value`` arguments."""
+    ignored; ``overrides``: the command line's ``key=value`` arguments. (Fold
+    numbers beyond cv.n_folds: ``settings.CVSettings``.)"""
     check_settings(cfg, TRAIN)
-    n_folds = int(cfg.cv.n_folds)
-    folds = _value(cfg, "cv.folds")
-    for k in folds if isinstance(folds, list) else ([] if folds is None else [folds]):
-        if k >= n_folds:
-            raise MoAError(f"cv.folds={_shown(folds)}: expected fold numbers in 0..{n_folds - 1} (cv.n_folds={n_folds})")
     _check_ignored_rate(cfg, overrides or [])
 
 

@@ -154,6 +154,19 @@ def _top_k(value, n_targets: int) -> int:
     return value
 
 
+def check_not_in_a_run(path: Path, run: RunDir, overwrite: bool) -> None:
+    """A predictions file is never written into the run it reads, nor into
+    another run's folder, unless ``overwrite=true``."""
+    folder = RunDir(path.parent)
+    inside = path.resolve().parent == run.path.resolve() or run.path.resolve() in path.resolve().parents
+    if (inside or folder.holds_outputs()) and not overwrite:
+        which = "the run it reads" if inside else "a run's output folder"
+        raise MoAError(
+            f"output={path} is inside {which} ({run.path if inside else folder.path}); expected a path outside run "
+            "folders, or add overwrite=true"
+        )
+
+
 def predict(cfg: DictConfig) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
@@ -170,6 +183,9 @@ def predict(cfg: DictConfig) -> Path:
             f"output={output} with top_k={top_k} would write the top-{top_k} table to {top_path}, the input file; "
             "expected another output name"
         )
+    for path in (output, top_path):
+        if path is not None:
+            check_not_in_a_run(path, run, bool(cfg.get("overwrite", False)))
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     configure_threads(cfg.get("num_threads"))

@@ -42,6 +42,8 @@ RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds,
 LABELS = "labels.csv"  # sig_id, cp_type and the positive targets of every training row
 DATA_FINGERPRINT = "data.json"  # the data files (size, SHA-1) the run started with; resume compares it
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
+# Held (flock) while a process writes the folder; names the holder; removed when it ends.
+LOCK = ".lock"
 REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
 REPORT_MD = "report.md"
 LEARNING_CURVES_PNG = "learning_curves.png"

@@ -13,14 +13,27 @@ Resume (``resume=true hydra.run.dir=<run>``): the folder must have been
 started with the same settings and the same data; finished folds are reused
 (their ``predictions.npz`` is written last), an unfinished fold goes on from
 its ``last.ckpt``. Without ``resume=true`` a run never writes into a folder
-that already holds a run, so a failing run cannot overwrite another's outputs."""
+that already holds a run (except one that trained nothing: no finished fold,
+no checkpoint), so a failing run cannot overwrite another's outputs.
+
+A process writing a run folder holds its lock (:meth:`RunDir.lock`): a second
+writer gets one line naming the holder. ``merge`` and ``blend`` refuse an
+output folder that is one of their inputs, or holds another run unless
+``overwrite=true`` (:meth:`RunDir.check_new_output`), and then the old run is
+replaced only once the new one is complete (:meth:`RunDir.replaced_when_done`)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import shutil
+import socket
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -269,6 +282,92 @@ class RunDir:
     def holds_a_run(self) -> bool:
         return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS))
 
+    def holds_outputs(self) -> bool:
+        """Whether the folder holds a run's outputs (a training run, a merge or a blend)."""
+        names = (files.SETTINGS, files.FOLDS, files.MODELS, files.OOF, files.SUBMISSION, files.SCORES, files.RUN_MANIFEST)
+        return any((self.path / name).exists() for name in names)
+
+    def trained_anything(self) -> bool:
+        """A finished fold, a checkpoint or run-level predictions: work a new run must not overwrite."""
+        if any(self.has(name) for name in (files.OOF, files.SCORES)):
+            return True
+        models = self.path / files.MODELS
+        patterns = (files.FOLD_PREDICTIONS, files.BEST_CHECKPOINT, files.LAST_CHECKPOINT)
+        return models.is_dir() and any(next(models.rglob(p), None) is not None for p in patterns)
+
+    # -- who writes ---------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while this process writes the folder; a second writer gets one
+        line naming the holder. An advisory flock: the system drops it when the
+        process ends, so a killed run leaves no stale lock."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / files.LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 400).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise MoAError(
+                    f"{self.path} is being written by {holder}; wait for it to end, or write elsewhere"
+                ) from None
+            try:  # the holder may have removed the file between our open and flock
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200]
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()} ({command})".encode())
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def check_new_output(self, inputs: list[Path], key: str, overwrite: bool = False) -> None:
+        """Refuse this folder as the output of a command reading ``inputs``:
+        one of them (or inside or around one), or another run's folder unless
+        ``overwrite``."""
+        out = self.path.resolve()
+        for source in inputs:
+            source = Path(source).resolve()
+            if out == source or source in out.parents or out in source.parents:
+                raise MoAError(
+                    f"{key}={self.path} is or holds {source}, one of the runs this command reads; "
+                    f"expected a new {key} (it would be overwritten)"
+                )
+        if self.holds_outputs() and not overwrite:
+            raise MoAError(
+                f"{key}={self.path} already holds a run's outputs; choose a new {key}, or add overwrite=true "
+                "to replace them once the new output is complete"
+            )
+
+    @contextmanager
+    def replaced_when_done(self) -> Iterator["RunDir"]:
+        """The folder to write a new output into: this one when it holds no run,
+        else a sibling that takes this one's place only once the block ends
+        without error (the old run is then removed)."""
+        if not self.holds_outputs():
+            yield self
+            return
+        staging = RunDir(self.path.with_name(f".{self.path.name}.new-{os.getpid()}"))
+        shutil.rmtree(staging.path, ignore_errors=True)
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging.path, ignore_errors=True)
+            raise
+        old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+        os.replace(self.path, old)
+        os.replace(staging.path, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("replaced the run in %s (overwrite=true)", self.path)
+
     def start(self, settings: dict, resume: bool) -> bool:
         """Check the folder may take this run and record its settings; True when
         resuming an earlier run there. Raises MoAError before anything is written
@@ -276,7 +375,9 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         settings_path = self.path / files.SETTINGS
         if not resume:
-            if self.holds_a_run():
+            if self.holds_a_run() and not self.trained_anything():
+                log.info("%s holds a run that trained nothing (no finished fold, no checkpoint); starting anew there", self.path)
+            elif self.holds_a_run():
                 raise MoAError(
                     f"hydra.run.dir={self.path} already holds a run; add resume=true to continue it, "
                     "or choose a new hydra.run.dir"

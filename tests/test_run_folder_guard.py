@@ -93,3 +93,21 @@ def test_a_folder_whose_run_trained_nothing_takes_a_new_run(tmp_path):
     with pytest.raises(MoAError, match="already holds a run; add resume=true"):
         train(compose_train([*overrides, f"paths.output_dir={other}"]))
     assert hashes(other) == before
+
+
+def test_resuming_a_finished_run_with_fewer_folds_or_seeds_is_refused(tmp_path):
+    from conftest import compose_train
+
+    from moa_lit.train import train
+
+    folder = tmp_path / "run"
+    overrides = [*tiny_run_overrides(tmp_path, n_samples=300, epochs=1, n_scored=20), "num_threads=1", f"paths.output_dir={folder}"]
+    train(compose_train(overrides))
+    before = hashes(folder)
+    for subset, named in (("cv.folds=[0]", r"folds \[1\]"), ("seeds=[1]", r"seeds \[0\]")):
+        with pytest.raises(MoAError, match=rf"holds a finished run over folds \[0, 1\] and seeds \[0\]; resuming without {named} would replace"):
+            train(compose_train([*overrides, "resume=true", subset]))
+        assert hashes(folder) == before
+    oof = (folder / run_files.OOF).read_bytes()
+    train(compose_train([*overrides, "resume=true", "cv.folds=[0,1]"]))  # all of them: reused as they are
+    assert (folder / run_files.OOF).read_bytes() == oof

@@ -128,6 +128,8 @@ def train(cfg: DictConfig) -> float:
     resume = bool(cfg.get("resume", False))
     with run.lock():  # a second writer of this folder gets one line naming this process
         resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
+        if resuming:
+            run.check_resume_keeps_outputs(seeds, fold_ids)
 
         with timer("data"):
             data = instantiate(cfg.data)

@@ -428,6 +428,22 @@ class RunDir:
         path = self.path / files.DATA_FINGERPRINT
         return files.read_json(path) if path.is_file() else None
 
+    def check_resume_keeps_outputs(self, seeds: list[int], fold_ids: list[int]) -> None:
+        """A finished run resumed with fewer seeds or folds would have its
+        oof.csv, submission.csv and scores replaced by those of the subset."""
+        if not self.has(files.SCORES):
+            return
+        finished = self.read_scores()
+        dropped_folds = sorted(set(finished.get("folds") or []) - set(fold_ids))
+        dropped_seeds = sorted(set(finished.get("seeds") or []) - set(seeds))
+        if dropped_folds or dropped_seeds:
+            what = f"folds {dropped_folds}" if dropped_folds else f"seeds {dropped_seeds}"
+            raise MoAError(
+                f"resume=true: {self.path} holds a finished run over folds {finished.get('folds')} and seeds "
+                f"{finished.get('seeds')}; resuming without {what} would replace its oof.csv and submission.csv "
+                "with the rest alone; resume with all of them (cv.folds=null), or start a new run"
+            )
+
     def check_same_folds(self, fold_table: pd.DataFrame) -> None:
         """A resumed run must split the same rows into the same folds as before."""
         path = self.path / files.FOLDS

@@ -64,11 +64,17 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("cv.n_folds=abc", "cv.n_folds=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+        # Types and ranges as settings_check's table says them (the schema
+        # alone would take "yes" or 2 for a boolean) ...
+        ("cv.n_folds=abc", "cv.n_folds='abc': expected a whole number >= 2"),
+        ("pretrain.enabled=maybe", "pretrain.enabled='maybe': expected true or false"),
+        ("pretrain.enabled=yes", "pretrain.enabled='yes': expected true or false"),
+        ("allow_worse_than_prior=2", "allow_worse_than_prior=2: expected true or false"),
+        ("features.pca_genes=1.5", "features.pca_genes=1.5: expected a whole number >= 0"),
+        ("stack.inner_folds=1", "stack.inner_folds=1: expected a whole number >= 2"),
+        # ... unknown keys and keys outside the table as the schema says them.
         ("cv.n_fold=3", "cv.n_fold=3: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
-        ("pretrain.enabled=maybe", "pretrain.enabled=maybe: Value 'maybe' is not a valid bool (type str)"),
-        ("features.pca_genes=1.5", "features.pca_genes=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
-        ("stack.inner_folds=1", None),  # a value check, not a type: refused by train with its own line
+        ("optimized_metric=val_loss", None),  # a value check in train: its own line
     ],
 )
 def test_wrong_type_or_unknown_key_is_refused_when_composed(override, message):
@@ -84,7 +90,7 @@ def test_schema_error_on_the_command_line_is_one_line(tmp_path):
     proc = run_cli("moa_lit.train", ["loader.batch_size=big"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "moa-lit: error: loader.batch_size=big: Value 'big' of type 'str' could not be converted to Integer"
+        "moa-lit: error: loader.batch_size='big': expected a whole number >= 2"
     )
     assert list(tmp_path.iterdir()) == []  # nothing written
 
@@ -93,9 +99,9 @@ def test_value_checks_name_the_setting(compose_cfg):
     from moa_lit.errors import MoAError
     from moa_lit.train import fold_plan
 
-    with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected at least 2 inner folds$"):
+    with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected a whole number >= 2$"):
         fold_plan(compose_cfg(["stack.enabled=true", "stack.inner_folds=1"]))
-    with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected distinct fold numbers in 0..4$"):
+    with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected fold numbers in 0..4 \(cv.n_folds=5\)$"):
         from moa_lit.settings import CVSettings
         from moa_lit.train import typed
 

@@ -134,3 +134,19 @@ def test_input_without_rows_is_refused(saved, tmp_path, monkeypatch):
     empty.write_text((data_dir / "test_features.csv").read_text().splitlines()[0] + "\n")
     with pytest.raises(MoAError, match="no (data )?rows"):
         _predict(run_dir, empty, tmp_path, monkeypatch)
+
+
+def test_output_inside_a_run_is_refused_unless_overwrite(saved, run_copy, tmp_path, monkeypatch):
+    _, data_dir = saved
+    before = (run_copy / "submission.csv").read_bytes()
+    with pytest.raises(MoAError, match=r"output=.*submission.csv is inside the run it reads .*add overwrite=true"):
+        _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch, output=str(run_copy / "submission.csv"))
+    assert (run_copy / "submission.csv").read_bytes() == before
+    elsewhere = tmp_path / "another"
+    shutil.copytree(run_copy, elsewhere)
+    with pytest.raises(MoAError, match=r"is inside a run's output folder"):
+        _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch, output=str(elsewhere / "p.csv"), top_k=2)
+    assert not (elsewhere / "p.csv").exists()
+    written = _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch,
+                       output=str(run_copy / "predictions.csv"), overwrite=True)
+    assert (run_copy / "predictions.csv").is_file() and written is not None

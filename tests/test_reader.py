@@ -433,6 +433,7 @@ def test_scored_target_without_positive_warns(data_dir, frames, caplog):
 def test_test_ids_seen_in_train_warn(data_dir, frames, caplog):
     sig_id = frames[TRAIN_FEATURES]["sig_id"][20]
     set_cell(data_dir / TEST_FEATURES, 0, "sig_id", sig_id)
+    set_cell(data_dir / SAMPLE_SUBMISSION, 0, "sig_id", sig_id)
     read(data_dir)
     (message,) = warnings_of(caplog)
     assert re.match(rf"test_features\.csv: 1 sig_id\(s\) also appear in train_features\.csv \(e\.g\. {sig_id}\)", message)
@@ -570,14 +571,47 @@ def test_second_read_comes_from_the_cache(data_dir, parse_calls):
     assert_same_data(first, second)
 
 
-def test_touched_file_is_parsed_again(data_dir, parse_calls):
+def test_touched_but_unchanged_file_comes_from_the_cache(data_dir, parse_calls):
     read(data_dir)
     parse_calls.clear()
     path = data_dir / TRAIN_TARGETS_SCORED
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     read(data_dir)
-    assert parse_calls == [TRAIN_TARGETS_SCORED]
+    assert parse_calls == []  # keyed on content, not on the modification time
+
+
+def test_changed_content_with_same_size_and_mtime_is_parsed_again(data_dir, parse_calls):
+    first = read(data_dir)
+    path = data_dir / TRAIN_FEATURES
+    stat = path.stat()
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[1].split(",")
+    g0 = 4  # sig_id, cp_type, cp_time, cp_dose, then g-0
+    cells[g0] = cells[g0][:-1] + ("1" if cells[g0][-1] != "1" else "2")  # one digit: same byte count
+    lines[1] = ",".join(cells)
+    path.write_text("".join(lines))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    parse_calls.clear()
+    second = read(data_dir)
+    assert parse_calls == [TRAIN_FEATURES]
+    assert second.train["g-0"][0] != first.train["g-0"][0]
+    assert second.fingerprint[TRAIN_FEATURES]["sha1"] != first.fingerprint[TRAIN_FEATURES]["sha1"]
+
+
+def test_sample_submission_with_other_ids_is_refused(data_dir, frames):
+    set_cell(data_dir / SAMPLE_SUBMISSION, 2, "sig_id", "id_not_in_test")
+    message = expect_error(data_dir, r"^sample_submission\.csv: its sig_ids differ from test_features\.csv's: "
+                                     r"1 not in test_features\.csv \(e\.g\. id_not_in_test\); 1 of test_features\.csv missing")
+    assert len(message) < 400
+
+
+def test_sample_submission_row_order_is_kept(data_dir, frames):
+    shuffled = frames[SAMPLE_SUBMISSION].iloc[::-1]
+    shuffled.to_csv(data_dir / SAMPLE_SUBMISSION, index=False)
+    data = read(data_dir)
+    assert data.sample_submission_ids.tolist() == shuffled["sig_id"].tolist()
 
 
 def test_changed_file_gives_new_data_and_replaces_its_entry(data_dir, parse_calls):

@@ -11,6 +11,7 @@ import sys
 
 import torch
 
+from moa_lit import fs_errors
 from moa_lit.errors import MoAError
 
 log = logging.getLogger("moa_lit")
@@ -37,15 +38,49 @@ def configure_threads(num_threads: int | None) -> int:
     return n
 
 
-def user_error(exc: BaseException) -> MoAError | None:
-    """The MoAError behind an exception, also when Hydra's instantiate wrapped it."""
+def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError | None:
+    """The MoAError behind an exception, also when Hydra's instantiate wrapped
+    it; a file-system fault (full disk, read-only folder, ...) counts as one.
+    ``writing_under``: the folder named when the fault names no file (a full
+    disk met by a library's own writer, e.g. Lightning's CSV logger)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, MoAError):
             return exc
+        if isinstance(exc, OSError) and exc.errno in fs_errors.HANDLED_ERRNOS:
+            where = None if exc.filename is not None or not writing_under else f"a file under {writing_under}"
+            return fs_errors.describe(exc, where)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+MAX_LINE = 600
+
+
+def _output_folder(cfg) -> str | None:
+    """Where the command writes, when its config says (a run's folder, an output)."""
+    from omegaconf import OmegaConf
+
+    for key in ("paths.output_dir", "output_dir", "output"):
+        try:
+            value = OmegaConf.select(cfg, key, default=None)
+        except Exception:  # an unresolvable interpolation outside a Hydra job
+            value = None
+        if value:
+            return str(value)
+    return None
+
+
+def one_line(message: str, limit: int = MAX_LINE) -> str:
+    """A message on one line of at most ``limit`` characters: a long middle (a
+    huge list of values, a path repeated) is cut, the start (what failed) and
+    the end (what was expected) are kept."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3 - 5
+    return f"{text[:head]} ... {text[-tail:]}"
 
 
 def run_and_exit_on_error(fn, cfg):
@@ -53,22 +88,25 @@ def run_and_exit_on_error(fn, cfg):
     try:
         return fn(cfg)
     except Exception as exc:
-        err = user_error(exc)
+        err = user_error(exc, writing_under=_output_folder(cfg))
         if err is None:
             raise
         log.debug("stopped: %s", err)  # the console gets the one line below
-        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        # A finished but untrusted run is a warning with its own status (3).
+        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
+        sys.exit(getattr(err, "exit_status", 2))
 
 
-def hydra_command(config_name: str, command):
+def hydra_command(config_name: str, command, around=None):
     """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
     ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
     ``command(cfg)`` runs under :func:`run_and_exit_on_error`, or, as a trial
     of a failure-tolerant search, raises to the sweeper, which records it.
-    Only allow-listed targets may be built: a config naming another
-    ``_target_`` is one line before anything runs, and Hydra enforces the same
-    list on every ``instantiate`` (``execution_whitelist``)."""
+    ``around(cfg)``, if given, is a context manager the command runs in,
+    outside a search trial (train's Ctrl-C handling). Only allow-listed
+    targets may be built: a config naming another ``_target_`` is one line
+    before anything runs, and Hydra enforces the same list on every
+    ``instantiate`` (``execution_whitelist``)."""
     import hydra
 
     from moa_lit.config import CONFIG_DIR
@@ -84,6 +122,9 @@ def hydra_command(config_name: str, command):
         if failures_go_to_sweeper():
             # An Optuna trial: the sweeper records a failure and goes on.
             return checked(cfg)
-        return run_and_exit_on_error(checked, cfg)
+        if around is None:
+            return run_and_exit_on_error(checked, cfg)
+        with around(cfg):
+            return run_and_exit_on_error(checked, cfg)
 
     return main

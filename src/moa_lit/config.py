@@ -57,6 +57,25 @@ def _unknown_key_hint(err: BaseException) -> str:
     return f"; expected one of {', '.join(str(k) for k in keys)}" if keys else ""
 
 
+def _table_error(overrides) -> str | None:
+    """The first command-line value that :mod:`moa_lit.settings_check`'s table
+    refuses, as it would say it (the typed schema alone would accept ``yes``
+    or ``2`` for a boolean); interpolations are left to the composed config."""
+    from moa_lit.settings_check import TRAIN, refusal
+
+    for override in overrides:
+        key = override.key_or_group
+        if key not in TRAIN:
+            continue
+        value = override.value()
+        if isinstance(value, str) and "${" in value:
+            continue
+        message = refusal(key, value, TRAIN[key])
+        if message:
+            return message
+    return None
+
+
 def compose_error(overrides: list[str], config_name: str = "train", config_dir: str = CONFIG_DIR) -> str | None:
     """One line naming a command-line setting that the config's schema refuses
     (a wrong type, an unknown key), or None. Hydra's own report is a multi-line
@@ -73,6 +92,10 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
     except Exception:
         return None  # Hydra's own message names the malformed override
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    if config_name == "train":
+        refused = _table_error([o for o in parsed if not o.is_sweep_override() and not o.is_delete()])
+        if refused:
+            return refused
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir):
@@ -81,7 +104,8 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
         key = getattr(cause, "full_key", None)
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        override = next((o for o in plain if key and o.lstrip("+~").partition("=")[0] == key), key or "the overrides")
+        # The last override of a key is the one in effect.
+        override = next((o for o in reversed(plain) if key and o.lstrip("+~").partition("=")[0] == key), key or "the overrides")
         hint = ""
         if "not in" in first:
             # omegaconf >= 2.4 suggests a few close keys; the hint lists them all, on every version.

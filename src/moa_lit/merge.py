@@ -18,10 +18,12 @@ from omegaconf import DictConfig
 from moa_lit import schema
 from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
+from moa_lit.fs_errors import check_writable_folder
 from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finished, score_oof, write_combined
 from moa_lit.runs.run_dir import RunDir, changed_settings
+from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
 
 log = logging.getLogger("moa_lit.merge")
 
@@ -58,9 +60,11 @@ def check_compatible(parts: list[FinishedRun], settings: list[dict], scores: lis
             raise MoAError(f"runs: {part.path} and {first.path} differ in having a submission.csv")
 
 
-def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
+def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = False) -> dict:
     if not run_dirs:
         raise MoAError("runs=[]: expected the run folders to merge, e.g. runs=[outputs/a,outputs/b]")
+    target = RunDir(output_dir)
+    target.check_new_output([Path(d) for d in run_dirs], "output_dir", overwrite)  # before anything is read or written
     loaded = [load_part(Path(d)) for d in run_dirs]
     parts, settings, part_scores = (list(x) for x in zip(*loaded))
     check_compatible(parts, settings, part_scores)
@@ -96,7 +100,13 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
         submission = pd.DataFrame(values, columns=columns[1:])
         submission.insert(0, columns[0], first.submission[columns[0]].to_numpy())
 
-    out = RunDir(output_dir)
+    with target.lock(), target.replaced_when_done() as out:
+        target.check_new_output([p.path for p in parts], "output_dir", overwrite)  # again, now that no one else writes it
+        _write_merged(out, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores)
+    return scores
+
+
+def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores) -> None:
     out.path.mkdir(parents=True, exist_ok=True)
     for part in parts:  # models and learning curves, for predict and the report
         for name in (files.MODELS, files.LOGS):
@@ -111,12 +121,13 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
     out.write_settings(merged_settings)
     write_combined(out, first.run, manifest.with_folds(fold_ids), fold_table, oof_frame, submission, scores)
     build_report(out.path)
-    return scores
 
 
 def merge(cfg: DictConfig) -> float:
+    check_settings(cfg, MERGE_SETTINGS)
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
-    scores = merge_runs(list(cfg.runs or []), output_dir)
+    check_writable_folder(output_dir, "output_dir")
+    scores = merge_runs(list(cfg.runs or []), output_dir, overwrite=bool(cfg.get("overwrite", False)))
     print(
         f"merged {len(cfg.runs)} runs, folds {scores['folds']}: OOF log loss {scores['oof_logloss']:.5f} over all "
         f"{scores['n_rows']} rows (controls at 0), {scores['oof_logloss_treated']:.5f} over treated rows\nOutputs: {output_dir}",

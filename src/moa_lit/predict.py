@@ -23,9 +23,11 @@ from moa_lit.cli import configure_threads, hydra_command
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.explain import command as explain_command
+from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import FLOAT_FORMAT, FoldDir, RunDir
+from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
 from moa_lit.training.fold_predictor import FoldPredictor
 
 log = logging.getLogger("moa_lit.predict")
@@ -164,15 +166,38 @@ def _top_k(value, n_targets: int) -> int:
     return value
 
 
+def check_not_in_a_run(path: Path, run: RunDir, overwrite: bool) -> None:
+    """A predictions file is never written into the run it reads, nor into
+    another run's folder, unless ``overwrite=true``."""
+    folder = RunDir(path.parent)
+    inside = path.resolve().parent == run.path.resolve() or run.path.resolve() in path.resolve().parents
+    if (inside or folder.holds_outputs()) and not overwrite:
+        which = "the run it reads" if inside else "a run's output folder"
+        raise MoAError(
+            f"output={path} is inside {which} ({run.path if inside else folder.path}); expected a path outside run "
+            "folders, or add overwrite=true"
+        )
+
+
 def predict(cfg: DictConfig) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
+    check_settings(cfg, PREDICT_SETTINGS)
     run = RunDir(run_dir)
     manifest = run.manifest()
     top_k = _top_k(cfg.get("top_k"), len(manifest.target_names))
-    output = Path(cfg.output).expanduser() if cfg.get("output") else Path(f"{_stem(source)}_predictions.csv")
+    output = check_output_file(str(cfg.output), "output") if cfg.get("output") else Path(f"{_stem(source)}_predictions.csv")
     if output.resolve() == source.resolve():
         raise MoAError(f"output={output} is the input file; expected another path (it would be overwritten)")
+    top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv") if top_k else None
+    if top_path is not None and top_path.resolve() == source.resolve():
+        raise MoAError(
+            f"output={output} with top_k={top_k} would write the top-{top_k} table to {top_path}, the input file; "
+            "expected another output name"
+        )
+    for path in (output, top_path):
+        if path is not None:
+            check_not_in_a_run(path, run, bool(cfg.get("overwrite", False)))
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
@@ -193,8 +218,7 @@ def predict(cfg: DictConfig) -> Path:
     )
     files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
-    if top_k:
-        top_path = output.with_name(f"{_stem(output)}_top{top_k}.csv")
+    if top_path is not None:
         files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
         written.append(top_path)
     if explained is not None:

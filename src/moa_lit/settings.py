@@ -1,10 +1,11 @@
 """The typed settings of the groups users edit most (``cv``, ``loader``,
 ``features``, ``pretrain``, ``stack``, ``predict``), registered in Hydra's
 ConfigStore as the schema of ``conf/train.yaml``: a wrong type or an unknown
-key is refused when the config is composed. Value checks that a type cannot
-express run when ``train.py`` turns the composed groups into these objects
-(``OmegaConf.to_object``), each with one line naming the setting; nothing
-below ``train.py`` reads the config."""
+key is refused when the config is composed. Ranges and choices are not kept
+here: each object checks its fields against the one table of
+:mod:`moa_lit.settings_check` when ``train.py`` turns the composed groups into
+these objects (``OmegaConf.to_object``), one line naming the setting; only
+checks across fields live here. Nothing below ``train.py`` reads the config."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 
 from moa_lit.errors import MoAError
-
-AUXILIARY_TARGETS = ("nonscored", "scored+nonscored")
+from moa_lit.settings_check import STAGE_TARGETS as AUXILIARY_TARGETS, check_fields
 OPTIMIZED_METRICS = ("oof_logloss", "oof_logloss_treated")
 
 
@@ -28,12 +28,10 @@ class CVSettings:
     folds: Optional[List[int]] = None  # a subset of folds to run; None runs all
 
     def __post_init__(self) -> None:
-        if self.n_folds < 2:
-            raise MoAError(f"cv.n_folds={self.n_folds}: expected at least 2 folds")
-        if self.folds is not None:
-            ids = [int(k) for k in self.folds]
-            if not ids or len(set(ids)) != len(ids) or any(not 0 <= k < self.n_folds for k in ids):
-                raise MoAError(f"cv.folds={ids}: expected distinct fold numbers in 0..{self.n_folds - 1}")
+        check_fields(self, "cv")
+        if self.folds is not None and any(int(k) >= self.n_folds for k in self.folds):
+            ids = ",".join(str(int(k)) for k in self.folds)
+            raise MoAError(f"cv.folds=[{ids}]: expected fold numbers in 0..{self.n_folds - 1} (cv.n_folds={self.n_folds})")
 
     @property
     def fold_ids(self) -> list[int]:
@@ -46,9 +44,7 @@ class LoaderSettings:
     eval_batch_size: int = 8192
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise MoAError(f"loader.{key}={getattr(self, key)}: expected a positive number of rows")
+        check_fields(self, "loader")
 
 
 @dataclass
@@ -64,6 +60,9 @@ class FeatureSettings:
     row_stats: bool = False
     variance_threshold: Optional[float] = None
 
+    def __post_init__(self) -> None:
+        check_fields(self, "features")
+
 
 @dataclass
 class AuxiliaryStage:
@@ -77,13 +76,7 @@ class AuxiliaryStage:
     lr: Optional[float] = None  # the stage's peak learning rate; None: the model's
 
     def __post_init__(self) -> None:
-        if not self.enabled:
-            return
-        key = self.key
-        if self.targets not in AUXILIARY_TARGETS:
-            raise MoAError(f"{key}.targets={self.targets!r}: expected one of {list(AUXILIARY_TARGETS)}")
-        if self.max_epochs < 1:
-            raise MoAError(f"{key}.max_epochs={self.max_epochs}: expected at least 1 epoch")
+        check_fields(self, self.key)
 
     key = "stage"  # the config group, named in errors
 
@@ -94,25 +87,11 @@ class PretrainSettings(AuxiliaryStage):
     body_lr_scale: float = 1.0
     key = "pretrain"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.enabled:
-            return
-        if self.freeze_body_epochs < 0:
-            raise MoAError(f"pretrain.freeze_body_epochs={self.freeze_body_epochs}: expected 0 or more epochs")
-        if not self.body_lr_scale > 0:
-            raise MoAError(f"pretrain.body_lr_scale={self.body_lr_scale}: expected a positive factor")
-
 
 @dataclass
 class StackSettings(AuxiliaryStage):
     inner_folds: int = 3
     key = "stack"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.enabled and self.inner_folds < 2:
-            raise MoAError(f"stack.inner_folds={self.inner_folds}: expected at least 2 inner folds")
 
 
 @dataclass
@@ -121,12 +100,9 @@ class PredictSettings:
     clip: Optional[List[float]] = None
 
     def __post_init__(self) -> None:
-        if self.clip is None:
-            return
-        values = list(self.clip) if isinstance(self.clip, (list, tuple)) else None
-        if not values or len(values) != 2 or not 0.0 <= float(values[0]) < float(values[1]) <= 1.0:
-            raise MoAError(f"predict.clip={self.clip}: expected [lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]")
-        self.clip = [float(values[0]), float(values[1])]
+        check_fields(self, "predict")
+        if self.clip is not None:
+            self.clip = [float(v) for v in self.clip]
 
     @property
     def clip_range(self) -> tuple[float, float] | None:
@@ -147,6 +123,7 @@ class TrainConfig:
     predict: PredictSettings = field(default_factory=PredictSettings)
     seeds: List[int] = field(default_factory=lambda: [0])
     resume: bool = False
+    allow_worse_than_prior: bool = False
     num_threads: Optional[int] = None
     optimized_metric: str = "oof_logloss"
     data: Any = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,15 @@ from moa_lit.config import compose_error, unknown_group_choice
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
+from moa_lit.fs_errors import check_writable_folder
+from moa_lit.interrupts import say_how_to_continue
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
+from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, labels_table
 from moa_lit.scoring.scores import score_run
+from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import (
     CVSettings,
     FeatureSettings,
@@ -38,6 +43,7 @@ from moa_lit.settings import (
     StackSettings,
     check_optimized_metric,
 )
+from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
@@ -100,6 +106,7 @@ def memory_settings(cfg: DictConfig) -> dict:
 
 def train(cfg: DictConfig) -> float:
     timer = PhaseTimer()
+    check_train_settings(cfg, command_line_overrides())
     quiet_lightning()
     assign_job_gpu(cfg, multirun_job_number())
     check_trainer_devices(cfg.trainer)
@@ -119,92 +126,127 @@ def train(cfg: DictConfig) -> float:
     fold_ids = cv.fold_ids
     run = RunDir(cfg.paths.output_dir)
     resume = bool(cfg.get("resume", False))
-    resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
-
-    with timer("data"):
-        data = instantiate(cfg.data)
-        fingerprint = with_content_hashes(data.fingerprint)
-    run.record_data(fingerprint, resuming)
-    names = data.scored_names
-    targets = data.scored.to_numpy(dtype=np.float64)
-    is_control = data.train_is_control
-    log.info(
-        "data: %d training rows (%d controls), %d scored targets, %s drugs, %s test rows; %d threads",
-        len(targets), int(is_control.sum()), len(names),
-        "no" if data.drug is None else data.drug.nunique(),
-        0 if data.test is None else len(data.test), threads,
-    )
-
-    with timer("folds"):
-        folds = assign_folds(targets, data.drug, n_folds=cv.n_folds, seed=cv.seed, drug_threshold=cv.drug_threshold)
-    ids = data.train[schema.ID].to_numpy()
-    with timer("writing"):
-        fold_table = pd.DataFrame({schema.ID: ids, "fold": folds})
-        if data.drug is not None:
-            fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
+    with run.lock():  # a second writer of this folder gets one line naming this process
+        resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
         if resuming:
-            run.check_same_folds(fold_table)
-        run.write_folds(fold_table)
-        run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
-        run.write_manifest(
-            RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
+            run.check_resume_keeps_outputs(seeds, fold_ids)
+
+        with timer("data"):
+            data = instantiate(cfg.data)
+            fingerprint = with_content_hashes(data.fingerprint)
+        run.record_data(fingerprint, resuming)
+        names = data.scored_names
+        targets = data.scored.to_numpy(dtype=np.float64)
+        is_control = data.train_is_control
+        log.info(
+            "data: %d training rows (%d controls), %d scored targets, %s drugs, %s test rows; %d threads",
+            len(targets), int(is_control.sum()), len(names),
+            "no" if data.drug is None else data.drug.nunique(),
+            0 if data.test is None else len(data.test), threads,
         )
 
-    dm = MoADataModule(
-        data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
-        feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
-        device=device,
-    )
-    cross_validation = CrossValidation(
-        dm, run, plan, trainers, timer,
-        test=None if data.test is None else TestRows(data.test, data.test_is_control),
-        nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
-        drug=None if data.drug is None else data.drug.to_numpy(),
-        resume=resume, memory_settings=memory_settings(cfg),
-    )
-    preds = cross_validation.run_folds(seeds, fold_ids, clip)
+        with timer("folds"):
+            folds = assign_folds(targets, data.drug, n_folds=cv.n_folds, seed=cv.seed, drug_threshold=cv.drug_threshold)
+        warn_if_schedule_cannot_run(cfg, {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids})
+        ids = data.train[schema.ID].to_numpy()
+        with timer("writing"):
+            fold_table = pd.DataFrame({schema.ID: ids, "fold": folds})
+            if data.drug is not None:
+                fold_table.insert(1, schema.DRUG, data.drug.to_numpy())
+            if resuming:
+                run.check_same_folds(fold_table)
+            run.write_folds(fold_table)
+            run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
+            run.write_manifest(
+                RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
+            )
 
-    with timer("writing"):
-        scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
-        rows = np.isin(folds, fold_ids)
-        oof = pd.DataFrame(preds.oof[rows], columns=names)
-        oof.insert(0, schema.ID, ids[rows])
-        submission = None
-        if preds.test is not None:
-            submission = pd.DataFrame(preds.test, columns=names)
-            submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
-            if data.sample_submission_columns is not None:
-                submission = submission[data.sample_submission_columns]
-        run.write_predictions(oof, submission)
-    scores["seeds"] = seeds
-    scores["fold_summaries"] = preds.fold_summaries
-    gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
-    scores["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    scores["peak_gpu_memory_mb"] = max(gpu_peaks) if gpu_peaks else None
-    scores["data"] = fingerprint
-    scores["timings_s"] = timer.summary()
-    scores["wall_time_s"] = scores["timings_s"]["total"]
-    run.write_scores(scores)
-    build_report(run.path)
+        dm = MoADataModule(
+            data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
+            feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
+            device=device,
+        )
+        cross_validation = CrossValidation(
+            dm, run, plan, trainers, timer,
+            test=None if data.test is None else TestRows(data.test, data.test_is_control),
+            nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
+            drug=None if data.drug is None else data.drug.to_numpy(),
+            resume=resume, memory_settings=memory_settings(cfg),
+        )
+        preds = cross_validation.run_folds(seeds, fold_ids, clip)
 
-    source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
-    print(
-        f"OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
-        f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
-        f"prior {scores['prior_logloss']:.5f} / {scores['prior_logloss_treated']:.5f} ({source}); "
-        f"{scores['wall_time_s']:.0f} s\nOutputs: {run.path}",
-        flush=True,
-    )
-    return scores[metric]
+        with timer("writing"):
+            scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
+            rows = np.isin(folds, fold_ids)
+            oof = pd.DataFrame(preds.oof[rows], columns=names)
+            oof.insert(0, schema.ID, ids[rows])
+            submission = None
+            if preds.test is not None:
+                submission = pd.DataFrame(preds.test, columns=names)
+                submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
+                if data.sample_submission_columns is not None:
+                    submission = submission[data.sample_submission_columns]
+                if data.sample_submission_ids is not None:  # the sample's row order (same ids, checked)
+                    submission = submission.set_index(schema.ID).loc[data.sample_submission_ids.to_numpy()].reset_index()
+            run.write_predictions(oof, submission)
+        scores["seeds"] = seeds
+        scores["fold_summaries"] = preds.fold_summaries
+        gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
+        scores["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        scores["peak_gpu_memory_mb"] = max(gpu_peaks) if gpu_peaks else None
+        scores["data"] = fingerprint
+        scores["timings_s"] = timer.summary()
+        scores["wall_time_s"] = scores["timings_s"]["total"]
+        untrusted = untrusted_reasons(cfg, scores, run.path, seeds, fold_ids)
+        scores["untrusted"] = untrusted  # [] for a run whose result may be used
+        run.write_scores(scores)
+        build_report(run.path)
+
+        source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
+        print(
+            f"OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
+            f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
+            f"prior {scores['prior_logloss']:.5f} / {scores['prior_logloss_treated']:.5f} ({source}); "
+            f"{scores['wall_time_s']:.0f} s\nOutputs: {run.path}",
+            flush=True,
+        )
+        if untrusted and not cfg.get("allow_worse_than_prior", False):
+            error = untrusted_run_error(untrusted, run.path)
+            if not failures_go_to_sweeper():
+                raise error
+            log.warning("%s", error)  # a search trial: the sweeper records its value, the log says why it is poor
+        return scores[metric]
 
 
-hydra_main = hydra_command("train", train)
+def continue_on_interrupt(cfg: DictConfig):
+    """Ctrl-C / SIGTERM: one line with the command that resumes the run."""
+    return say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir))
+
+
+hydra_main = hydra_command("train", train, around=continue_on_interrupt)
+
+
+def output_folder_arg(argv: list[str]) -> tuple[str, str]:
+    """(key, folder) where this command line will write, as given (Hydra makes
+    it before any of our code runs, so it is checked first)."""
+    multirun = "-m" in argv or "--multirun" in argv
+    wanted = ("hydra.sweep.dir",) if multirun else ("hydra.run.dir",)
+    for key in (*wanted, "paths.log_dir"):
+        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
+        if values and not any(ch in values[-1] for ch in "${}"):
+            return key, values[-1]
+    return "paths.log_dir", "outputs"
 
 
 def main():
-    bad = unknown_group_choice(sys.argv[1:]) or compose_error(sys.argv[1:])
-    if bad:
-        print(f"moa-lit: error: {bad}", file=sys.stderr, flush=True)
+    args = sys.argv[1:]
+    try:
+        bad = unknown_group_choice(args) or compose_error(args)
+        if bad:
+            raise MoAError(bad)
+        check_writable_folder(*reversed(output_folder_arg(args)))
+    except MoAError as err:
+        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     return hydra_main()
 

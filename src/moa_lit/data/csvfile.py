@@ -58,6 +58,7 @@ def read_header(path: Path, role: str) -> Header:
     """
     if path.stat().st_size == 0:
         raise MoAError(f"{role}: file is empty (0 bytes): {path}; expected a CSV header and rows")
+    check_not_disguised(path, role)
     try:
         with open_bytes(path, role) as stream:
             # utf-8-sig skips a BOM; newline="" lets csv handle both \n and \r\n.
@@ -71,6 +72,23 @@ def read_header(path: Path, role: str) -> Header:
     if not first or not any(field.strip() for field in first):
         raise MoAError(f"{role}: file has no header row (it is empty or starts with a blank line): {path}")
     return Header(raw=first, names=[clean_name(field) for field in first])
+
+
+# The first bytes of compressed files, and the suffix pandas and moa-lit read them by.
+MAGIC = ((b"\x1f\x8b", "gzip", ".gz"), (b"PK\x03\x04", "zip", ".zip"), (b"BZh", "bzip2", ".bz2"),
+         (b"\xfd7zXZ\x00", "xz", ".xz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"))
+
+
+def check_not_disguised(path: Path, role: str) -> None:
+    """A compressed file whose name does not say so (``train_features.csv``
+    holding gzip bytes) is named as such, not reported as bad UTF-8."""
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    for magic, kind, suffix in MAGIC:
+        if head.startswith(magic) and path.suffix != suffix:
+            supported = suffix in COMPRESSED_SUFFIXES
+            fix = f"rename it to {path.name}{suffix}" if supported else "decompress it"
+            raise MoAError(f"{role}: the file is {kind}-compressed but named {path.name}; {fix}: {path}")
 
 
 @contextmanager

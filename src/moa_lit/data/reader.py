@@ -14,8 +14,6 @@ predict command uses it on a user's new file.
 
 from __future__ import annotations
 
-import hashlib
-
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,11 @@ import numpy as np
 import pandas as pd
 
 from moa_lit.data import checks
-from moa_lit.data.cache import ParseCache
-from moa_lit.data.csvfile import Header, find_source, parse_csv, read_header
+from moa_lit.data.cache import ParseCache, content_sha1
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from moa_lit.data.csvfile import Header, find_source, open_bytes, parse_csv, read_header
 from moa_lit.errors import MoAError
 from moa_lit.schema import (
     CELL_PREFIX,
@@ -75,7 +76,10 @@ class MoAData:
     test: pd.DataFrame | None  # test_features, same columns as train; None if absent
     sample_submission_columns: list[str] | None  # header of sample_submission.csv, if present
     layout: FeatureLayout
-    fingerprint: dict  # {file name: {"file", "bytes", "mtime_ns"}, "rows", "test_rows", "n_scored", ...}
+    fingerprint: dict  # {file name: {"file", "path", "bytes", "mtime_ns", "sha1"}, "rows", "test_rows", ...}
+    # sample_submission.csv's sig_ids (text), the rows of submission.csv in
+    # this order; None without the sample (or without test features).
+    sample_submission_ids: pd.Series | None = None
 
     @property
     def scored_names(self) -> list[str]:
@@ -112,17 +116,24 @@ def read_dataset(
     sources = _locate(folder, require_nonscored)
     cache = ParseCache.for_data_dir(folder, cache_dir) if use_cache else ParseCache(None)
     features_kind = f"features-g{n_genes}-c{n_cells}"
+    # Each file hashed once: the cache's key and the run's record of its data.
+    digests = {path: content_sha1(path) for path in sources.values() if path is not None}
 
-    train = cache.frame(sources[TRAIN_FEATURES], features_kind, lambda path: read_features(path, layout))
+    train = cache.frame(
+        sources[TRAIN_FEATURES], features_kind, lambda path: read_features(path, layout), digests[sources[TRAIN_FEATURES]]
+    )
     ids = train[ID]
-    scored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_SCORED], ids)
-    nonscored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_NONSCORED], ids)
-    drug = _read_aligned_drug(cache, sources[TRAIN_DRUG], ids, folder)
-    test = _read_test(cache, sources[TEST_FEATURES], layout, features_kind)
+    scored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_SCORED], ids, digests)
+    nonscored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_NONSCORED], ids, digests)
+    drug = _read_aligned_drug(cache, sources[TRAIN_DRUG], ids, folder, digests)
+    test = _read_test(cache, sources[TEST_FEATURES], layout, features_kind, digests)
     submission = _read_submission_columns(sources[SAMPLE_SUBMISSION], sources[TRAIN_TARGETS_SCORED], scored)
+    sample_ids = None
+    if submission is not None and test is not None:
+        sample_ids = _read_submission_ids(sources[SAMPLE_SUBMISSION], test[ID], sources[TEST_FEATURES].name)
 
-    data = MoAData(train, scored, nonscored, drug, test, submission, layout, fingerprint={})
-    data.fingerprint = _fingerprint(sources, data)
+    data = MoAData(train, scored, nonscored, drug, test, submission, layout, fingerprint={}, sample_submission_ids=sample_ids)
+    data.fingerprint = _fingerprint(sources, data, digests)
     _warn_about_oddities(data, sources)
     return data
 
@@ -257,15 +268,19 @@ def _shown_as_found(raw: pd.Series, numbers: pd.Series) -> pd.Series:
 # -- the other files, lined up with train ----------------------------------------------
 
 
-def _read_aligned_targets(cache: ParseCache, path: Path | None, train_ids: pd.Series) -> pd.DataFrame | None:
+def _read_aligned_targets(
+    cache: ParseCache, path: Path | None, train_ids: pd.Series, digests: dict[Path, str]
+) -> pd.DataFrame | None:
     if path is None:
         return None
-    frame = cache.frame(path, "targets", read_targets)
+    frame = cache.frame(path, "targets", read_targets, digests.get(path))
     checks.check_same_ids(path.name, frame[ID], TRAIN_FEATURES, train_ids)
     return checks.align_rows(frame.drop(columns=ID), frame[ID], train_ids)
 
 
-def _read_aligned_drug(cache: ParseCache, path: Path | None, train_ids: pd.Series, folder: Path) -> pd.Series | None:
+def _read_aligned_drug(
+    cache: ParseCache, path: Path | None, train_ids: pd.Series, folder: Path, digests: dict[Path, str]
+) -> pd.Series | None:
     if path is None:
         logger.warning(
             "%s not found in %s: folds cannot be drug-aware, so rows are stratified one by one "
@@ -274,12 +289,14 @@ def _read_aligned_drug(cache: ParseCache, path: Path | None, train_ids: pd.Serie
             folder,
         )
         return None
-    frame = cache.frame(path, "drug", read_drug)
+    frame = cache.frame(path, "drug", read_drug, digests.get(path))
     checks.check_same_ids(path.name, frame[ID], TRAIN_FEATURES, train_ids)
     return checks.align_rows(frame[DRUG], frame[ID], train_ids)
 
 
-def _read_test(cache: ParseCache, path: Path | None, layout: FeatureLayout, kind: str) -> pd.DataFrame | None:
+def _read_test(
+    cache: ParseCache, path: Path | None, layout: FeatureLayout, kind: str, digests: dict[Path, str]
+) -> pd.DataFrame | None:
     if path is None:
         return None
     names = read_header(path, path.name).names
@@ -287,7 +304,7 @@ def _read_test(cache: ParseCache, path: Path | None, layout: FeatureLayout, kind
     if missing or extra:
         difference = checks.describe_difference(missing, extra)
         raise MoAError(f"{path.name}: columns differ from {TRAIN_FEATURES}: {difference}; expected the same columns")
-    return cache.frame(path, kind, lambda source: read_features(source, layout))
+    return cache.frame(path, kind, lambda source: read_features(source, layout), digests.get(path))
 
 
 def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.DataFrame) -> list[str] | None:
@@ -313,16 +330,54 @@ def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.Da
     raise MoAError(f"{role}: columns differ from {ID} + the targets of {scored_path.name}: {detail}")
 
 
+def _read_submission_ids(path: Path, test_ids: pd.Series, test_role: str) -> pd.Series:
+    """The sample submission's sig_ids, as text, which must be the test file's
+    (in any order: submission.csv then follows the sample's order). Different
+    ids are refused: a submission must have a row for each of them, and the
+    model only predicts the test file's."""
+    role = path.name
+    header = read_header(path, role)
+    raw_id = header.raw[header.names.index(ID)]
+    options = pcsv.ConvertOptions(include_columns=[raw_id], column_types={raw_id: pa.string()})
+    try:
+        with open_bytes(path, role) as stream:
+            ids = pcsv.read_csv(stream, convert_options=options).column(0).to_pandas()
+    except (pa.ArrowException, OSError, EOFError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise MoAError(f"{role}: cannot read its {ID} column ({reason}): {path}") from None
+    ids = ids.astype("str").rename(ID)
+    checks.check_ids(role, ids)
+    missing = ~test_ids.isin(ids)
+    extra = ~ids.isin(test_ids)
+    if missing.any() or extra.any():
+        parts = []
+        if extra.any():
+            parts.append(f"{int(extra.sum())} not in {test_role} (e.g. {ids[extra].iloc[0]})")
+        if missing.any():
+            parts.append(f"{int(missing.sum())} of {test_role} missing (e.g. {test_ids[missing].iloc[0]})")
+        raise MoAError(
+            f"{role}: its {ID}s differ from {test_role}'s: {'; '.join(parts)}; expected the same samples "
+            f"(a submission has one row per test sample; remove {role} to write the test file's rows)"
+        )
+    return ids.reset_index(drop=True)
+
+
 # -- report ----------------------------------------------------------------------------
 
 
-def _fingerprint(sources: dict[str, Path | None], data: MoAData) -> dict:
-    """What was read: each file's size and mtime, and the counts a run records."""
+def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[Path, str]) -> dict:
+    """What was read: each file's size, mtime and SHA-1, and the counts a run records."""
     files = {}
     for name, path in sources.items():
         if path is not None:
             stat = path.stat()
-            files[name] = {"file": path.name, "path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            files[name] = {
+                "file": path.name,
+                "path": str(path.resolve()),
+                "bytes": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "sha1": digests[path],
+            }
     return {
         **files,
         "rows": len(data.train),
@@ -335,16 +390,12 @@ def _fingerprint(sources: dict[str, Path | None], data: MoAData) -> dict:
 
 def with_content_hashes(fingerprint: dict) -> dict:
     """The fingerprint with each source file's SHA-1, which a run records so its
-    data can be identified later (about 0.2 s for the Kaggle-sized files; kept
-    out of ``read_dataset`` so cached reads stay fast)."""
+    data can be identified later; ``read_dataset`` already hashed each file
+    (the parse cache's key), so only a fingerprint made elsewhere is hashed here."""
     out = dict(fingerprint)
     for name, entry in fingerprint.items():
-        if isinstance(entry, dict) and entry.get("path"):
-            digest = hashlib.sha1()
-            with open(entry["path"], "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            out[name] = {**entry, "sha1": digest.hexdigest()}
+        if isinstance(entry, dict) and entry.get("path") and not entry.get("sha1"):
+            out[name] = {**entry, "sha1": content_sha1(Path(entry["path"]))}
     return out
 
 

@@ -53,7 +53,7 @@ def read_report_inputs(run_dir: Path) -> ReportInputs:
     run = RunDir(run_dir)
     manifest = run.manifest()
     scores = run.read_scores()
-    oof_frame = run.read_oof(engine="pyarrow")
+    oof_frame = run.read_oof()
     names = manifest.target_names
     absent = [n for n in names if n not in oof_frame.columns]
     if absent:

@@ -35,8 +35,8 @@ class FinishedRun:
 
 def read_finished(path: Path) -> FinishedRun:
     run = RunDir(path)
-    folds = pd.read_csv(run.need(files.FOLDS, FINISHED))
-    oof = pd.read_csv(run.need(files.OOF, FINISHED))
+    folds = run.read_folds(FINISHED)
+    oof = run.read_oof(FINISHED)
     return FinishedRun(run=run, folds=folds, oof=oof, submission=run.read_submission())
 
 

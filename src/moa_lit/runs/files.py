@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from moa_lit import fs_errors
+
 FOLDS = "folds.csv"
 OOF = "oof.csv"
 SUBMISSION = "submission.csv"
@@ -40,6 +42,8 @@ RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds,
 LABELS = "labels.csv"  # sig_id, cp_type and the positive targets of every training row
 DATA_FINGERPRINT = "data.json"  # the data files (size, SHA-1) the run started with; resume compares it
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
+# Held (flock) while a process writes the folder; names the holder; removed when it ends.
+LOCK = ".lock"
 REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
 REPORT_MD = "report.md"
 LEARNING_CURVES_PNG = "learning_curves.png"
@@ -67,14 +71,22 @@ def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    except OSError as err:  # a read-only, full or missing folder: one line naming the file
+        raise fs_errors.describe(err, path) from err
     os.close(fd)
     try:
         yield Path(tmp)
         # mkstemp makes the file private (0600); give it the mode open() would.
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in fs_errors.HANDLED_ERRNOS:  # a full disk: pandas' error names no file
+            raise fs_errors.describe(err, path) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -13,14 +13,27 @@ Resume (``resume=true hydra.run.dir=<run>``): the folder must have been
 started with the same settings and the same data; finished folds are reused
 (their ``predictions.npz`` is written last), an unfinished fold goes on from
 its ``last.ckpt``. Without ``resume=true`` a run never writes into a folder
-that already holds a run, so a failing run cannot overwrite another's outputs."""
+that already holds a run (except one that trained nothing: no finished fold,
+no checkpoint), so a failing run cannot overwrite another's outputs.
+
+A process writing a run folder holds its lock (:meth:`RunDir.lock`): a second
+writer gets one line naming the holder. ``merge`` and ``blend`` refuse an
+output folder that is one of their inputs, or holds another run unless
+``overwrite=true`` (:meth:`RunDir.check_new_output`), and then the old run is
+replaced only once the new one is complete (:meth:`RunDir.replaced_when_done`)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import shutil
+import socket
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,6 +43,7 @@ from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest, parse_manifest
+from moa_lit.runs.tables import read_run_csv
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +55,7 @@ POSITIVES = "positives"
 # differ between the interrupted run and its resumption (a key and all below it).
 MAY_CHANGE_ON_RESUME = (
     "resume",
+    "allow_worse_than_prior",  # what is done with the result, not the result
     "seeds",  # finished seeds are reused, new ones are trained
     "cv.folds",
     "num_threads",
@@ -271,6 +286,92 @@ class RunDir:
     def holds_a_run(self) -> bool:
         return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS))
 
+    def holds_outputs(self) -> bool:
+        """Whether the folder holds a run's outputs (a training run, a merge or a blend)."""
+        names = (files.SETTINGS, files.FOLDS, files.MODELS, files.OOF, files.SUBMISSION, files.SCORES, files.RUN_MANIFEST)
+        return any((self.path / name).exists() for name in names)
+
+    def trained_anything(self) -> bool:
+        """A finished fold, a checkpoint or run-level predictions: work a new run must not overwrite."""
+        if any(self.has(name) for name in (files.OOF, files.SCORES)):
+            return True
+        models = self.path / files.MODELS
+        patterns = (files.FOLD_PREDICTIONS, files.BEST_CHECKPOINT, files.LAST_CHECKPOINT)
+        return models.is_dir() and any(next(models.rglob(p), None) is not None for p in patterns)
+
+    # -- who writes ---------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while this process writes the folder; a second writer gets one
+        line naming the holder. An advisory flock: the system drops it when the
+        process ends, so a killed run leaves no stale lock."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / files.LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 400).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise MoAError(
+                    f"{self.path} is being written by {holder}; wait for it to end, or write elsewhere"
+                ) from None
+            try:  # the holder may have removed the file between our open and flock
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200]
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()} ({command})".encode())
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def check_new_output(self, inputs: list[Path], key: str, overwrite: bool = False) -> None:
+        """Refuse this folder as the output of a command reading ``inputs``:
+        one of them (or inside or around one), or another run's folder unless
+        ``overwrite``."""
+        out = self.path.resolve()
+        for source in inputs:
+            source = Path(source).resolve()
+            if out == source or source in out.parents or out in source.parents:
+                raise MoAError(
+                    f"{key}={self.path} is or holds {source}, one of the runs this command reads; "
+                    f"expected a new {key} (it would be overwritten)"
+                )
+        if self.holds_outputs() and not overwrite:
+            raise MoAError(
+                f"{key}={self.path} already holds a run's outputs; choose a new {key}, or add overwrite=true "
+                "to replace them once the new output is complete"
+            )
+
+    @contextmanager
+    def replaced_when_done(self) -> Iterator["RunDir"]:
+        """The folder to write a new output into: this one when it holds no run,
+        else a sibling that takes this one's place only once the block ends
+        without error (the old run is then removed)."""
+        if not self.holds_outputs():
+            yield self
+            return
+        staging = RunDir(self.path.with_name(f".{self.path.name}.new-{os.getpid()}"))
+        shutil.rmtree(staging.path, ignore_errors=True)
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging.path, ignore_errors=True)
+            raise
+        old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+        os.replace(self.path, old)
+        os.replace(staging.path, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("replaced the run in %s (overwrite=true)", self.path)
+
     def start(self, settings: dict, resume: bool) -> bool:
         """Check the folder may take this run and record its settings; True when
         resuming an earlier run there. Raises MoAError before anything is written
@@ -278,7 +379,9 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         settings_path = self.path / files.SETTINGS
         if not resume:
-            if self.holds_a_run():
+            if self.holds_a_run() and not self.trained_anything():
+                log.info("%s holds a run that trained nothing (no finished fold, no checkpoint); starting anew there", self.path)
+            elif self.holds_a_run():
                 raise MoAError(
                     f"hydra.run.dir={self.path} already holds a run; add resume=true to continue it, "
                     "or choose a new hydra.run.dir"
@@ -329,12 +432,28 @@ class RunDir:
         path = self.path / files.DATA_FINGERPRINT
         return files.read_json(path) if path.is_file() else None
 
+    def check_resume_keeps_outputs(self, seeds: list[int], fold_ids: list[int]) -> None:
+        """A finished run resumed with fewer seeds or folds would have its
+        oof.csv, submission.csv and scores replaced by those of the subset."""
+        if not self.has(files.SCORES):
+            return
+        finished = self.read_scores()
+        dropped_folds = sorted(set(finished.get("folds") or []) - set(fold_ids))
+        dropped_seeds = sorted(set(finished.get("seeds") or []) - set(seeds))
+        if dropped_folds or dropped_seeds:
+            what = f"folds {dropped_folds}" if dropped_folds else f"seeds {dropped_seeds}"
+            raise MoAError(
+                f"resume=true: {self.path} holds a finished run over folds {finished.get('folds')} and seeds "
+                f"{finished.get('seeds')}; resuming without {what} would replace its oof.csv and submission.csv "
+                "with the rest alone; resume with all of them (cv.folds=null), or start a new run"
+            )
+
     def check_same_folds(self, fold_table: pd.DataFrame) -> None:
         """A resumed run must split the same rows into the same folds as before."""
         path = self.path / files.FOLDS
         if not path.is_file():
             return
-        saved = pd.read_csv(path)
+        saved = read_run_csv(path)
         same = list(saved.columns) == list(fold_table.columns) and len(saved) == len(fold_table)
         if same:
             same = all(
@@ -379,6 +498,9 @@ class RunDir:
     def write_folds(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.FOLDS)
 
+    def read_folds(self, what: str = "every finished training run") -> pd.DataFrame:
+        return read_run_csv(self.need(files.FOLDS, what))
+
     def write_labels(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.LABELS)
 
@@ -408,12 +530,12 @@ class RunDir:
         if submission is not None:
             files.write_csv(submission, self.path / files.SUBMISSION, float_format=FLOAT_FORMAT)
 
-    def read_oof(self, **kwargs) -> pd.DataFrame:
-        return pd.read_csv(self.need(files.OOF), **kwargs)
+    def read_oof(self, what: str = "every finished training run") -> pd.DataFrame:
+        return read_run_csv(self.need(files.OOF, what))
 
     def read_submission(self) -> pd.DataFrame | None:
         path = self.path / files.SUBMISSION
-        return pd.read_csv(path) if path.is_file() else None
+        return read_run_csv(path) if path.is_file() else None
 
     def write_scores(self, scores: dict) -> None:
         files.write_json(scores, self.path / files.SCORES)
@@ -447,6 +569,16 @@ class RunDir:
             earlier = earlier[earlier["epoch"] < later["epoch"].min()]
         files.write_csv(pd.concat([earlier, later], ignore_index=True), metrics_path)
         earlier_path.unlink()
+
+    def epoch_train_losses(self, seed: int, fold: int) -> pd.Series:
+        """Mean training loss per epoch of a fold (empty without logs)."""
+        path = self.metrics_file(seed, fold)
+        if not path.is_file():
+            return pd.Series(dtype=float)
+        frame = pd.read_csv(path)
+        if "train_loss" not in frame or "epoch" not in frame:
+            return pd.Series(dtype=float)
+        return frame.dropna(subset=["train_loss"]).groupby("epoch")["train_loss"].last().sort_index()
 
     def curve(self, seed: int, fold: int) -> pd.DataFrame | None:
         """Per-epoch train loss and validation log loss of a fold (None without logs)."""

@@ -1,0 +1,114 @@
+"""Whether a finished run can be trusted, and what would be silently skipped
+before it starts.
+
+A run whose out-of-fold log loss is worse than the per-target prior on the
+same rows learned nothing usable, and a fold whose training loss rose far above
+its first epoch's diverged; both still write every output (nothing is lost),
+then end with one line and exit status 3 unless ``allow_worse_than_prior=true``.
+The divergence check reads the per-epoch ``train_loss`` the CSV logger wrote
+(``logs/seed<s>_fold<k>/metrics.csv``): no per-step host reads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from moa_lit.errors import MoAError
+from moa_lit.runs.run_dir import RunDir
+from moa_lit.training.stages import peak_lr_setting
+
+log = logging.getLogger("moa_lit.train")
+
+# An epoch's mean training loss this many times its first epoch's: diverged.
+DIVERGENCE_FACTOR = 2.0
+# OneCycle needs this many optimiser steps; fewer and module.py skips it.
+MIN_SCHEDULE_STEPS = 4
+
+
+class UntrustedRunError(MoAError):
+    """The run finished and wrote its outputs, but its result is not to be used."""
+
+    kind = "warning"
+    exit_status = 3
+
+
+def rate_setting(model: Mapping[str, Any] | DictConfig) -> str:
+    """The setting that sets the learning rate (:func:`peak_lr_setting`: OneCycle's
+    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``), with its value."""
+    name = peak_lr_setting(model.get("scheduler"))
+    group, key = name.split(".")[1:]
+    return f"{name}={(model.get(group) or {}).get(key)}"
+
+
+def train_batches_per_epoch(n_rows: int, batch_size: int) -> int:
+    """As ``datamodule.TensorBatches``: a last batch of one row is dropped."""
+    full, rest = divmod(n_rows, batch_size)
+    return full + (1 if rest > 1 else 0)
+
+
+def warn_if_schedule_cannot_run(cfg: DictConfig, train_rows_per_fold: Mapping[int, int]) -> str | None:
+    """Said before training: a OneCycle schedule with fewer than 4 optimiser
+    steps in a fold is skipped (the rate stays constant), so
+    ``model.scheduler.max_lr`` would have no effect. Returns the line logged."""
+    scheduler = OmegaConf.select(cfg, "model.scheduler", default=None)
+    if not scheduler or "pct_start" not in scheduler or not train_rows_per_fold:
+        return None
+    batch_size, epochs = int(cfg.loader.batch_size), int(cfg.trainer.max_epochs)
+    fold, rows = min(train_rows_per_fold.items(), key=lambda item: item[1])
+    batches = train_batches_per_epoch(rows, batch_size)
+    steps = batches * epochs
+    if steps >= MIN_SCHEDULE_STEPS:
+        return None
+    line = (
+        f"fold {fold} trains only {steps} optimiser steps ({batches} batches of loader.batch_size={batch_size} "
+        f"x trainer.max_epochs={epochs}); the OneCycle schedule needs {MIN_SCHEDULE_STEPS} and is skipped, so the "
+        f"rate stays model.optimizer.lr={cfg.model.optimizer.lr} and model.scheduler.max_lr has no effect; "
+        "raise trainer.max_epochs or lower loader.batch_size"
+    )
+    log.warning(line)
+    return line
+
+
+def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | None:
+    """The first (seed, fold) whose training loss rose above DIVERGENCE_FACTOR x
+    its first epoch's, described; None when none did (or nothing was logged)."""
+    for seed in seeds:
+        for fold in fold_ids:
+            losses = RunDir(run_dir).epoch_train_losses(seed, fold)
+            if len(losses) < 2 or not np.isfinite(losses.iloc[0]) or losses.iloc[0] <= 0:
+                continue
+            first = float(losses.iloc[0])
+            later = losses.iloc[1:]
+            peak_epoch = int(later.idxmax())
+            if later.max() > DIVERGENCE_FACTOR * first:
+                return (
+                    f"seed {seed} fold {fold} diverged (training loss {later.max():.4g} at epoch {peak_epoch}, "
+                    f"{first:.4g} at epoch {int(losses.index[0])})"
+                )
+    return None
+
+
+def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[str]:
+    """Why the run's result should not be used (empty: nothing found)."""
+    reasons = []
+    diverged = divergence(run_dir, seeds, fold_ids)
+    if diverged:
+        reasons.append(diverged)
+    oof, prior = scores["oof_logloss"], scores["prior_logloss"]
+    if not oof <= prior:  # NaN counts as worse
+        reasons.append(f"OOF log loss {oof:.5f} is worse than the prior's {prior:.5f} on the same {scores['n_rows']} rows")
+    if reasons:
+        reasons.append(f"lower {rate_setting(cfg.model)} or train longer")
+    return reasons
+
+
+def untrusted_run_error(reasons: list[str], run_dir: Path) -> UntrustedRunError:
+    return UntrustedRunError(
+        "this run should not be trusted: " + "; ".join(reasons) + f"; outputs kept in {run_dir}; "
+        "allow_worse_than_prior=true accepts it"
+    )

@@ -1,0 +1,332 @@
+"""One table of bad settings, files and commands (issue 12, point 7): each ends
+with exactly one ``moa-lit:`` line of at most a few hundred characters naming
+the cause, the right exit status, no traceback, and no file outside the
+command's own output folder changed (the data, a neighbouring finished run and
+every other case's inputs are hashed before and after).
+
+Commands run in-process (the same functions the entry points call, wrapped in
+``run_and_exit_on_error``) except two that go through a real interpreter, so
+the whole table stays fast."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose_train, run_cli, tiny_run_overrides
+from moa_lit import schema
+from moa_lit.runs import files as run_files
+from moa_lit.cli import run_and_exit_on_error
+
+# -- the world every case runs in: synthetic data, a finished run, inputs ------------------------
+
+
+def _can_mount_tmpfs(target: Path, options: str) -> bool:
+    target.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    from moa_lit.train import train
+
+    overrides = [*tiny_run_overrides(root, n_samples=500, epochs=1, n_scored=30), "num_threads=1"]
+    neighbour = root / "runs" / "neighbour"
+    cfg = compose_train([*overrides, f"paths.output_dir={neighbour}"])
+    train(cfg)
+    (neighbour / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, neighbour / run_files.CONFIG)  # as Hydra saves it, for merge
+    data_dir = next((root / "data").glob("synthetic-*"))
+    test_file = root / "inputs" / "new.csv"
+    test_file.parent.mkdir()
+    shutil.copy(data_dir / schema.TEST_FEATURES, test_file)
+    shutil.copy(data_dir / schema.TEST_FEATURES, root / "inputs" / "X_top3.csv")
+    (root / "inputs" / "a_file").write_text("not a folder\n")
+
+    def kaggle_copy(name: str, damage: Callable[[Path], None]) -> Path:
+        folder = root / "kaggle" / name
+        shutil.copytree(data_dir, folder, ignore=shutil.ignore_patterns(".moa_cache", "manifest.json"))
+        damage(folder)
+        return folder
+
+    def gzip_in_place(folder: Path) -> None:
+        path = folder / schema.TRAIN_FEATURES
+        path.write_bytes(gzip.compress(path.read_bytes()))
+
+    def other_sample_ids(folder: Path) -> None:
+        path = folder / schema.SAMPLE_SUBMISSION
+        frame = pd.read_csv(path, dtype={schema.ID: str})
+        frame.loc[0, schema.ID] = "id_not_in_test"
+        frame.to_csv(path, index=False)
+
+    gz_input = root / "inputs" / "gz.csv"
+    gz_input.write_bytes(gzip.compress(test_file.read_bytes()))
+    mounts = {}
+    for name, options in (("readonly", "size=64k,ro"), ("full", "size=96k")):
+        mounts[name] = root / "mounts" / name if _can_mount_tmpfs(root / "mounts" / name, options) else None
+    yield {
+        "root": root,
+        "overrides": [o for o in overrides if not o.startswith("allow_worse")],
+        "neighbour": neighbour,
+        "data_dir": data_dir,
+        "input": test_file,
+        "gzip_data": kaggle_copy("gzip", gzip_in_place),
+        "other_ids_data": kaggle_copy("other_ids", other_sample_ids),
+        "mounts": mounts,
+    }
+    for mount in mounts.values():
+        if mount is not None:
+            subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def tree_hashes(root: Path, own: Path) -> dict[str, str]:
+    """SHA-1 of every file under ``root`` except under the case's own folder
+    (and the fault-injecting mounts, which only the case using one writes)."""
+    hashes = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and own not in path.parents and root / "mounts" not in path.parents:
+            hashes[str(path.relative_to(root))] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return hashes
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    id: str
+    kind: str  # train | train_main | train_cli | predict | merge | blend
+    args: list = field(default_factory=list)  # overrides; "{X}" filled from the world
+    message: str = ""  # a substring of the one line
+    status: int = 2
+    needs: str | None = None  # a mount the case needs
+    inject_full_disk: bool | str = False
+
+
+CASES = [
+    # settings: wrong type or out of range, every group users set
+    Case("n_folds text", "train_main", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
+    Case("n_folds 1", "train", ["cv.n_folds=1"], "cv.n_folds=1: expected a whole number >= 2"),
+    Case("n_folds float", "train_main", ["cv.n_folds=2.5"], "cv.n_folds=2.5: expected a whole number"),
+    Case("cv seed negative", "train", ["cv.seed=-1"], "cv.seed=-1: expected a whole number >= 0"),
+    Case("drug threshold 0", "train", ["cv.drug_threshold=0"], "cv.drug_threshold=0"),
+    Case("folds repeated", "train", ["cv.folds=[0,0]"], "cv.folds=[0,0]: expected a list of distinct whole numbers"),
+    Case("fold out of range", "train", ["cv.folds=[7]"], "cv.folds=[7]: expected fold numbers in 0..1"),
+    Case("seeds repeated", "train", ["seeds=[0,0]"], "seeds=[0,0]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (0 is repeated"),
+    Case("seeds empty", "train", ["seeds=[]"], "seeds=[]: expected a list"),
+    Case("seeds text", "train_main", ["seeds=[x]"], "seeds=['x']"),
+    Case("seeds long and repeated", "train", ["seeds=[" + ",".join(["1"] * 400) + "]"], "seeds=[1,1,1,1,1,1,1,1,1,1,...]: expected"),
+    Case("batch size 0", "train", ["loader.batch_size=0"], "loader.batch_size=0: expected a whole number >= 2"),
+    Case("batch size 1", "train", ["loader.batch_size=1"], "loader.batch_size=1"),
+    Case("eval batch negative", "train", ["loader.eval_batch_size=-5"], "loader.eval_batch_size=-5"),
+    Case("max epochs 0", "train", ["trainer.max_epochs=0"], "trainer.max_epochs=0: expected a whole number >= 1"),
+    Case("max epochs text", "train", ["trainer.max_epochs=abc"], "trainer.max_epochs='abc'"),
+    Case("precision", "train", ["trainer.precision=17"], "trainer.precision=17: expected one of"),
+    Case("gradient clip negative", "train", ["+trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
+    Case("hidden size 0", "train", ["model.net.hidden_size=0"], "model.net.hidden_size=0"),
+    Case("layers negative", "train", ["model.net.n_layers=-1"], "model.net.n_layers=-1"),
+    Case("dropout 1.5", "train", ["model.net.dropout_input=1.5"], "model.net.dropout_input=1.5: expected a number >= 0 and < 1"),
+    Case("dropout negative", "train", ["model.net.dropout_hidden=-0.1"], "model.net.dropout_hidden=-0.1"),
+    Case("activation", "train", ["model.net.activation_name=tanh"], "model.net.activation_name='tanh': expected one of elu"),
+    Case("lr ignored by onecycle", "train", ["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5 has no effect: the OneCycle schedule sets"),
+    Case("lr negative", "train", ["model.scheduler=null", "model.optimizer.lr=-1"], "model.optimizer.lr=-1: expected a number > 0"),
+    Case("weight decay", "train", ["model.optimizer.weight_decay=-1"], "model.optimizer.weight_decay=-1"),
+    Case("max_lr 0", "train", ["model.scheduler.max_lr=0"], "model.scheduler.max_lr=0: expected a number > 0"),
+    Case("pct_start", "train", ["model.scheduler.pct_start=1.5"], "model.scheduler.pct_start=1.5"),
+    Case("label smoothing", "train", ["model.label_smoothing=0.7"], "model.label_smoothing=0.7: expected a number >= 0 and < 0.5"),
+    Case("pca negative", "train", ["features.pca_genes=-3"], "features.pca_genes=-3"),
+    Case("quantiles 1", "train", ["features.n_quantiles=1"], "features.n_quantiles=1"),
+    Case("variance threshold", "train", ["features.variance_threshold=-1"], "features.variance_threshold=-1"),
+    Case("rank gauss text", "train_main", ["features.rank_gauss=maybe"], "features.rank_gauss='maybe': expected true or false"),
+    Case("clip reversed", "train", ["predict.clip=[0.9,0.1]"], "predict.clip=[0.9,0.1]: expected [lo, hi]"),
+    Case("clip scalar", "train_main", ["predict.clip=0.5"], "predict.clip=0.5"),
+    Case("pretrain epochs", "train", ["pretrain.enabled=true", "pretrain.max_epochs=0"], "pretrain.max_epochs=0"),
+    Case("pretrain targets", "train", ["pretrain.targets=foo"], "pretrain.targets='foo': expected one of nonscored, scored+nonscored"),
+    Case("pretrain enabled text", "train_main", ["pretrain.enabled=yes"], "pretrain.enabled='yes': expected true or false"),
+    Case("stack inner folds", "train", ["stack.inner_folds=1"], "stack.inner_folds=1"),
+    Case("threads 0", "train", ["num_threads=0"], "num_threads=0: expected a whole number >= 1 (or null)"),
+    Case("samples 10", "train", ["data.n_samples=10"], "data.n_samples=10: expected a whole number >= 50"),
+    Case("resume text", "train_main", ["resume=maybe"], "resume='maybe': expected true or false"),
+    Case("allow text", "train_main", ["allow_worse_than_prior=2"], "allow_worse_than_prior=2: expected true or false"),
+    # files
+    Case("data folder missing", "train", ["data=kaggle", "data.dir={root}/nowhere"], "data folder not found: "),
+    Case("data folder is a file", "train", ["data=kaggle", "data.dir={root}/inputs/a_file"], "data path is a file, not a folder"),
+    Case("gzip named csv", "train", ["data=kaggle", "data.dir={gzip_data}", "data.use_cache=false"],
+         "train_features.csv: the file is gzip-compressed but named train_features.csv; rename it to train_features.csv.gz"),
+    Case("sample ids differ", "train", ["data=kaggle", "data.dir={other_ids_data}", "data.use_cache=false"],
+         "sample_submission.csv: its sig_ids differ from test_features.csv's: 1 not in test_features.csv (e.g. id_not_in_test)"),
+    # file system
+    Case("run dir under a file", "train_main", ["hydra.run.dir={root}/inputs/a_file/run"], "is a file, not a folder"),
+    Case("run dir read-only", "train_main", ["hydra.run.dir={mount_readonly}/run"], "is on a read-only file system", needs="readonly"),
+    Case("unknown model", "train_main", ["model=xyz"], "model=xyz: no such model config"),
+    Case("disk full (injected)", "train", [], "folds.csv: no space left on the device; free some space or write elsewhere (ENOSPC)",
+         inject_full_disk=True),
+    Case("disk full in a library's writer", "train", [], "a file under {own}/run: no space left on the device",
+         inject_full_disk="nameless"),
+    Case("disk full (tmpfs)", "train", ["paths.output_dir={mount_full}/run"], "no space left on the device", needs="full"),
+    # a run not to be trusted: outputs written, exit 3
+    Case("diverged run", "train", ["model.scheduler.max_lr=1000", "trainer.max_epochs=2"],
+         "this run should not be trusted: ", status=3),
+    # predict
+    Case("predict output folder", "predict", ["output={root}/inputs"], "output={root}/inputs is a folder; expected a file name"),
+    Case("predict output slash", "predict", ["output={own}/preds/"], "ends with '/', a folder; expected a file name"),
+    Case("predict top-k over input", "predict", ["input={root}/inputs/X_top3.csv", "output={root}/inputs/X.csv", "top_k=3"],
+         "would write the top-3 table to {root}/inputs/X_top3.csv, the input file"),
+    Case("predict output is input", "predict", ["output={input}"], "is the input file"),
+    Case("predict no run", "predict", ["run_dir={root}/runs/missing"], "runs/missing"),
+    Case("predict top_k text", "predict", ["top_k=abc"], "top_k='abc': expected a whole number >= 0 (or null)"),
+    Case("predict gzip input", "predict", ["input={root}/inputs/gz.csv"], "the file is gzip-compressed but named gz.csv"),
+    Case("predict read-only output", "predict", ["output={mount_readonly}/p.csv"], "read-only file system", needs="readonly"),
+    # merge and blend
+    Case("merge no runs", "merge", ["runs=[]"], "runs=[]: expected the run folders to merge"),
+    Case("merge output under a file", "merge", ["runs=[{neighbour}]", "output_dir={root}/inputs/a_file/merged"], "is a file, not a folder"),
+    Case("blend no runs", "blend", [], "runs= is missing"),
+    # outputs never over inputs or another run
+    Case("train over a finished run", "train", ["paths.output_dir={neighbour}"], "already holds a run; add resume=true"),
+    Case("merge into its own run", "merge", ["runs=[{neighbour}]", "output_dir={neighbour}"],
+         "is or holds {neighbour}, one of the runs this command reads"),
+    Case("merge into another run", "merge", ["runs=[{root}/runs/missing]", "output_dir={neighbour}"],
+         "output_dir={neighbour} already holds a run's outputs; choose a new output_dir, or add overwrite=true"),
+    Case("merge overwrite text", "merge", ["runs=[{neighbour}]", "overwrite=maybe"], "overwrite='maybe': expected true or false"),
+    Case("blend into one of its runs", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={neighbour}/blend"],
+         "is or holds {neighbour}, one of the runs this command reads"),
+    Case("blend into another run", "blend", ["runs=[{root}/runs/a,{root}/runs/b]", "output_dir={neighbour}"],
+         "already holds a run's outputs"),
+    Case("predict into its run", "predict", ["output={neighbour}/preds.csv"], "is inside the run it reads ({neighbour})"),
+    Case("predict over the run's submission", "predict", ["output={neighbour}/submission.csv"],
+         "is inside the run it reads"),
+    Case("blend missing run", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={own}/blend"], "runs/missing"),
+    # through a real interpreter: Hydra's parsing and the entry point's exit
+    Case("cli n_folds text", "train_cli", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
+    Case("cli lr ignored", "train_cli", ["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5 has no effect"),
+]
+
+
+def _fill(text: str, world: dict, own: Path) -> str:
+    mounts = world["mounts"]
+    values = {
+        "root": world["root"], "own": own, "neighbour": world["neighbour"], "input": world["input"],
+        "gzip_data": world["gzip_data"], "other_ids_data": world["other_ids_data"],
+        "mount_readonly": mounts["readonly"], "mount_full": mounts["full"],
+    }
+    return text.format(**{k: str(v) for k, v in values.items()})
+
+
+def _run(case: Case, args: list[str], world: dict, own: Path, monkeypatch) -> int | None:
+    """Runs the case; returns the exit status (None: returned normally)."""
+    import moa_lit.train as train_module
+
+    try:
+        if case.kind == "train":
+            base = world["overrides"]
+            if "data=kaggle" in args:  # the synthetic generator's keys are not the Kaggle reader's
+                base = [o for o in base if not o.startswith("data.")]
+            overrides = [*base, f"paths.output_dir={own / 'run'}", *args]
+            # What Hydra records as the command line, for the checks that read it.
+            monkeypatch.setattr(train_module, "command_line_overrides", lambda: list(args))
+            run_and_exit_on_error(train_module.train, compose_train(overrides))
+        elif case.kind == "train_main":
+            monkeypatch.setattr(sys, "argv", ["moa_lit.train", *args])
+            monkeypatch.setattr(train_module, "hydra_main", lambda: pytest.fail("the check did not stop it before Hydra"))
+            train_module.main()
+        elif case.kind == "predict":
+            from moa_lit.predict import predict
+
+            settings = {"run_dir": str(world["neighbour"]), "input": str(world["input"]),
+                        "output": str(own / "predictions.csv"), "top_k": 0, "num_threads": 1}
+            for arg in args:
+                key, value = arg.split("=", 1)
+                settings[key] = OmegaConf.create({"v": value}).v if key != "top_k" else _yaml_value(value)
+            run_and_exit_on_error(predict, OmegaConf.create(settings))
+        elif case.kind == "merge":
+            from moa_lit.merge import merge
+
+            settings = {"runs": [], "output_dir": str(own / "merged"), "paths": {"output_dir": str(own / "merged")}}
+            for arg in args:
+                key, value = arg.split("=", 1)
+                settings[key] = _yaml_value(value)
+            run_and_exit_on_error(merge, OmegaConf.create(settings))
+        elif case.kind == "blend":
+            from moa_lit.blend import main as blend_main
+
+            blend_main(args)
+        else:
+            raise AssertionError(case.kind)
+    except SystemExit as done:
+        return done.code
+    return None
+
+
+def _yaml_value(text: str):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(f"k={text}").value()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind != "train_cli"], ids=lambda c: c.id)
+def test_bad_command_is_one_line_and_touches_nothing_else(case, world, tmp_path, monkeypatch, capsys):
+    if case.needs and world["mounts"][case.needs] is None:
+        pytest.skip(f"cannot mount a {case.needs} tmpfs here (needs root)")
+    own = tmp_path / "own"
+    own.mkdir()
+    args = [_fill(a, world, own) for a in case.args]
+    if case.inject_full_disk:
+        def full(*a, **kw):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as pandas raises it: no file named
+
+        if case.inject_full_disk == "nameless":  # a library writing on its own, not through atomic_path
+            from lightning.pytorch.loggers import CSVLogger
+
+            monkeypatch.setattr(CSVLogger, "log_metrics", full)
+        else:
+            monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    before = tree_hashes(world["root"], own)
+    capsys.readouterr()
+    status = _run(case, args, world, own, monkeypatch)
+    err = capsys.readouterr().err
+    assert status == case.status, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("moa-lit:")]
+    assert len(lines) == 1, err[-2000:]
+    line = lines[0]
+    print(line)  # shown with -rA: the table of messages
+    assert "Traceback" not in err
+    assert _fill(case.message, world, own) in line, line
+    assert len(line) <= 500, len(line)  # a few hundred characters at most
+    assert tree_hashes(world["root"], own) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind == "train_cli"], ids=lambda c: c.id)
+def test_bad_command_line_is_one_line_through_the_interpreter(case, world, tmp_path):
+    own = tmp_path / "own"
+    before = tree_hashes(world["root"], own)
+    proc = run_cli("moa_lit.train", [*world["overrides"], f"hydra.run.dir={own / 'run'}", *case.args], cwd=tmp_path, timeout=300)
+    assert proc.returncode == case.status, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("moa-lit:")]
+    assert len(lines) == 1 and case.message in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert tree_hashes(world["root"], own) == before
+
+
+def test_a_long_message_is_cut_in_the_middle():
+    from moa_lit.cli import one_line
+
+    line = one_line("seeds=[" + "1," * 2000 + "1]:\n expected distinct seeds")
+    assert len(line) <= 600 and line.startswith("seeds=[1,1") and line.endswith("expected distinct seeds")
+    assert "\n" not in line
+
+
+def test_the_table_has_at_least_40_cases():
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +125,7 @@ def test_predict_on_a_gpu_trained_run_equals_its_submission(gpu_runs, where):
 
 
 def test_killed_gpu_run_resumes_to_the_uninterrupted_result(tmp_path):
-    from test_resume import start_cli
+    from test_resume import kill_in_second_fold
 
     precision = PRECISIONS[0]
     extra = ["trainer.deterministic=true", "num_threads=1"]
@@ -136,19 +134,8 @@ def test_killed_gpu_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     args = gpu_run(tmp_path, killed_dir, precision, extra, n_samples=1200, epochs=8)
-    fold0_done = run_files.fold_dir(killed_dir, 0, 0) / run_files.FOLD_PREDICTIONS
     fold1_last = run_files.fold_dir(killed_dir, 0, 1) / run_files.LAST_CHECKPOINT
-    proc = start_cli(args, tmp_path, tmp_path / "killed.log")
-    try:
-        deadline = time.monotonic() + 300
-        while not (fold0_done.exists() and fold1_last.exists()):
-            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached its second fold"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_in_second_fold(args, killed_dir, tmp_path)
     assert not (run_files.fold_dir(killed_dir, 0, 1) / run_files.FOLD_PREDICTIONS).exists(), "killed too late"
 
     resumed = run_cli("moa_lit.train", [*args, "resume=true"], cwd=tmp_path)

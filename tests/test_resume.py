@@ -88,23 +88,32 @@ def start_cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "moa_lit.train", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(reference):
-    tmp, _ = reference
-    run_dir = tmp / "killed"
-    args = [*overrides(tmp), f"hydra.run.dir={run_dir}"]
+def kill_in_second_fold(args: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
+    """Start ``python -m moa_lit.train args`` and SIGKILL it once fold 0 has
+    finished and fold 1 has saved a checkpoint to resume from."""
     fold0_done = run_files.fold_dir(run_dir, 0, 0) / run_files.FOLD_PREDICTIONS
     fold1_last = run_files.fold_dir(run_dir, 0, 1) / run_files.LAST_CHECKPOINT
-    proc = start_cli(args, tmp, tmp / "killed.log")
+    log = cwd / f"{run_dir.name}.log"
+    proc = start_cli(args, cwd, log)
     try:
         deadline = time.monotonic() + 300
         while not (fold0_done.exists() and fold1_last.exists()):
-            assert proc.poll() is None, (tmp / "killed.log").read_text()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the run never reached its second fold"
-            time.sleep(0.02)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+    return proc
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(reference):
+    tmp, _ = reference
+    run_dir = tmp / "killed"
+    args = [*overrides(tmp), f"hydra.run.dir={run_dir}"]
+    fold1_last = run_files.fold_dir(run_dir, 0, 1) / run_files.LAST_CHECKPOINT
+    proc = kill_in_second_fold(args, run_dir, tmp)
     assert proc.returncode == -signal.SIGKILL
     assert not (run_files.fold_dir(run_dir, 0, 1) / run_files.FOLD_PREDICTIONS).exists(), "killed too late"
     assert not (run_dir / run_files.OOF).exists()

@@ -1,5 +1,5 @@
 """The typed settings of the groups users edit most (``cv``, ``loader``,
-``features``, ``pretrain``, ``stack``, ``predict``), registered in Hydra's
+``features``, ``pretrain``, ``stack``, ``predict``, ``ensemble``, ``refit``), registered in Hydra's
 ConfigStore as the schema of ``conf/train.yaml``: a wrong type or an unknown
 key is refused when the config is composed. Ranges and choices are not kept
 here: each object checks its fields against the one table of

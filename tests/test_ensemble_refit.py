@@ -59,8 +59,8 @@ def ensemble_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ensemble")
     out = tmp / "run"
     cfg = compose_train([
-        "experiment=ensemble", "data.n_samples=400", "data.n_scored=20", f"data.dir={tmp / 'data'}",
-        "cv.n_folds=2", "trainer.max_epochs=3", "ensemble.models.mlp.net.hidden_size=32", "loader.batch_size=64",
+        "experiment=ensemble", "data.n_samples=300", "data.n_scored=20", f"data.dir={tmp / 'data'}",
+        "cv.n_folds=2", "trainer.max_epochs=2", "ensemble.models.mlp.net.hidden_size=32", "loader.batch_size=64",
         "callbacks.progress_bar.refresh_rate=0", "allow_worse_than_prior=true", "num_threads=1",
         "final_model=both", "refit.seeds=[0,1]", f"paths.output_dir={out}",
     ])

@@ -72,6 +72,7 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
         ("allow_worse_than_prior=2", "allow_worse_than_prior=2: expected true or false"),
         ("features.pca_genes=1.5", "features.pca_genes=1.5: expected a whole number >= 0"),
         ("stack.inner_folds=1", "stack.inner_folds=1: expected a whole number >= 2"),
+        ("data.variant=linear", "data.variant='linear': expected one of saturating, additive, interaction"),
         # ... unknown keys and keys outside the table as the schema says them.
         ("cv.n_fold=3", "cv.n_fold=3: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
         ("optimized_metric=val_loss", None),  # a value check in train: its own line

@@ -81,3 +81,16 @@ def test_bad_arguments_are_refused(argv, message, capsys):
         quality.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["data=kaggle"], "the quality benchmark needs the built-in synthetic data"),
+    (["cv.seed=abc"], "cv.seed='abc': expected a whole number >= 0"),
+])
+def test_bad_settings_stop_it_with_one_line_before_any_run(extra, message, tmp_path, capsys):
+    code = quality.main(["--n-samples", "300", "--variants", "additive", "--only", "prior,linear",
+                         "--out", str(tmp_path / "bench"), "--data-dir", str(tmp_path / "data"), *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moa-lit: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "bench").exists()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -74,6 +73,7 @@ SETUPS = [
     Setup("linear", ["experiment=baseline", "model=linear"], small=[], description="batch norm + one linear layer"),
     Setup("best", ["experiment=best"], description="the experiment=best preset"),
 ]
+NEEDS_SYNTHETIC = "the quality benchmark needs the built-in synthetic data (its held-out test labels): drop data=..."
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
 NAMES = ["prior", *(s.name for s in SETUPS), "blend"]
 
@@ -166,7 +166,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--variants", default=None, help="comma-separated data variants (default: all)")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(NAMES)}")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each with num_threads = cores / jobs")
-    p.add_argument("--cores", type=int, default=None, help="cores to share among the jobs (default: all)")
+    p.add_argument("--cores", type=int, default=None, help="cores to share among the jobs (default: the cores this process may use)")
     p.add_argument("--small", action="store_true", help="narrow networks (for quick checks, not for the table)")
     p.add_argument("--out", default="outputs/bench/quality", help="folder of the runs: <out>/<variant>/<setup>")
     p.add_argument("--data-dir", default="data", help="where the synthetic data is generated and cached")
@@ -189,7 +189,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.only = NAMES
     if args.jobs < 1:
         p.error(f"--jobs {args.jobs}: expected a whole number >= 1")
-    args.cores = args.cores or os.cpu_count() or 1
+    if args.cores is None:
+        from moa_lit.cli import available_cores
+
+        args.cores = available_cores()
     return args
 
 
@@ -225,15 +228,28 @@ def format_summary(mean_ranks: dict[str, float], counts: dict[str, int], n_varia
     return "\n".join(lines)
 
 
-def _prepare_data(variant: str, args: argparse.Namespace) -> Path:
-    """Generate (or reuse) the variant's data and warm the reader's cache once,
-    before parallel runs would each try to."""
-    from moa_lit.data.sources import load_synthetic
+def _prepare_data(common: list[str]) -> Path:
+    """The data folder the runs with these overrides will read: generated (or
+    reused) here, its reader cache warmed once, before parallel runs would each
+    try to. Composed from the same overrides, so a data.seed=... among the extra
+    overrides is the data whose held-out labels score the runs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from moa_lit.config import CONFIG_DIR
+    from moa_lit.data import sources
     from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
 
-    data_dir = Path(args.data_dir).expanduser().resolve()
-    load_synthetic(str(data_dir), n_samples=args.n_samples, variant=variant)
-    return ensure_synthetic(SyntheticConfig(n_samples=args.n_samples, variant=variant), data_dir)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR):
+        data = compose(config_name="train", overrides=common).data
+    settings = OmegaConf.to_container(data, resolve=True)
+    if settings.pop("_target_", None) != f"{sources.__name__}.load_synthetic":
+        raise MoAError(NEEDS_SYNTHETIC)
+    sources.load_synthetic(**settings)
+    settings.pop("dir"), settings.pop("use_cache", None)
+    return ensure_synthetic(SyntheticConfig(**settings), Path(data.dir).expanduser())
 
 
 @with_allowed_targets
@@ -241,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)
     from moa_lit.blend import blend
+    from moa_lit.cli import one_line
+    from moa_lit.config import compose_error
     from moa_lit.data.synthetic import heldout_test_labels
 
     out = Path(args.out).expanduser().resolve()
@@ -253,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
 
     folders, labels, commons = {}, {}, {}
     for variant in args.variants:
-        folders[variant] = _prepare_data(variant, args)
-        labels[variant] = heldout_test_labels(folders[variant])
         commons[variant] = [
             f"data.n_samples={args.n_samples}",
             f"data.dir={Path(args.data_dir).expanduser().resolve()}",
@@ -268,6 +284,19 @@ def main(argv: list[str] | None = None) -> int:
             *([f"trainer.max_epochs={args.epochs}", f"pretrain.max_epochs={args.epochs}",
                f"stack.max_epochs={args.epochs}"] if args.epochs is not None else []),
         ]
+        # Bad settings (an extra override, data=kaggle) end the benchmark here
+        # with one line, before any run starts.
+        try:
+            if any(o.partition("=")[0].lstrip("+") == "data" and o != "data=synthetic" for o in args.overrides):
+                raise MoAError(NEEDS_SYNTHETIC)
+            refused = compose_error(commons[variant])
+            if refused:
+                raise MoAError(refused)
+            folders[variant] = _prepare_data(commons[variant])
+            labels[variant] = heldout_test_labels(folders[variant])
+        except MoAError as err:
+            print(f"moa-lit: error: {one_line(str(err))}", file=sys.stderr, flush=True)
+            return 2
 
     jobs = [(v, s) for v in args.variants for s in setups]
     results: dict[str, dict[str, dict | str]] = {v: {} for v in args.variants}

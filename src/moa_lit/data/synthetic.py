@@ -158,8 +158,8 @@ _TIME_SHARES = np.array([7772, 8250, 7792]) / 23814
 # the real file's ranges (tests/test_synthetic.py states the tolerances).
 _NOISE_SCALE = 0.7  # g-* noise; real per-column quartiles are near -0.5 and 0.5
 _CELL_NOISE = 0.65  # c-* noise of each cell line
-_STRESS = 7.0
-_BROAD = 1.4  # off-target response on every gene, relative to the programs  # g-* movement of a row whose cells all die
+_STRESS = 7.0  # g-* movement of a row whose cells all die
+_BROAD = 1.4  # off-target response on every gene, relative to the programs
 _THRESHOLD = 0.3  # saturating variant: strength at which a response starts
 
 # ---------------------------------------------------------------- target names
@@ -227,11 +227,12 @@ class _Mechanisms:
     scored: list[str]
     nonscored: list[str]
     weight: np.ndarray  # (M,) label popularity
-    signature: np.ndarray  # (M, 4, G) gene response per chemical class (sub-type)
+    core: np.ndarray  # (M, G) the one signature of a target (additive, interaction)
+    signature: np.ndarray  # (M, 4, G) gene response per chemical class (saturating)
     n_subtypes: np.ndarray  # (M,) 1..4
     toxicity: np.ndarray  # (M,) 0 for non-toxic mechanisms
     cell_sensitivity: np.ndarray  # (M, C) multiplies toxicity per cell line
-    stress: np.ndarray  # (G,) response of dying cells, dense and heavy-tailed
+    stress: np.ndarray  # (G,) response shared by dying cells, on every gene
     programs: np.ndarray  # (K, G) shared gene programs
     gene_response: np.ndarray  # (G,) how strongly each gene responds to anything
     noise_scale: np.ndarray  # (G,) per-gene scale of the measurement noise
@@ -305,7 +306,7 @@ def _build_mechanisms(cfg: SyntheticConfig, rng: np.random.Generator) -> _Mechan
     time_signature = _unit_rms(_sparse_vectors(rng, n_m, g, gene_block))
     dose_signature = _unit_rms(_sparse_vectors(rng, n_m, g, gene_block))
     cell_pattern = _sparse_vectors(rng, n_m, c, max(1, c // 10)) ** 2
-    return _Mechanisms(scored, nonscored, weight, signature, n_subtypes, toxicity,
+    return _Mechanisms(scored, nonscored, weight, core, signature, n_subtypes, toxicity,
                        cell_sensitivity, stress, programs, gene_response, noise_scale,
                        time_signature, dose_signature, cell_pattern)
 
@@ -473,7 +474,7 @@ def _saturating(labels, part, mech, cfg, rng, strength):
 def _additive(labels, part, mech, cfg, rng, strength):
     """One fixed signature per target, summed and scaled by the row's strength:
     a linear model on the genes is nearly the Bayes rule here."""
-    per_drug = labels @ _core(mech)
+    per_drug = labels @ mech.core
     return strength[:, None] * per_drug[part.drug_of_row], 0.0
 
 
@@ -485,16 +486,11 @@ def _interaction(labels, part, mech, cfg, rng, strength):
     d = part.drug_of_row
     late = (part.time - 1.0)[:, None]  # -1, 0, +1
     high = (2.0 * part.dose - 1.0)[:, None]  # -1, +1
-    genes = (0.6 * (labels @ _core(mech))[d]
+    genes = (0.6 * (labels @ mech.core)[d]
              + 0.8 * late * (labels @ mech.time_signature)[d]
              + 0.8 * high * (labels @ mech.dose_signature)[d])
     cells = -1.5 * (labels @ mech.cell_pattern)[d] * (part.dose == 1)[:, None] * _TIME_STRENGTH[part.time][:, None]
     return strength[:, None] * genes, cells * np.minimum(strength, 2.0)[:, None]
-
-
-def _core(mech: _Mechanisms) -> np.ndarray:
-    """The class-free signature of each target (its first sub-type's core part)."""
-    return mech.signature[:, 0, :]
 
 
 _SIGNALS = {"saturating": _saturating, "additive": _additive, "interaction": _interaction}

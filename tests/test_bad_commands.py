@@ -159,6 +159,7 @@ CASES = [
     Case("stack inner folds", "train", ["stack.inner_folds=1"], "stack.inner_folds=1"),
     Case("threads 0", "train", ["num_threads=0"], "num_threads=0: expected a whole number >= 1 (or null)"),
     Case("samples 10", "train", ["data.n_samples=10"], "data.n_samples=10: expected a whole number >= 50"),
+    Case("data variant", "train", ["data.variant=linear"], "data.variant='linear': expected one of saturating, additive, interaction"),
     Case("resume text", "train_main", ["resume=maybe"], "resume='maybe': expected true or false"),
     Case("allow text", "train_main", ["allow_worse_than_prior=2"], "allow_worse_than_prior=2: expected true or false"),
     Case("final model", "train", ["final_model=last"], "final_model='last': expected one of fold_average, refit, both"),

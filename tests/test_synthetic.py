@@ -30,10 +30,17 @@ SMALL = SyntheticConfig(n_samples=600, seed=3)
 TINY = SyntheticConfig(n_samples=300, seed=5, n_genes=20, n_cells=8, n_scored=12, n_nonscored=10)
 
 
-def _shared_labels_dir() -> Path:
+def _shared_dir() -> Path:
     env = os.environ.get("MOA_SHARED_DIR")
-    shared = Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-    return shared / "data" / "lish-moa-labels"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+def _shared_labels_dir() -> Path:
+    return _shared_dir() / "data" / "lish-moa-labels"
+
+
+def _shared_stats_dir() -> Path:
+    return _shared_dir() / "data" / "lish-moa-feature-stats"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ def _targets(frames, name):
 
 # ---------------------------------------------------------------- layout
 def test_files_columns_and_dtypes(small):
-    assert set(small) == set(FILE_NAMES)
+    assert set(small) == {*FILE_NAMES, *synthetic.BENCHMARK_FILES}
     layout = schema.FeatureLayout.kaggle()
     for name in (schema.TRAIN_FEATURES, schema.TEST_FEATURES):
         frame = small[name]
@@ -102,7 +109,7 @@ def test_written_files_read_back_equal_and_byte_identical(tmp_path):
     write_dataset(TINY, tmp_path / "a")
     write_dataset(TINY, tmp_path / "b")
     frames = generate(TINY)
-    for name in FILE_NAMES:
+    for name in (*FILE_NAMES, *synthetic.BENCHMARK_FILES):
         a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
         assert a == b, name
         assert not a.startswith(b'"')  # bare header, as Kaggle writes it
@@ -244,7 +251,7 @@ def test_ensure_generates_then_reuses(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="moa_lit.data.synthetic"):
         folder = ensure_synthetic(TINY, tmp_path)
     assert folder.parent == tmp_path and folder.name.startswith("synthetic-")
-    assert {p.name for p in folder.iterdir()} == {*FILE_NAMES, synthetic.MANIFEST}
+    assert {p.name for p in folder.iterdir()} == {*FILE_NAMES, synthetic.MANIFEST, synthetic.BENCHMARK_DIR}
     assert "generated" in caplog.text and str(folder) in caplog.text
     mtimes = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
@@ -276,7 +283,7 @@ def test_interrupted_generation_is_not_reused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synthetic, "_write_csv", real_write)
     folder = ensure_synthetic(TINY, tmp_path)
-    assert {p.name for p in folder.iterdir()} == {*FILE_NAMES, synthetic.MANIFEST}
+    assert {p.name for p in folder.iterdir()} == {*FILE_NAMES, synthetic.MANIFEST, synthetic.BENCHMARK_DIR}
     pd.testing.assert_frame_equal(pd.read_csv(folder / schema.TRAIN_DRUG), generate(TINY)[schema.TRAIN_DRUG],
                                   check_dtype=False)
 
@@ -324,3 +331,184 @@ def test_label_statistics_match_the_real_ones(full, real):
                          sizes.iloc[0] / sizes.sum(), sizes[sizes > 18].sum() / sizes.sum()])
 
     assert np.allclose(drug_shares(full), drug_shares(real), atol=0.03)
+
+
+# ---------------------------------------------------------------- against the real feature statistics
+# Tolerances, stated once. Per-column statistics are compared as distributions
+# across columns (quantiles of the per-column std, min, max ...), on the default
+# variant at full size (the real file's 23,814 rows: extremes depend on n).
+STD_REL = 0.20  # each 5/25/50/75/95% quantile of the per-column std within 20%
+QUARTILE_ABS = 0.10  # median over columns of the 25% and 75% quantiles
+MEDIAN_ABS = 0.05  # median over columns of the column medians
+MEAN_ABS = 0.20  # 5/50/95% quantiles of the column means
+EXTREME_ABS = 1.5  # 25/50% quantiles of the column max, 50/75/95% of the column min
+REACH_ABS = 0.12  # share of g-* columns reaching +10 and -10
+META_ABS = 0.005  # cp_type, cp_time, cp_dose shares
+
+
+@pytest.fixture(scope="module")
+def real_stats() -> pd.DataFrame:
+    path = _shared_stats_dir() / "train_features_describe.csv"
+    if not path.is_file():
+        pytest.skip(f"real feature statistics not found at {path} (set MOA_SHARED_DIR to the shared folder)")
+    return pd.read_csv(path, index_col=0)
+
+
+def _describe(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"mean": frame.mean(), "std": frame.std(), "min": frame.min(),
+                         "25%": frame.quantile(0.25), "50%": frame.median(),
+                         "75%": frame.quantile(0.75), "max": frame.max()})
+
+
+@pytest.mark.parametrize("group", ["g-", "c-"])
+def test_feature_statistics_match_the_real_file(full, real_stats, group):
+    ours = _describe(full[schema.TRAIN_FEATURES].filter(regex="^" + group))
+    theirs = real_stats[real_stats.index.str.startswith(group)]
+    assert len(ours) == len(theirs)
+    assert ours["min"].min() >= -10 and ours["max"].max() <= 10  # clipped as the real file is
+
+    q = [0.05, 0.25, 0.5, 0.75, 0.95]
+    ratio = ours["std"].quantile(q).to_numpy() / theirs["std"].quantile(q).to_numpy()
+    assert np.all(np.abs(ratio - 1) <= STD_REL), ratio
+    for col in ("25%", "75%"):
+        assert abs(ours[col].median() - theirs[col].median()) <= QUARTILE_ABS, col
+    assert abs(ours["50%"].median() - theirs["50%"].median()) <= MEDIAN_ABS
+    mean_q = [0.05, 0.5, 0.95]
+    assert np.allclose(ours["mean"].quantile(mean_q), theirs["mean"].quantile(mean_q), atol=MEAN_ABS)
+    assert np.allclose(ours["max"].quantile([0.25, 0.5]), theirs["max"].quantile([0.25, 0.5]), atol=EXTREME_ABS)
+    assert np.allclose(ours["min"].quantile([0.5, 0.75, 0.95]), theirs["min"].quantile([0.5, 0.75, 0.95]),
+                       atol=EXTREME_ABS)
+    for side, reach in (("max", lambda s: s >= 10), ("min", lambda s: s <= -10)):
+        assert abs(reach(ours[side]).mean() - reach(theirs[side]).mean()) <= REACH_ABS, side
+
+
+def _real_meta_counts() -> dict[str, dict[str, int]]:
+    path = _shared_stats_dir() / "column_summary.tsv"
+    if not path.is_file():
+        pytest.skip(f"real column summary not found at {path}")
+    table = pd.read_csv(path, sep="\t")
+    rows = table[(table["file"] == "train_features.csv") & table["col"].isin([schema.CP_TYPE, schema.CP_TIME, schema.CP_DOSE])]
+    # "samples" reads e.g. trt_cp(21948)/ctl_vehicle(1866)
+    return {row.col: {m[0]: int(m[1]) for m in re.findall(r"([^/()]+)\((\d+)\)", row.samples)}
+            for row in rows.itertuples()}
+
+
+def test_meta_counts_match_the_real_file(full):
+    real = _real_meta_counts()
+    feats = full[schema.TRAIN_FEATURES]
+    for col, counts in real.items():
+        total = sum(counts.values())
+        ours = feats[col].astype(str).value_counts(normalize=True)
+        assert set(ours.index) == set(counts), col
+        for value, n in counts.items():
+            assert abs(ours[value] - n / total) <= META_ABS, (col, value, ours[value], n / total)
+
+
+def _cooccurrence(frames) -> dict[str, float]:
+    scored = _targets(frames, schema.TRAIN_TARGETS_SCORED).astype(np.float32)
+    nonscored = _targets(frames, schema.TRAIN_TARGETS_NONSCORED).astype(np.float32)
+    has_s, has_ns = scored.sum(axis=1) > 0, nonscored.sum(axis=1) > 0
+    pairs = scored.T @ nonscored
+    return {"rows with a non-scored label": has_ns.sum(), "rows with both": (has_s & has_ns).sum(),
+            "pairs that meet": (pairs > 0).sum(), "scored targets meeting one": (pairs.sum(axis=1) > 0).sum(),
+            "non-scored targets meeting one": (pairs.sum(axis=0) > 0).sum()}
+
+
+def test_scored_and_nonscored_cooccur_as_on_the_real_labels(full, real):
+    # Real: 4,590 rows carry a non-scored label, 753 both kinds; 235 pairs meet.
+    ours, theirs = _cooccurrence(full), _cooccurrence(real)
+    for key in theirs:
+        assert 0.7 * theirs[key] <= ours[key] <= 1.3 * theirs[key], (key, ours[key], theirs[key])
+
+
+# ---------------------------------------------------------------- variants
+MID = SyntheticConfig(n_samples=4000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def by_variant() -> dict[str, dict[str, pd.DataFrame]]:
+    return {v: generate(replace(MID, variant=v)) for v in synthetic.VARIANTS}
+
+
+def test_variants_share_labels_and_the_realistic_background(by_variant):
+    default = by_variant[synthetic.DEFAULT_VARIANT]
+    q = [0.05, 0.25, 0.5, 0.75, 0.95]
+    for variant, frames in by_variant.items():
+        for name in (schema.TRAIN_TARGETS_SCORED, schema.TRAIN_DRUG, schema.SAMPLE_SUBMISSION,
+                     *synthetic.BENCHMARK_FILES):
+            pd.testing.assert_frame_equal(frames[name], default[name])
+        for group in ("g-", "c-"):
+            ours = frames[schema.TRAIN_FEATURES].filter(regex="^" + group)
+            base = default[schema.TRAIN_FEATURES].filter(regex="^" + group)
+            assert ours.abs().max().max() <= 10
+            ratio = ours.std().quantile(q).to_numpy() / base.std().quantile(q).to_numpy()
+            assert np.all(np.abs(ratio - 1) <= 0.15), (variant, group, ratio)
+            assert abs(ours.median().median()) <= MEDIAN_ABS
+        if variant != synthetic.DEFAULT_VARIANT:
+            assert not frames[schema.TRAIN_FEATURES].equals(default[schema.TRAIN_FEATURES])
+
+
+def _response(variant: str, labels: np.ndarray, strength: float, dose: int, time: int):
+    """A variant's mechanism response (genes, cells) for one drug's single row."""
+    mech = synthetic._build_mechanisms(TINY, np.random.default_rng(0))
+    part = synthetic._Part(np.array([0]), np.array([dose]), np.array([time]), np.array([2]),
+                           labels[None, :TINY.n_scored], labels[None, TINY.n_scored:])
+    genes, cells = synthetic._SIGNALS[variant](labels[None, :], part, mech, TINY, np.random.default_rng(1),
+                                               np.array([strength]))
+    return genes[0], np.broadcast_to(cells, (1, TINY.n_cells))[0]
+
+
+def test_variants_differ_in_how_labels_shape_features():
+    n = TINY.n_scored + TINY.n_nonscored
+    a, b = np.eye(n)[0], np.eye(n)[3]
+    # additive: linear in the labels and in the strength, the same at every dose and time
+    g_a, _ = _response("additive", a, 1.0, 0, 0)
+    g_b, _ = _response("additive", b, 1.0, 0, 0)
+    assert np.allclose(_response("additive", a + b, 1.0, 0, 0)[0], g_a + g_b)
+    assert np.allclose(_response("additive", a, 2.0, 1, 2)[0], 2 * g_a) and np.abs(g_a).max() > 0
+    # saturating: silent below the potency threshold, bounded, sub-linear above
+    assert np.all(_response("saturating", a, synthetic._THRESHOLD * 0.9, 1, 2)[0] == 0)
+    big = _response("saturating", a, 50.0, 1, 2)[0]
+    small = _response("saturating", a, 1.0, 1, 2)[0]
+    assert np.abs(big).max() <= 1.5 and np.abs(big).max() < 0.5 * 50 * np.abs(small).max()
+    # interaction: part of the response flips between 24 h and 72 h, part shows
+    # only at one dose, and cell lines respond only at D2
+    early, cells_low = _response("interaction", a, 1.0, 0, 0)
+    late, cells_high = _response("interaction", a, 1.0, 1, 2)
+    assert np.corrcoef(early, late)[0, 1] < 0.5
+    assert np.all(cells_low == 0) and cells_high.min() < 0
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(synthetic.MoAError, match=r"data.variant='linear': expected one of saturating, additive, interaction"):
+        generate(replace(TINY, variant="linear"))
+
+
+def test_heldout_test_labels_are_kept_apart_and_on_new_drugs(tmp_path):
+    cfg = replace(SMALL, variant="additive")
+    folder = ensure_synthetic(cfg, tmp_path)
+    assert "additive" in folder.name
+    assert ensure_synthetic(replace(cfg, variant="interaction"), tmp_path) != folder  # cache keyed on the variant
+    labels = synthetic.heldout_test_labels(folder)
+    test = pd.read_csv(folder / schema.TEST_FEATURES)
+    assert list(labels.columns) == list(pd.read_csv(folder / schema.SAMPLE_SUBMISSION).columns)
+    assert labels[schema.ID].tolist() == test[schema.ID].tolist()
+    values = labels.drop(columns=schema.ID).to_numpy()
+    assert values.sum() > 0 and values[(test[schema.CP_TYPE] == schema.CONTROL).to_numpy()].sum() == 0
+
+    test_drug = pd.read_csv(folder / synthetic.BENCHMARK_DIR / synthetic.HELDOUT_DRUG)
+    train_drug = pd.read_csv(folder / schema.TRAIN_DRUG)
+    treated = (test[schema.CP_TYPE] == schema.TREATED).to_numpy()
+    assert not set(test_drug.loc[treated, schema.DRUG]) & set(train_drug[schema.DRUG])  # unseen drugs
+    # the vehicle is the one drug both share
+    assert set(test_drug.loc[~treated, schema.DRUG]) <= set(train_drug[schema.DRUG])
+    per_drug = pd.concat([test_drug[[schema.DRUG]], labels.drop(columns=schema.ID)], axis=1)
+    assert (per_drug.groupby(schema.DRUG).nunique() <= 1).all().all()
+
+    # The training reader never sees them: the data it returns hold no test labels.
+    from moa_lit.data.reader import read_dataset
+
+    data = read_dataset(folder, use_cache=False)
+    assert not any(synthetic.BENCHMARK_DIR in str(v) for v in vars(data).values() if isinstance(v, (str, Path)))
+    with pytest.raises(synthetic.MoAError, match="no held-out test labels"):
+        synthetic.heldout_test_labels(tmp_path)

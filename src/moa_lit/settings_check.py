@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from moa_lit.errors import MoAError
+from moa_lit.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from moa_lit.models.heads import ACTIVATIONS
 
 INT, FLOAT, BOOL, TEXT, PATH, CHOICE, INT_LIST, CLIP = "int", "float", "bool", "text", "path", "choice", "int list", "clip"
@@ -108,6 +109,7 @@ TRAIN: dict[str, Spec] = {
     "data.n_scored": _int(1),
     "data.n_nonscored": _int(0),
     "data.use_cache": BOOLEAN,
+    "data.variant": Spec(CHOICE, choices=SYNTHETIC_VARIANTS),
     # features
     "features.rank_gauss": BOOLEAN,
     "features.n_quantiles": _int(2),

@@ -1,18 +1,20 @@
-"""``python -m moa_lit.bench.quality``: the quality ablation. Each variant is a
-full cross-validated run (the same folds and seeds for all) on the built-in
-synthetic data, at full size unless shrunk; prints a table of OOF log loss over
-all rows and over treated rows, and wall time.
+"""``python -m moa_lit.bench.quality``: the quality benchmark across data variants.
 
-    python -m moa_lit.bench.quality                       # full size: hours on 2 CPU cores
-    python -m moa_lit.bench.quality --only baseline,linear,blend --n-samples 2000 --epochs 3
-    python -m moa_lit.bench.quality trainer=gpu           # extra Hydra overrides for every run
+For each data variant of the built-in generator (``data.variant``: saturating,
+additive, interaction) every setup below is a full cross-validated run (the
+same folds and seeds for all) scored twice: OOF log loss over all training rows,
+and log loss of its ``submission.csv`` on the variant's held-out test rows,
+whose drugs are absent from training (labels from
+``moa_lit.data.synthetic.heldout_test_labels``, never seen by training). Prints,
+per variant, OOF, test, the gap test - OOF, wall time and each setup's rank on
+the test; then the mean test rank of each setup across variants.
 
-Rows: the prior (no features), the baseline MLP (``experiment=baseline``), the
-baseline plus each feature step, plus pretraining, plus stacked features, plus
-seeds, the ResNet, the 1D-CNN, the linear model, the ``best`` preset and the
-blend of the model families. A variant that fails (e.g. pretraining on data
-whose non-scored targets have no positive) is reported with its error and the
-others go on.
+    python -m moa_lit.bench.quality                                  # full size: hours on 2 CPU cores
+    python -m moa_lit.bench.quality --n-samples 2000 --epochs 3 --only prior,linear,baseline
+    python -m moa_lit.bench.quality --jobs 4 trainer=gpu             # 4 runs at a time, cores/4 threads each
+
+A setup that fails (e.g. pretraining on data whose non-scored targets have no
+positive) is reported with its error and the others go on.
 """
 
 from __future__ import annotations
@@ -21,23 +23,24 @@ import argparse
 import logging
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+import numpy as np
+import pandas as pd
 
-from moa_lit.targets import with_allowed_targets
-from moa_lit.blend import blend
-from moa_lit.config import CONFIG_DIR
+from moa_lit import schema
 from moa_lit.errors import MoAError
-from moa_lit.runs.files import CONFIG, SCORES, atomic_path, read_json, write_json
-from moa_lit.train import train
+from moa_lit.runs.files import CONFIG, SCORES, SUBMISSION, atomic_path, read_json, write_json
+from moa_lit.targets import with_allowed_targets
 
 
-@dataclass
-class Variant:
+@dataclass(frozen=True)
+class Setup:
+    """One row of the table: a preset or model family as Hydra overrides."""
+
     name: str
     overrides: list[str]
     # Narrower networks for --small (tests and quick checks).
@@ -47,38 +50,58 @@ class Variant:
 
 CNN_SMALL = ["model.net.channels=8", "model.net.length=8", "model.net.conv_channels=16"]
 
-VARIANTS = [
-    Variant("baseline", ["experiment=baseline"], description="MLP, rank-Gauss features"),
-    Variant("+pca", ["experiment=baseline", "features.pca_genes=50", "features.pca_cells=15"], description="+ PCA of g-* (50) and c-* (15)"),
-    Variant("+factor_analysis", ["experiment=baseline", "features.factor_analysis_genes=20", "features.factor_analysis_cells=5"], description="+ factor analysis of g-* (20) and c-* (5)"),
-    Variant("+row_stats", ["experiment=baseline", "features.row_stats=true"], description="+ row mean/std/skew/kurtosis"),
-    Variant("+variance_threshold", ["experiment=baseline", "features.variance_threshold=0.8"], description="+ variance threshold 0.8"),
-    Variant("+pretrain", ["experiment=baseline", "pretrain.enabled=true"], description="+ non-scored pretraining, then transfer"),
-    Variant("+stack", ["experiment=baseline", "stack.enabled=true"], description="+ stacked non-scored predictions as features"),
-    Variant("+seeds", ["experiment=baseline", "seeds=[0,1,2]"], description="+ 3 seeds averaged"),
-    Variant("+clip", ["experiment=baseline", "predict.clip=[0.0005,0.999]"], description="+ predictions clipped to [0.0005, 0.999]"),
-    Variant("resnet", ["experiment=baseline", "model=resnet"], description="residual MLP"),
+# The setups, in table order. Add a preset here (one entry) to benchmark it.
+SETUPS = [
+    Setup("mlp", [], description="the default run (model=mlp, default features)"),
+    Setup("baseline", ["experiment=baseline"], description="MLP, rank-Gauss features (scratch)"),
+    Setup("+pca", ["experiment=baseline", "features.pca_genes=50", "features.pca_cells=15"], description="+ PCA of g-* (50) and c-* (15)"),
+    Setup("+factor_analysis", ["experiment=baseline", "features.factor_analysis_genes=20", "features.factor_analysis_cells=5"], description="+ factor analysis of g-* (20) and c-* (5)"),
+    Setup("+row_stats", ["experiment=baseline", "features.row_stats=true"], description="+ row mean/std/skew/kurtosis"),
+    Setup("+variance_threshold", ["experiment=baseline", "features.variance_threshold=0.8"], description="+ variance threshold 0.8"),
+    Setup("+pretrain", ["experiment=baseline", "pretrain.enabled=true"], description="+ non-scored pretraining, then transfer (vs baseline: scratch)"),
+    Setup("+stack", ["experiment=baseline", "stack.enabled=true"], description="+ stacked non-scored predictions as features"),
+    Setup("+seeds", ["experiment=baseline", "seeds=[0,1,2]"], description="+ 3 seeds averaged"),
+    Setup("+clip", ["experiment=baseline", "predict.clip=[0.0005,0.999]"], description="+ predictions clipped to [0.0005, 0.999]"),
+    Setup("resnet", ["experiment=baseline", "model=resnet"], description="residual MLP"),
     # Half the original's channels: the full 256/512 net costs several MLP epochs per epoch on CPU.
-    Variant(
+    Setup(
         "cnn1d",
         ["experiment=baseline", "model=cnn1d", "model.net.channels=128", "model.net.conv_channels=256"],
         small=CNN_SMALL,
         description="1D-CNN over a learned feature ordering (128 x 16, 256 conv channels)",
     ),
-    Variant("linear", ["experiment=baseline", "model=linear"], small=[], description="batch norm + one linear layer"),
-    Variant("best", ["experiment=best"], description="the experiment=best preset"),
+    Setup("linear", ["experiment=baseline", "model=linear"], small=[], description="batch norm + one linear layer"),
+    Setup("best", ["experiment=best"], description="the experiment=best preset"),
     # issue 14: the adaptive ensemble (nested OOF) and the baseline with models refitted on all rows.
-    Variant("ensemble", ["experiment=ensemble"], small=["ensemble.models.mlp.net.hidden_size=32"],
-            description="MLP + linear on the same folds, nested blend weights (experiment=ensemble)"),
-    Variant("refit", ["experiment=baseline", "final_model=refit"],
-            description="baseline MLP, submission from 3 seeds refitted on all rows (OOF as baseline)"),
+    Setup("ensemble", ["experiment=ensemble"], small=["ensemble.models.mlp.net.hidden_size=32"],
+          description="MLP + linear on the same folds, nested blend weights (experiment=ensemble)"),
+    Setup("refit", ["experiment=baseline", "final_model=refit"],
+          description="baseline MLP, submission from 3 seeds refitted on all rows (OOF as baseline)"),
 ]
+NEEDS_SYNTHETIC = "the quality benchmark needs the built-in synthetic data (its held-out test labels): drop data=..."
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
-NAMES = ["prior", *(v.name for v in VARIANTS), "blend"]
+NAMES = ["prior", *(s.name for s in SETUPS), "blend"]
 
 
-def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> dict:
-    overrides = [*variant.overrides, *(variant.small if small else []), *common, f"paths.output_dir={out}"]
+def _variants() -> tuple[str, ...]:
+    from moa_lit.data.synthetic import VARIANTS
+
+    return VARIANTS
+
+
+# ---------------------------------------------------------------- one run
+@with_allowed_targets
+def run_setup(setup: Setup, common: list[str], out: Path, small: bool) -> dict:
+    """Train one setup into out; its OOF scores and wall time. Runs in a worker
+    process when --jobs > 1 (so it imports what it needs itself)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from moa_lit.config import CONFIG_DIR
+    from moa_lit.train import train
+
+    overrides = [*setup.overrides, *(setup.small if small else []), *common, f"paths.output_dir={out}"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = compose(config_name="train", overrides=overrides)
@@ -90,110 +113,256 @@ def run_variant(variant: Variant, common: list[str], out: Path, small: bool) -> 
     train(cfg)
     scores = read_json(out / SCORES)
     return {
-        "all": scores["oof_logloss"],
-        "treated": scores["oof_logloss_treated"],
+        "oof": scores["oof_logloss"],
+        "oof_treated": scores["oof_logloss_treated"],
         "prior": (scores["prior_logloss"], scores["prior_logloss_treated"]),
         "seconds": time.perf_counter() - t0,
     }
 
 
+def _run_or_error(setup: Setup, common: list[str], out: Path, small: bool) -> dict | str:
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return run_setup(setup, common, out, small)
+    except MoAError as err:
+        return str(err)
+
+
+# ---------------------------------------------------------------- held-out test
+def heldout_logloss(predictions: pd.DataFrame, labels: pd.DataFrame) -> float:
+    """Mean log loss of a submission-shaped frame against the held-out labels,
+    matched by sig_id and target name (all test rows, controls included)."""
+    from moa_lit.scoring.metric import mean_logloss
+
+    names = list(labels.columns[1:])
+    missing = [n for n in names if n not in predictions.columns]
+    if missing:
+        raise MoAError(f"{SUBMISSION}: lacks target columns {missing[:3]}")
+    pred = predictions.set_index(schema.ID).reindex(labels[schema.ID])
+    if pred[names].isna().any().any():
+        raise MoAError(f"{SUBMISSION}: does not cover every held-out test row")
+    return mean_logloss(labels[names].to_numpy(), pred[names].to_numpy())
+
+
+def prior_test_predictions(data_dir: Path, labels: pd.DataFrame) -> pd.DataFrame:
+    """The per-target prior on the test rows: the treated training rows'
+    prevalence (smoothed as the OOF prior is), controls 0."""
+    from moa_lit.scoring.scores import smoothed_prevalence
+
+    feats = pd.read_csv(data_dir / schema.TRAIN_FEATURES, usecols=[schema.CP_TYPE])
+    targets = pd.read_csv(data_dir / schema.TRAIN_TARGETS_SCORED)
+    names = list(labels.columns[1:])
+    treated = (feats[schema.CP_TYPE] == schema.TREATED).to_numpy()
+    rate = smoothed_prevalence(targets[names].to_numpy()[treated])
+    test_control = (pd.read_csv(data_dir / schema.TEST_FEATURES, usecols=[schema.ID, schema.CP_TYPE])
+                    .set_index(schema.ID).reindex(labels[schema.ID])[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    values = np.where(test_control[:, None], 0.0, rate[None, :])
+    frame = pd.DataFrame(values, columns=names)
+    frame.insert(0, schema.ID, labels[schema.ID].to_numpy())
+    return frame
+
+
+# ---------------------------------------------------------------- command line
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m moa_lit.bench.quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--n-samples", type=int, default=23814, help="rows of the synthetic data (default: full size)")
     p.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (and stage epochs); default: the configs'")
     p.add_argument("--folds", type=int, default=5, help="cv.n_folds")
+    p.add_argument("--variants", default=None, help="comma-separated data variants (default: all)")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(NAMES)}")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each with num_threads = cores / jobs")
+    p.add_argument("--cores", type=int, default=None, help="cores to share among the jobs (default: the cores this process may use)")
     p.add_argument("--small", action="store_true", help="narrow networks (for quick checks, not for the table)")
-    p.add_argument("--out", default="outputs/bench/quality", help="folder of the variants' run directories")
+    p.add_argument("--out", default="outputs/bench/quality", help="folder of the runs: <out>/<variant>/<setup>")
     p.add_argument("--data-dir", default="data", help="where the synthetic data is generated and cached")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. trainer=gpu")
     args = p.parse_args(argv)
+    variants = _variants()
+    if args.variants:
+        args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = [v for v in args.variants if v not in variants]
+        if unknown:
+            p.error(f"--variants: unknown data variant(s) {unknown}; expected names from {list(variants)}")
+    else:
+        args.variants = list(variants)
     if args.only:
         args.only = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in args.only if n not in NAMES]
         if unknown:
-            p.error(f"--only: unknown variant(s) {unknown}; expected names from {NAMES}")
+            p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES}")
     else:
         args.only = NAMES
+    if args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: expected a whole number >= 1")
+    if args.cores is None:
+        from moa_lit.cli import available_cores
+
+        args.cores = available_cores()
     return args
 
 
-def format_table(rows: list[tuple[str, str, dict | str]]) -> str:
+def rank(values: dict[str, float]) -> dict[str, float]:
+    """1 for the lowest value; ties share the mean of their ranks."""
+    series = pd.Series(values, dtype=float)
+    return series.rank(method="average").to_dict()
+
+
+def format_variant(variant: str, rows: list[tuple[str, str, dict | str]]) -> str:
     lines = [
-        f"{'variant':<20} {'OOF all rows':>12} {'OOF treated':>12} {'wall s':>8}  description",
-        "-" * 90,
+        f"data variant: {variant}",
+        f"{'setup':<20} {'OOF all':>9} {'test all':>9} {'test-OOF':>9} {'rank':>5} {'wall s':>8}  description",
+        "-" * 100,
     ]
     for name, description, result in rows:
         if isinstance(result, str):
-            lines.append(f"{name:<20} {'failed':>12} {'':>12} {'':>8}  {result}")
-        else:
-            lines.append(
-                f"{name:<20} {result['all']:>12.5f} {result['treated']:>12.5f} {result['seconds']:>8.0f}  {description}"
-            )
+            lines.append(f"{name:<20} {'failed':>9} {'':>9} {'':>9} {'':>5} {'':>8}  {result}")
+            continue
+        test = result.get("test")
+        shown_test = f"{test:>9.5f}" if test is not None else f"{'-':>9}"
+        gap = f"{test - result['oof']:>+9.5f}" if test is not None else f"{'-':>9}"
+        shown_rank = f"{result['rank']:>5g}" if "rank" in result else f"{'-':>5}"
+        lines.append(f"{name:<20} {result['oof']:>9.5f} {shown_test} {gap} {shown_rank} {result['seconds']:>8.0f}  {description}")
     return "\n".join(lines)
+
+
+def format_summary(mean_ranks: dict[str, float], counts: dict[str, int], n_variants: int) -> str:
+    lines = [f"mean rank on the held-out test across {n_variants} data variant(s) (1 = best)",
+             f"{'setup':<20} {'mean rank':>9} {'variants':>9}", "-" * 40]
+    for name, value in sorted(mean_ranks.items(), key=lambda kv: kv[1]):
+        lines.append(f"{name:<20} {value:>9.2f} {counts[name]:>9d}")
+    return "\n".join(lines)
+
+
+def _prepare_data(common: list[str]) -> Path:
+    """The data folder the runs with these overrides will read: generated (or
+    reused) here, its reader cache warmed once, before parallel runs would each
+    try to. Composed from the same overrides, so a data.seed=... among the extra
+    overrides is the data whose held-out labels score the runs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from moa_lit.config import CONFIG_DIR
+    from moa_lit.data import sources
+    from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR):
+        data = compose(config_name="train", overrides=common).data
+    settings = OmegaConf.to_container(data, resolve=True)
+    if settings.pop("_target_", None) != f"{sources.__name__}.load_synthetic":
+        raise MoAError(NEEDS_SYNTHETIC)
+    sources.load_synthetic(**settings)
+    settings.pop("dir"), settings.pop("use_cache", None)
+    return ensure_synthetic(SyntheticConfig(**settings), Path(data.dir).expanduser())
 
 
 @with_allowed_targets
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)
+    from moa_lit.blend import blend
+    from moa_lit.cli import one_line
+    from moa_lit.config import compose_error
+    from moa_lit.data.synthetic import heldout_test_labels
+
     out = Path(args.out).expanduser().resolve()
-    common = [
-        f"data.n_samples={args.n_samples}",
-        f"data.dir={Path(args.data_dir).expanduser().resolve()}",
-        f"cv.n_folds={args.folds}",
-        "callbacks.progress_bar.refresh_rate=0",
-        # The ablation prints every variant's score beside the prior, a poor one included.
-        "allow_worse_than_prior=true",
-        *args.overrides,
-    ]
-    if args.epochs is not None:
-        common += [f"trainer.max_epochs={args.epochs}", f"pretrain.max_epochs={args.epochs}", f"stack.max_epochs={args.epochs}"]
-
-    # The blend mixes the model families chosen with --only, or all of them.
+    threads = max(1, args.cores // args.jobs)
     blended_runs = [n for n in BLENDED if n in args.only] or BLENDED
-    results: dict[str, dict | str] = {}
-    prior = None
-    for variant in VARIANTS:
-        needed = variant.name in args.only or ("blend" in args.only and variant.name in blended_runs)
-        if not needed:
-            continue
-        print(f"running {variant.name} ...", flush=True)
-        try:
-            results[variant.name] = run_variant(variant, common, out / variant.name, args.small)
-            prior = prior or results[variant.name]["prior"]
-        except MoAError as err:
-            results[variant.name] = str(err)
-    if "blend" in args.only:
-        done = [n for n in blended_runs if isinstance(results.get(n), dict)]
-        t0 = time.perf_counter()
-        try:
-            blended = blend([out / n for n in done], out / "blend")["scores"]
-            results["blend"] = {
-                "all": blended["oof_logloss"],
-                "treated": blended["oof_logloss_treated"],
-                "seconds": time.perf_counter() - t0 + sum(results[n]["seconds"] for n in done),
-            }
-        except MoAError as err:
-            results["blend"] = str(err)
-
-    descriptions = {v.name: v.description for v in VARIANTS}
-    descriptions["prior"] = "per-target training prevalence of each fold, no features"
+    setups = [s for s in SETUPS if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
+    descriptions = {s.name: s.description for s in SETUPS}
+    descriptions["prior"] = "per-target training prevalence, no features"
     descriptions["blend"] = "OOF-optimised blend of " + ", ".join(blended_runs) + " (wall s: runs + blend)"
-    rows = []
-    for name in NAMES:
-        if name == "prior" and "prior" in args.only and prior is not None:
-            rows.append((name, descriptions[name], {"all": prior[0], "treated": prior[1], "seconds": 0.0}))
-        elif name in args.only and name in results:
-            rows.append((name, descriptions[name], results[name]))
+
+    folders, labels, commons = {}, {}, {}
+    for variant in args.variants:
+        commons[variant] = [
+            f"data.n_samples={args.n_samples}",
+            f"data.dir={Path(args.data_dir).expanduser().resolve()}",
+            f"data.variant={variant}",
+            f"cv.n_folds={args.folds}",
+            f"num_threads={threads}",
+            "callbacks.progress_bar.refresh_rate=0",
+            # The benchmark prints every setup's score beside the prior, a poor one included.
+            "allow_worse_than_prior=true",
+            *args.overrides,
+            *([f"trainer.max_epochs={args.epochs}", f"pretrain.max_epochs={args.epochs}",
+               f"stack.max_epochs={args.epochs}"] if args.epochs is not None else []),
+        ]
+        # Bad settings (an extra override, data=kaggle) end the benchmark here
+        # with one line, before any run starts.
+        try:
+            if any(o.partition("=")[0].lstrip("+") == "data" and o != "data=synthetic" for o in args.overrides):
+                raise MoAError(NEEDS_SYNTHETIC)
+            refused = compose_error(commons[variant])
+            if refused:
+                raise MoAError(refused)
+            folders[variant] = _prepare_data(commons[variant])
+            labels[variant] = heldout_test_labels(folders[variant])
+        except MoAError as err:
+            print(f"moa-lit: error: {one_line(str(err))}", file=sys.stderr, flush=True)
+            return 2
+
+    jobs = [(v, s) for v in args.variants for s in setups]
+    results: dict[str, dict[str, dict | str]] = {v: {} for v in args.variants}
+    print(f"running {len(jobs)} runs, {args.jobs} at a time with {threads} thread(s) each ...", flush=True)
+    if args.jobs == 1:
+        for v, s in jobs:
+            print(f"running {v}/{s.name} ...", flush=True)
+            results[v][s.name] = _run_or_error(s, commons[v], out / v / s.name, args.small)
+    else:
+        # spawn: a forked child would inherit torch's thread pools and locks.
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {(v, s.name): pool.submit(_run_or_error, s, commons[v], out / v / s.name, args.small)
+                       for v, s in jobs}
+            for (v, name), future in futures.items():
+                results[v][name] = future.result()
+                print(f"done {v}/{name}", flush=True)
+
+    tables, test_ranks = [], {}
+    for v in args.variants:
+        res = results[v]
+        for name, r in list(res.items()):
+            if isinstance(r, dict):
+                try:
+                    r["test"] = heldout_logloss(pd.read_csv(out / v / name / SUBMISSION), labels[v])
+                except (OSError, MoAError) as err:
+                    r["test"] = None
+                    r["test_error"] = str(err)
+        first = next((r for r in res.values() if isinstance(r, dict)), None)
+        if "prior" in args.only and first is not None:
+            prior_test = heldout_logloss(prior_test_predictions(folders[v], labels[v]), labels[v])
+            res["prior"] = {"oof": first["prior"][0], "oof_treated": first["prior"][1], "test": prior_test, "seconds": 0.0}
+        if "blend" in args.only:
+            done = [n for n in blended_runs if isinstance(res.get(n), dict)]
+            t0 = time.perf_counter()
+            try:
+                blended = blend([out / v / n for n in done], out / v / "blend")["scores"]
+                sub = out / v / "blend" / SUBMISSION
+                res["blend"] = {
+                    "oof": blended["oof_logloss"], "oof_treated": blended["oof_logloss_treated"],
+                    "test": heldout_logloss(pd.read_csv(sub), labels[v]) if sub.is_file() else None,
+                    "seconds": time.perf_counter() - t0 + sum(res[n]["seconds"] for n in done),
+                }
+            except MoAError as err:
+                res["blend"] = str(err)
+        shown = [n for n in NAMES if n in args.only and n in res]
+        scored = {n: res[n]["test"] for n in shown if isinstance(res[n], dict) and res[n].get("test") is not None}
+        for n, r in rank(scored).items():
+            res[n]["rank"] = r
+            test_ranks.setdefault(n, []).append(r)
+        tables.append(format_variant(v, [(n, descriptions[n], res[n]) for n in shown]))
+
+    mean_ranks = {n: float(np.mean(r)) for n, r in test_ranks.items()}
     header = (
-        f"Quality ablation on the built-in synthetic data: {args.n_samples} rows, {args.folds} folds "
+        f"Quality benchmark on the built-in synthetic data: {args.n_samples} rows, {args.folds} folds "
         f"(cv.seed 42), epochs {'as configured' if args.epochs is None else args.epochs}"
-        f"{', small networks' if args.small else ''}"
+        f"{', small networks' if args.small else ''}; OOF over all training rows, test over all held-out "
+        f"test rows (drugs absent from training); rank by test log loss"
     )
-    table = format_table(rows)
-    print(f"\n{header}\n{table}", flush=True)
-    write_json({"header": header, "results": results}, out / "quality.json")
+    summary = format_summary(mean_ranks, {n: len(r) for n, r in test_ranks.items()}, len(args.variants))
+    print("\n" + header + "\n\n" + "\n\n".join(tables) + "\n\n" + summary, flush=True)
+    write_json({"header": header, "results": results, "mean_test_rank": mean_ranks}, out / "quality.json")
     return 0
 
 

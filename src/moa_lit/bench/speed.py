@@ -315,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
 
-    folder = ensure_synthetic(SyntheticConfig(n_samples=args.n_samples, seed=cfg.data.seed), Path(cfg.data.dir))
+    folder = ensure_synthetic(SyntheticConfig(n_samples=args.n_samples, seed=cfg.data.seed,
+                                              variant=cfg.data.get("variant", SyntheticConfig.variant)),
+                              Path(cfg.data.dir))
     dr = bench_data(folder)
     print(f"data: train_features.csv {dr['features_csv_mb']:.0f} MB parsed in {dr['parse_features_s']:.2f} s; "
           f"read + validate all files cold {dr['cold_read_all_s']:.2f} s, from cache {dr['cached_read_all_s']:.2f} s; "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from moa_lit import schema
 from moa_lit.data.reader import MoAData, read_dataset
-from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
+from moa_lit.data.synthetic import DEFAULT_VARIANT, SyntheticConfig, ensure_synthetic
 from moa_lit.errors import MoAError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def load_synthetic(
     n_scored: int = schema.N_SCORED,
     n_nonscored: int = schema.N_NONSCORED,
     use_cache: bool = True,
+    variant: str = DEFAULT_VARIANT,
 ) -> MoAData:
     if n_samples < 50:
         raise MoAError(f"data.n_samples={n_samples}: expected at least 50 rows")
@@ -52,6 +53,7 @@ def load_synthetic(
         n_cells=n_cells,
         n_scored=n_scored,
         n_nonscored=n_nonscored,
+        variant=variant,
     )
     folder = ensure_synthetic(cfg, Path(dir).expanduser())
     return read_dataset(

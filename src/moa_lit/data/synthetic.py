@@ -29,19 +29,32 @@ and an off-target response of its own shared by its replicates, so a row-wise
 split lets a model recognise drugs it has seen and reads optimistic.
 
 Rows. The strength of a row's response is potency x dose x time, with D2 stronger,
-effects growing with time, and time mattering more at the high dose.
-  * g-* = saturating response c*tanh(strength * signature / c) summed over the
-    drug's mechanisms and its off-target part, a stress signature that follows
-    viability loss, and skewed Student-t noise (heavy tails).
-  * c-* = a common viability factor shared by all cell lines (plate effects, mild
-    non-specific toxicity) minus a saturating loss 1 - exp(-toxicity) per cell
-    line for toxic mechanisms, plus noise, floored at -10.
+effects growing with time, and time mattering more at the high dose. How the
+labels shape g-* is the data variant (`variant`, `data.variant=`):
+  * saturating (default): each drug is one of up to four chemical classes of its
+    target (classes share half a signature); responses start above a potency
+    threshold and saturate per gene (c*tanh). Chosen as the default because the
+    real data is not known to be linear and real dose responses saturate;
+  * additive: one fixed signature per target, summed and scaled by strength:
+    the gene signal is linear in the labels, the case a linear model suits;
+  * interaction: part of a target's gene response flips between 24 h and 72 h,
+    part shows only at one dose, and every target lowers viability in its own
+    few cell lines at D2, the more so the longer (dose x time x cell line).
+Shared by all variants, and calibrated against the real per-column statistics
+(tests/test_synthetic.py): per-gene responsiveness (log-normal, the spread of the
+real column std), a broad off-target response of each drug, a stress response
+of rows whose cells die (the extremes that reach +-10), Student-t noise with a
+small per-gene skew, values centred on each column's median (as robust z-scores
+are) and clipped to [-10, 10] as the real file is. c-* = a common viability
+factor minus a switch-like loss 1 - exp(-(toxicity x strength)^4) per cell line.
 
 Why these non-linearities: with signatures summed linearly under Gaussian noise,
 logistic regression would be the best model, which the real data is not known to
-be. Saturation, potency thresholds, sub-types with partly different signatures,
-dose/time interactions and heavy tails make the Bayes-optimal decision surface
-non-linear, as one expects of biology, while keeping it learnable.
+be; the additive variant keeps that case for comparison.
+
+Each split also writes, for benchmarks only, the scored labels and drug ids of
+its test rows (drugs absent from training) under benchmark_only/, which the
+training reader never opens (`heldout_test_labels`).
 
 Everything is drawn from `numpy.random.default_rng` streams spawned from the
 seed, so one config gives byte-identical files.
@@ -69,7 +82,18 @@ from moa_lit.errors import MoAError
 LOG = logging.getLogger("moa_lit.data.synthetic")
 
 # Bump when the generator changes so cached folders are not reused across versions.
-FORMAT_VERSION = 1
+# 2: features match the real per-column statistics (clipped to [-10, 10]), the
+# cp_time/cp_dose counts and the scored/non-scored co-occurrence; data variants;
+# held-out test labels for benchmarks.
+FORMAT_VERSION = 2
+# How labels shape the features; the default first (see the module docstring).
+VARIANTS = ("saturating", "additive", "interaction")
+DEFAULT_VARIANT = VARIANTS[0]
+# Written for benchmarks only, in a folder the training reader never opens: the
+# scored labels and drug ids of the test rows (drugs absent from training).
+BENCHMARK_DIR = "benchmark_only"
+HELDOUT_TARGETS = "test_targets_scored.csv"
+HELDOUT_DRUG = "test_drug.csv"
 MANIFEST = "manifest.json"
 FILE_NAMES = (
     schema.TRAIN_FEATURES,
@@ -93,16 +117,20 @@ class SyntheticConfig:
     n_nonscored: int = 402
     test_fraction: float = 3982 / 23814  # test rows relative to train rows
     control_fraction: float = 1866 / 23814  # ctl_vehicle rows, train and test
-    # Scale of the mechanism responses in g-* relative to unit noise. Calibrated at
-    # full size (seed 0, treated rows, 2 drug-grouped folds, rank-Gauss inputs):
-    # per-target prior 0.0272, 2x512 MLP 0.0220 (-19%), BN + linear 0.0246 (-10%).
-    signal_strength: float = 0.55
+    # Scale of the mechanism responses in g-* relative to unit noise. Measured
+    # (python -m moa_lit.bench.quality --n-samples 6000 --epochs 6 --folds 3
+    # --only prior,linear,baseline): OOF / held-out-drug test log loss, all rows,
+    # saturating: prior 0.02202 / 0.02006, baseline MLP 0.01955 / 0.01911, linear
+    # 0.02015 / 0.01986; additive: MLP 0.01680 / 0.01610, linear 0.01737 / 0.01670.
+    signal_strength: float = 1.0
     # Share of drugs whose potency is ~10x lower: labelled but nearly silent.
     inactive_fraction: float = 0.25
     # Scale of each drug's own off-target response, relative to a mechanism.
     drug_offset_scale: float = 0.6
     # Degrees of freedom of the Student-t noise on g-* (lower: heavier tails).
-    noise_df: float = 4.0
+    noise_df: float = 6.0
+    # How labels shape features: one of VARIANTS (see the module docstring).
+    variant: str = "saturating"
 
 
 # ---------------------------------------------------------------- facts reused
@@ -115,12 +143,26 @@ _REPLICATE_COUNTS = np.array([129, 3, 2, 3, 66, 2774, 196, 4, 4, 64, 25, 6, 3])
 _REPLICATE_PROBS = _REPLICATE_COUNTS / _REPLICATE_COUNTS.sum()
 # What an ordinary treated drug carries: scored labels, only non-scored, or none.
 _P_SCORED, _P_NONSCORED_ONLY = 0.62, 0.19
-_P_EXTRA_NONSCORED = 0.06  # scored drugs that also carry a non-scored label
+# Scored drugs that also carry non-scored labels, and how many. On the real labels
+# only 753 rows (118 drugs) carry both kinds, and 235 of the 206 x 402
+# scored/non-scored pairs ever meet on a row, most of them on a single drug.
+_P_EXTRA_NONSCORED = 0.06
+_N_EXTRA_NONSCORED = (np.array([1, 2, 3, 4]), np.array([0.72, 0.16, 0.08, 0.04]))
 _N_SCORED_LABELS = (np.array([1, 2, 3, 4, 5]), np.array([0.902, 0.067, 0.02, 0.007, 0.004]))
 _N_NONSCORED_LABELS = (np.array([1, 2, 3]), np.array([0.9, 0.08, 0.02]))
 _EMPTY_NONSCORED_SHARE = 71 / 402
 _DOSE_STRENGTH = np.array([0.6, 1.0])  # D1, D2
 _TIME_STRENGTH = np.array([0.55, 0.8, 1.0])  # 24, 48, 72 h
+# Real training counts: cp_dose D1 12,147 / D2 11,667; cp_time 7,772 / 8,250 / 7,792.
+_DOSE_SHARES = np.array([12147, 11667]) / 23814
+_TIME_SHARES = np.array([7772, 8250, 7792]) / 23814
+# Feature scales, calibrated at full size so that per-column statistics fall in
+# the real file's ranges (tests/test_synthetic.py states the tolerances).
+_NOISE_SCALE = 0.7  # g-* noise; real per-column quartiles are near -0.5 and 0.5
+_CELL_NOISE = 0.65  # c-* noise of each cell line
+_STRESS = 7.0  # g-* movement of a row whose cells all die
+_BROAD = 1.0  # off-target response on every gene, relative to the programs
+_THRESHOLD = 0.3  # saturating variant: strength at which a response starts
 
 # ---------------------------------------------------------------- target names
 _NOUNS = (
@@ -187,12 +229,20 @@ class _Mechanisms:
     scored: list[str]
     nonscored: list[str]
     weight: np.ndarray  # (M,) label popularity
-    signature: np.ndarray  # (M, 3, G) gene response per sub-type
-    n_subtypes: np.ndarray  # (M,) 1..3
+    core: np.ndarray  # (M, G) the one signature of a target (additive, interaction)
+    signature: np.ndarray  # (M, 4, G) gene response per chemical class (saturating)
+    n_subtypes: np.ndarray  # (M,) 1..4
     toxicity: np.ndarray  # (M,) 0 for non-toxic mechanisms
     cell_sensitivity: np.ndarray  # (M, C) multiplies toxicity per cell line
-    stress: np.ndarray  # (G,) generic stress response of dying cells
+    stress: np.ndarray  # (G,) response shared by dying cells, on every gene
     programs: np.ndarray  # (K, G) shared gene programs
+    gene_response: np.ndarray  # (G,) how strongly each gene responds to anything
+    noise_scale: np.ndarray  # (G,) per-gene scale of the measurement noise
+    # variant "interaction": extra signatures switched by time and dose, and
+    # cell-line patterns that show at the high dose.
+    time_signature: np.ndarray  # (M, G)
+    dose_signature: np.ndarray  # (M, G)
+    cell_pattern: np.ndarray  # (M, C)
 
 
 def _sparse_vectors(rng: np.random.Generator, n: int, dim: int, n_active: int) -> np.ndarray:
@@ -234,10 +284,11 @@ def _build_mechanisms(cfg: SyntheticConfig, rng: np.random.Generator) -> _Mechan
         for j in np.flatnonzero(rng.random(n_m - n_s) < 0.4) + n_s:
             core[j] = _unit_rms(0.6 * core[rng.integers(n_s)] + 0.8 * core[j])
 
-    # Sub-types share only part of the core; each adds a response of its own.
-    n_subtypes = rng.choice([1, 2, 3], size=n_m, p=[0.4, 0.4, 0.2])
-    own = _unit_rms(_sparse_vectors(rng, n_m * 3, g, gene_block)).reshape(n_m, 3, g)
-    shared = np.where(n_subtypes[:, None] == 1, 1.0, 0.6)  # single sub-type: pure core
+    # Chemical classes (sub-types) share only part of the core; each adds a
+    # response of its own. Only the saturating variant uses more than one.
+    n_subtypes = rng.choice([1, 2, 3, 4], size=n_m, p=[0.15, 0.35, 0.3, 0.2])
+    own = _unit_rms(_sparse_vectors(rng, n_m * 4, g, gene_block)).reshape(n_m, 4, g)
+    shared = np.where(n_subtypes[:, None] == 1, 1.0, 0.5)  # single class: pure core
     signature = _unit_rms(shared[:, :, None] * core[:, None, :]
                           + np.sqrt(1 - shared**2)[:, :, None] * own)
 
@@ -245,9 +296,21 @@ def _build_mechanisms(cfg: SyntheticConfig, rng: np.random.Generator) -> _Mechan
     toxicity = np.where(toxic, rng.uniform(0.6, 2.0, size=n_m), 0.0)
     base_sensitivity = rng.uniform(0.5, 1.5, size=c)  # some cell lines are frail
     cell_sensitivity = base_sensitivity * rng.lognormal(0.0, 0.4, size=(n_m, c))
-    stress = _unit_rms(_sparse_vectors(rng, 1, g, 3 * gene_block))[0]
-    return _Mechanisms(scored, nonscored, weight, signature, n_subtypes, toxicity,
-                       cell_sensitivity, stress, programs)
+
+    # Genes differ in how far they move (the real per-column std runs from 0.58
+    # to 2.26) and, less, in their noise level (the real quartiles are tight).
+    gene_response = rng.lognormal(0.0, 0.33, size=g)
+    noise_scale = _NOISE_SCALE * rng.lognormal(0.0, 0.06, size=g)
+    # Dying cells move every gene, some a lot: a response shared by all dying
+    # cells (and the drug's own, see _features).
+    stress = rng.standard_normal(g) * gene_response
+
+    time_signature = _unit_rms(_sparse_vectors(rng, n_m, g, gene_block))
+    dose_signature = _unit_rms(_sparse_vectors(rng, n_m, g, gene_block))
+    cell_pattern = _sparse_vectors(rng, n_m, c, max(1, c // 10)) ** 2
+    return _Mechanisms(scored, nonscored, weight, core, signature, n_subtypes, toxicity,
+                       cell_sensitivity, stress, programs, gene_response, noise_scale,
+                       time_signature, dose_signature, cell_pattern)
 
 
 # ---------------------------------------------------------------- drugs
@@ -328,11 +391,17 @@ def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
             targets = _deal(len(owner), w_s, none, rng)
         scored[owner, targets] = True
     if n_ns and w_ns.sum() > 0:
-        extra = has_scored[rng.random(len(has_scored)) < _P_EXTRA_NONSCORED]
         k = rng.choice(_N_NONSCORED_LABELS[0], size=len(ns_only), p=_N_NONSCORED_LABELS[1])
-        owner = np.concatenate([np.repeat(ns_only, k), extra])
+        owner = np.repeat(ns_only, k)
         covered = np.flatnonzero(w_ns > 0) if is_train else none
         nonscored[owner, _deal(len(owner), w_ns, covered, rng)] = True
+        # A few scored drugs also carry non-scored labels, drawn evenly over the
+        # non-empty non-scored targets: on the real labels such pairs are spread
+        # thin (most meet on one drug), not tied to particular scored targets.
+        extra = has_scored[rng.random(len(has_scored)) < _P_EXTRA_NONSCORED]
+        k = rng.choice(_N_EXTRA_NONSCORED[0], size=len(extra), p=_N_EXTRA_NONSCORED[1])
+        nonempty = np.flatnonzero(w_ns > 0)
+        nonscored[np.repeat(extra, k), rng.choice(nonempty, size=int(k.sum()))] = True
     return scored, nonscored
 
 
@@ -361,6 +430,15 @@ class _Part:
     nonscored: np.ndarray  # per drug
 
 
+def _free_cell_probs(fixed: np.ndarray, n_free: int) -> np.ndarray:
+    """Probabilities of the six dose x time cells for rows drawn at random, so
+    that with the fixed rows' cells (counts per cell) the totals follow the real
+    cp_dose and cp_time shares (ordinary drugs alone cover the cells evenly)."""
+    want = np.outer(_DOSE_SHARES, _TIME_SHARES).ravel() * (fixed.sum() + n_free)
+    need = np.maximum(want - fixed, 0.0)
+    return need / need.sum() if need.sum() > 0 else np.full(6, 1 / 6)
+
+
 def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig,
                mech: _Mechanisms, rng: np.random.Generator) -> _Part:
     sizes, kinds = _drug_sizes(n_rows, frequent, cfg, rng)
@@ -368,38 +446,75 @@ def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig
     drug_of_row = np.repeat(np.arange(len(sizes)), sizes)
     # Ordinary drugs cycle through the six dose x time cells from a random start,
     # so 6/12/18-row drugs cover each cell equally and a 5- or 7-row drug misses
-    # or repeats one; controls and frequent drugs draw cells at random.
-    combo = rng.integers(0, 6, size=n_rows)
+    # or repeats one; controls and frequent drugs draw cells so that the totals
+    # follow the real cp_dose and cp_time counts.
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     within = np.arange(n_rows) - starts[drug_of_row]
     first_cell = rng.integers(0, 6, size=len(sizes))
     regular = kinds[drug_of_row] == _REGULAR
-    combo[regular] = (within + first_cell[drug_of_row])[regular] % 6
+    combo = (within + first_cell[drug_of_row]) % 6
+    probs = _free_cell_probs(np.bincount(combo[regular], minlength=6).astype(float), int((~regular).sum()))
+    combo[~regular] = rng.choice(6, size=int((~regular).sum()), p=probs)
     order = rng.permutation(n_rows)  # the real files are not grouped by drug
     drug_of_row, combo = drug_of_row[order], combo[order]
     return _Part(drug_of_row, combo // 3, combo % 3, kinds, scored, nonscored)
 
 
+def _saturating(labels, part, mech, cfg, rng, strength):
+    """Each drug is one chemical class of each of its targets (up to four per
+    target, sharing half their signature); a response starts above a potency
+    threshold and saturates per gene."""
+    subtype = np.floor(rng.random(labels.shape) * mech.n_subtypes).astype(int)
+    per_drug = np.zeros((labels.shape[0], cfg.n_genes))
+    for j in range(mech.signature.shape[1]):
+        per_drug += (labels * (subtype == j)) @ mech.signature[:, j, :]
+    above = np.maximum(strength - _THRESHOLD, 0.0) / (1 - _THRESHOLD)
+    sat = 1.5  # per-gene response cannot grow without bound
+    return sat * np.tanh(above[:, None] * per_drug[part.drug_of_row] / sat), 0.0
+
+
+def _additive(labels, part, mech, cfg, rng, strength):
+    """One fixed signature per target, summed and scaled by the row's strength:
+    the gene signal is linear in the labels (what a linear model can express)."""
+    per_drug = labels @ mech.core
+    return strength[:, None] * per_drug[part.drug_of_row], 0.0
+
+
+def _interaction(labels, part, mech, cfg, rng, strength):
+    """Dose x time x cell-line interactions: part of a target's gene response
+    flips sign between early (24 h) and late (72 h) rows, another part appears
+    only at the high dose, and every target (not only the toxic ones) lowers
+    viability in its own few cell lines at D2, the more so the longer."""
+    d = part.drug_of_row
+    late = (part.time - 1.0)[:, None]  # -1, 0, +1
+    high = (2.0 * part.dose - 1.0)[:, None]  # -1, +1
+    genes = (0.6 * (labels @ mech.core)[d]
+             + 0.8 * late * (labels @ mech.time_signature)[d]
+             + 0.8 * high * (labels @ mech.dose_signature)[d])
+    cells = -1.5 * (labels @ mech.cell_pattern)[d] * (part.dose == 1)[:, None] * _TIME_STRENGTH[part.time][:, None]
+    return strength[:, None] * genes, cells * np.minimum(strength, 2.0)[:, None]
+
+
+_SIGNALS = {"saturating": _saturating, "additive": _additive, "interaction": _interaction}
+
+
 def _features(part: _Part, mech: _Mechanisms, cfg: SyntheticConfig,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """g-* and c-* of every row (unrounded)."""
+    """g-* and c-* of every row (unrounded, clipped to [-10, 10] as the real file is)."""
     n_drugs = len(part.kinds)
     treated = part.kinds != _CONTROL
     labels = np.concatenate([part.scored, part.nonscored], axis=1).astype(float)
 
-    # Per drug: which sub-type of each mechanism it is, its summed response.
-    subtype = np.floor(rng.random(labels.shape) * mech.n_subtypes).astype(int)
-    response = np.zeros((n_drugs, cfg.n_genes))
-    for j in range(3):
-        response += (labels * (subtype == j)) @ mech.signature[:, j, :]
-    n_prog = len(mech.programs)
-    offset = _unit_rms(rng.standard_normal((n_drugs, n_prog)) @ mech.programs)
-    response += cfg.drug_offset_scale * offset * treated[:, None]
     potency = rng.lognormal(0.0, 0.5, size=n_drugs)
     potency[rng.random(n_drugs) < cfg.inactive_fraction] *= 0.1
     potency *= treated
+    # Each drug's own off-target response, shared by its replicates: through the
+    # shared programs and, weaker, through every gene (active compounds move
+    # many genes a little, which is most of the real columns' spread).
+    offset = (_unit_rms(rng.standard_normal((n_drugs, len(mech.programs))) @ mech.programs)
+              + _BROAD * rng.standard_normal((n_drugs, cfg.n_genes))) * treated[:, None]
     # Toxicity per drug and cell line: toxic mechanisms plus rare off-target toxicity.
-    tox = labels @ (mech.toxicity[:, None] * mech.cell_sensitivity)
+    tox = labels @ (0.8 * mech.toxicity[:, None] * mech.cell_sensitivity)
     off_target = rng.exponential(0.3, size=n_drugs) * (rng.random(n_drugs) < 0.1)
     tox += off_target[:, None] * mech.cell_sensitivity.mean(axis=0)
 
@@ -407,29 +522,40 @@ def _features(part: _Part, mech: _Mechanisms, cfg: SyntheticConfig,
     d, dose, time = part.drug_of_row, part.dose, part.time
     strength = potency[d] * _DOSE_STRENGTH[dose] * _TIME_STRENGTH[time] ** np.where(dose == 1, 1.5, 1.0)
     strength = strength * rng.lognormal(0.0, 0.15, size=len(d))  # replicate variation
-
-    loss = 1.0 - np.exp(-tox[d] * strength[:, None] ** 1.5)  # (n, C) in [0, 1)
     n_rows = len(d)
-    common = 0.7 * rng.standard_t(5, size=n_rows)  # plate-level viability factor
-    cells = (common[:, None] * rng.uniform(0.8, 1.2, size=cfg.n_cells)  # same factor, all cell lines
-             - 9.0 * loss
-             + 0.45 * rng.standard_normal((n_rows, cfg.n_cells)))
-    cells = np.maximum(cells, -10.0)
 
-    sat = 2.0  # per-gene response cannot grow without bound
-    genes = cfg.signal_strength * sat * np.tanh(strength[:, None] * response[d] / sat)
-    genes += 1.5 * loss.mean(axis=1, keepdims=True) * mech.stress
-    genes += _skewed_t_noise(rng, (n_rows, cfg.n_genes), cfg.noise_df)
-    return genes, cells
+    signal, cell_signal = _SIGNALS[cfg.variant](labels, part, mech, cfg, rng, strength)
+    # Cell death is switch-like: little loss until the dose is enough, then most.
+    loss = 1.0 - np.exp(-(tox[d] * strength[:, None]) ** 4)  # (n, C) in [0, 1)
+    common = 0.3 * rng.standard_t(6, size=n_rows)  # plate-level viability factor
+    cells = (common[:, None] * rng.uniform(0.8, 1.2, size=cfg.n_cells)  # same factor, all cell lines
+             - 10.0 * loss + cell_signal
+             + _CELL_NOISE * rng.standard_normal((n_rows, cfg.n_cells)))
+
+    genes = mech.gene_response * (cfg.signal_strength * signal + cfg.drug_offset_scale
+                                  * np.minimum(strength, 2.0)[:, None] * offset[d])
+    # Only rows whose cells nearly all die move genes far, each drug its own way
+    # around a shared stress response: the real g-* columns reach -10 and +10
+    # about equally often (49%, 51%) while their means stay near 0.
+    death = (0.8 * mech.stress + 0.6 * rng.standard_normal((n_drugs, cfg.n_genes)) * mech.gene_response) * mech.gene_response
+    genes += _STRESS * loss.mean(axis=1, keepdims=True) ** 2 * death[d]
+    genes += mech.noise_scale * _skewed_t_noise(rng, (n_rows, cfg.n_genes), cfg.noise_df)
+    # The assays report values relative to each plate's population (robust
+    # z-scores), so every column's median sits at 0; then the file's clip.
+    genes -= np.median(genes, axis=0)
+    cells -= np.median(cells, axis=0)
+    return np.clip(genes, -10.0, 10.0), np.clip(cells, -10.0, 10.0)
 
 
 def _skewed_t_noise(rng: np.random.Generator, shape: tuple[int, int], df: float) -> np.ndarray:
-    """Student-t noise (unit variance where df > 2), skewed to the left by a
-    sinh-arcsinh shift as the real g-* columns are."""
+    """Student-t noise (unit variance where df > 2), with a sinh-arcsinh skew
+    that is mirrored at random per gene: real g-* columns lean either way and
+    the median of their medians is 0."""
     noise = rng.standard_t(df, size=shape)
     if df > 2:
         noise *= np.sqrt((df - 2) / df)
-    return np.sinh(np.arcsinh(noise) - 0.1)
+    lean = np.where(rng.random(shape[1]) < 0.5, -0.04, 0.04)
+    return np.sinh(np.arcsinh(noise) + lean)
 
 
 # ---------------------------------------------------------------- frames
@@ -470,9 +596,12 @@ def _target_frame(ids: list[str], names: list[str], per_drug: np.ndarray, drug_o
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
-    """The six Kaggle files as frames, keyed by their file names in schema."""
+    """The six Kaggle files as frames, keyed by their file names in schema, and
+    the benchmark-only files keyed by their paths under BENCHMARK_DIR."""
     if cfg.n_samples < 1 or cfg.n_genes < 1 or cfg.n_cells < 1 or cfg.n_scored < 1:
         raise MoAError(f"synthetic data: sizes must be positive, got {cfg}")
+    if cfg.variant not in VARIANTS:
+        raise MoAError(f"data.variant={cfg.variant!r}: expected one of {', '.join(VARIANTS)}")
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(5)]
     rng_mech, rng_train, rng_test, rng_feat, rng_ids = streams
     mech = _build_mechanisms(cfg, rng_mech)
@@ -485,7 +614,12 @@ def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
     taken: set[str] = set()
     train_ids = ["id_" + s for s in _hex_ids(rng_ids, cfg.n_samples, taken)]
     test_ids = ["id_" + s for s in _hex_ids(rng_ids, n_test, taken)]
-    drug_names = np.array(_hex_ids(rng_ids, len(train.kinds), set()), dtype=object)
+    drug_taken: set[str] = set()
+    drug_names = np.array(_hex_ids(rng_ids, len(train.kinds), drug_taken), dtype=object)
+    # Test drugs are new compounds; only the vehicle (controls) is the same.
+    test_drugs = np.array(_hex_ids(rng_ids, len(test.kinds), drug_taken), dtype=object)
+    if (train.kinds == _CONTROL).any():
+        test_drugs[test.kinds == _CONTROL] = drug_names[train.kinds == _CONTROL][0]
 
     submission = pd.DataFrame(np.full((n_test, len(mech.scored)), 0.5), columns=mech.scored)
     submission.insert(0, schema.ID, pd.array(test_ids, dtype="str"))
@@ -499,7 +633,27 @@ def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
         }),
         schema.TEST_FEATURES: _feature_frame(test_ids, test, g_test, c_test),
         schema.SAMPLE_SUBMISSION: submission,
+        f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}": _target_frame(test_ids, mech.scored, test.scored, test.drug_of_row),
+        f"{BENCHMARK_DIR}/{HELDOUT_DRUG}": pd.DataFrame({
+            schema.ID: pd.array(test_ids, dtype="str"),
+            schema.DRUG: pd.array(test_drugs[test.drug_of_row].tolist(), dtype="str"),
+        }),
     }
+
+
+BENCHMARK_FILES = (f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}", f"{BENCHMARK_DIR}/{HELDOUT_DRUG}")
+
+
+def heldout_test_labels(data_dir: str | Path) -> pd.DataFrame:
+    """The scored labels of a synthetic folder's test rows (drugs absent from
+    training), for benchmarks only: the training reader never opens them."""
+    path = Path(data_dir) / BENCHMARK_DIR / HELDOUT_TARGETS
+    if not path.is_file():
+        raise MoAError(f"{path}: no held-out test labels (only synthetic data folders of format "
+                       f"{FORMAT_VERSION} or later have them)")
+    frame = pd.read_csv(path)
+    frame[schema.ID] = frame[schema.ID].astype("str")
+    return frame
 
 
 # ---------------------------------------------------------------- files
@@ -518,6 +672,7 @@ def write_dataset(cfg: SyntheticConfig, out_dir: Path) -> None:
     """Generate and write the six CSVs into out_dir (created if missing)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / BENCHMARK_DIR).mkdir(exist_ok=True)
     for name, frame in generate(cfg).items():
         _write_csv(frame, out_dir / name)
 
@@ -537,7 +692,7 @@ def _is_complete(folder: Path, cfg: SyntheticConfig) -> bool:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return manifest == _manifest(cfg) and all((folder / n).is_file() for n in FILE_NAMES)
+    return manifest == _manifest(cfg) and all((folder / n).is_file() for n in (*FILE_NAMES, *BENCHMARK_FILES))
 
 
 def ensure_synthetic(cfg: SyntheticConfig, root: Path) -> Path:
@@ -548,7 +703,7 @@ def ensure_synthetic(cfg: SyntheticConfig, root: Path) -> Path:
     only when complete, so an interrupted run never leaves a folder that looks
     finished."""
     root = Path(root)
-    target = root / f"synthetic-{config_hash(cfg)}"
+    target = root / f"synthetic-{cfg.variant}-{config_hash(cfg)}"
     if _is_complete(target, cfg):
         LOG.info("reused synthetic data in %s", target)
         return target

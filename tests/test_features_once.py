@@ -13,13 +13,13 @@ from moa_lit.train import train
 
 def test_features_are_fitted_once_per_fold_whatever_the_seeds(tmp_path, monkeypatch):
     fitted = []
-    real_fit = datamodule.fit_features
+    real_fit = datamodule.fit_transform_features
 
     def counting_fit(pipeline, rows):
         fitted.append(len(rows))
         return real_fit(pipeline, rows)
 
-    monkeypatch.setattr(datamodule, "fit_features", counting_fit)
+    monkeypatch.setattr(datamodule, "fit_transform_features", counting_fit)
     run_dir = tmp_path / "run"
     cfg = compose_train([*tiny_run_overrides(tmp_path, n_samples=300, epochs=1, n_scored=20), "num_threads=1",
                          "seeds=[0,1,2]", "features.pca_genes=5", "features.factor_analysis_cells=2",

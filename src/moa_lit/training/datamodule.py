@@ -13,7 +13,7 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from moa_lit.errors import MoAError
-from moa_lit.training.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_transform_features
 
 
 # The random state of the feature pipeline's randomised steps (the quantile
@@ -158,10 +158,10 @@ class MoADataModule(L.LightningDataModule):
             return self
         self.fold, self.seed = fold, seed
         pipeline = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
-        self.preprocessor = fit_features(pipeline, self.features.iloc[train_idx])
+        self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
         self.feature_fits += 1
         self.tensors = FoldTensors(
-            x_train=self.tensor(self._finite(self.preprocessor.transform(self.features.iloc[train_idx]), fold)),
+            x_train=self.tensor(self._finite(x_train, fold)),
             y_train=self.tensor(self.targets[train_idx]),
             x_val=self.tensor(self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)),
             y_val=self.tensor(self.targets[val_idx]),

@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("overrides", nargs="*",
                         help="section=ratio,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # section=... and overrides may sit between options
     sections, user_overrides = split_sections(args.overrides)
     if args.skip_full_run:
         sections = [name for name in sections if name in ("ratio", "data")]

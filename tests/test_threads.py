@@ -54,9 +54,10 @@ def test_joblib_jobs_share_the_cores_they_were_given(monkeypatch):
                            "hydra.sweeper.n_jobs=2"])
     assert cli.parallel_jobs(search) == 2
     # joblib's -1: one job per core of the machine.
-    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    fake_cores(monkeypatch, 6)
     assert cli.parallel_jobs(hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=-1"])) == 6
-    assert cli.auto_threads(6) == 1  # never 0
+    assert cli.parallel_jobs(hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=-2"])) == 5
+    assert cli.auto_threads(7) == 1  # never 0
 
 
 def test_one_job_at_a_time_keeps_every_core(monkeypatch):

@@ -47,8 +47,8 @@ def parallel_jobs(hydra_cfg) -> int:
     n_jobs = launcher.get("n_jobs")
     if n_jobs is None:
         jobs = available_cores()
-    elif int(n_jobs) < 0:  # joblib's -1 = every core, -2 = all but one, ...
-        jobs = max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+    elif int(n_jobs) < 0:  # joblib's -1 = every core it may use, -2 = all but one, ...
+        jobs = max(1, available_cores() + 1 + int(n_jobs))
     else:
         jobs = max(1, int(n_jobs))
     trials = (hydra_cfg.get("sweeper") or {}).get("n_jobs")

@@ -72,6 +72,9 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
         ("allow_worse_than_prior=2", "allow_worse_than_prior=2: expected true or false"),
         ("features.pca_genes=1.5", "features.pca_genes=1.5: expected a whole number >= 0"),
         ("stack.inner_folds=1", "stack.inner_folds=1: expected a whole number >= 2"),
+        ("final_model=refitted", "final_model='refitted': expected one of fold_average, refit, both"),
+        ("refit.epoch_scale=-1", "refit.epoch_scale=-1: expected a number > 0 and <= 10"),
+        ("refit.seeds=[1,1]", "refit.seeds=[1,1]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (1 is repeated: each would train into the same folder)"),
         # ... unknown keys and keys outside the table as the schema says them.
         ("cv.n_fold=3", "cv.n_fold=3: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
         ("optimized_metric=val_loss", None),  # a value check in train: its own line

@@ -91,6 +91,29 @@ def optimise_weights(truth: np.ndarray, predictions: list[np.ndarray]) -> np.nda
     return w
 
 
+def nested_weights(truth: np.ndarray, predictions: list[np.ndarray], fold_of_row: np.ndarray, fold_ids: list[int]) -> dict[int, np.ndarray]:
+    """For each fold k, the weights of :func:`optimise_weights` fitted on the
+    other folds' rows only, so the rows of fold k never choose the weights
+    they are blended with (what ``experiment=ensemble`` reports as its OOF)."""
+    if len(fold_ids) < 2:
+        raise MoAError(f"nested blend weights need at least two folds' OOF predictions, got folds {list(fold_ids)}")
+    weights = {}
+    for k in fold_ids:
+        fit = np.isin(fold_of_row, fold_ids) & (fold_of_row != k)
+        weights[int(k)] = optimise_weights(truth[fit], [p[fit] for p in predictions])
+    return weights
+
+
+def nested_blend(predictions: list[np.ndarray], fold_of_row: np.ndarray, weights: dict[int, np.ndarray]) -> np.ndarray:
+    """Each fold's rows blended with that fold's weights (:func:`nested_weights`)."""
+    stacked = np.stack(predictions)
+    out = np.full(stacked.shape[1:], np.nan)
+    for k, w in weights.items():
+        rows = fold_of_row == k
+        out[rows] = np.tensordot(w, stacked[:, rows], axes=1)
+    return out
+
+
 def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> dict:
     if len(run_dirs) < 2:
         raise MoAError(f"runs={[str(r) for r in run_dirs]}: expected at least two run directories, e.g. runs=[dir1,dir2]")

@@ -5,7 +5,10 @@ Every seed x fold model of the run is loaded (its fitted preprocessor and its
 best checkpoint), the input is checked against the run's feature layout with
 the same one-line errors as training, and the probabilities are averaged over
 folds and seeds exactly as training averages its test predictions (so both
-agree on the same file), control rows set to 0."""
+agree on the same file), control rows set to 0. A run trained with
+``final_model=refit`` predicts with its models refitted on every training
+row instead (``both``: the mean of the two averages), and an ensemble or a
+blend with its members' predictions weighted as in its run.json."""
 
 from __future__ import annotations
 
@@ -33,10 +36,11 @@ from moa_lit.training.fold_predictor import FoldPredictor
 log = logging.getLogger("moa_lit.predict")
 
 
-def _fold_dirs(run: RunDir, manifest: RunManifest) -> list[FoldDir]:
-    """Every fold folder the manifest promises, checked to hold both files first,
-    so a half-copied run is named before anything is loaded."""
-    folders = run.folds_of(manifest)
+def _fold_dirs(run: RunDir, manifest: RunManifest, refit: bool = False) -> list[FoldDir]:
+    """Every fold folder the manifest promises (or, ``refit``, every refitted
+    model's), checked to hold both files first, so a half-copied run is named
+    before anything is loaded."""
+    folders = run.refits_of(manifest) if refit else run.folds_of(manifest)
     missing = [
         path for fold_dir in folders for path in (fold_dir.preprocessor, fold_dir.best_checkpoint) if not path.is_file()
     ]
@@ -62,9 +66,12 @@ def inference_device(choice: str | None = "auto") -> torch.device:
     return torch.device(choice)
 
 
-def load_fold_predictors(run: RunDir, manifest: RunManifest, device: torch.device | str = "cpu") -> list[FoldPredictor]:
+def load_fold_predictors(
+    run: RunDir, manifest: RunManifest, device: torch.device | str = "cpu", refit: bool = False
+) -> list[FoldPredictor]:
+    """The seed x fold models, or (``refit``) the models refitted on every row."""
     n_targets = len(manifest.target_names)
-    return [FoldPredictor.load(fold_dir, n_targets, device) for fold_dir in _fold_dirs(run, manifest)]
+    return [FoldPredictor.load(fold_dir, n_targets, device) for fold_dir in _fold_dirs(run, manifest, refit)]
 
 
 def ensemble_probabilities(
@@ -91,15 +98,23 @@ def run_probabilities(
     predictors: list[FoldPredictor] | None = None,
 ) -> np.ndarray:
     """The run's probabilities (target order of run.json): its fold models'
-    average (``predictors``: already loaded from the run), or for a blend the
-    weighted average of its member runs'."""
+    average (``predictors``: already loaded from the run), its refitted
+    models' average, or the mean of both (``final_model``), as training
+    wrote its submission; for a blend or ensemble the weighted average of its
+    member runs'."""
     if not manifest.is_blend:
-        if predictors is None:
-            predictors = load_fold_predictors(run, manifest, device)
-        return ensemble_probabilities(predictors, features, clip=manifest.clip)
+        parts = []
+        if manifest.uses_fold_models:
+            if predictors is None:
+                predictors = load_fold_predictors(run, manifest, device)
+            parts.append(ensemble_probabilities(predictors, features, clip=manifest.clip))
+        if manifest.uses_refit_models:
+            refitted = load_fold_predictors(run, manifest, device, refit=True)
+            parts.append(ensemble_probabilities(refitted, features, clip=manifest.clip))
+        return parts[0] if len(parts) == 1 else (parts[0] + parts[1]) / 2
     total = np.zeros((len(features), len(manifest.target_names)))
     for member in manifest.members:
-        member_run = RunDir(member.run)
+        member_run = RunDir(member.folder(run.path))
         member_manifest = member_run.manifest()
         if member_manifest.target_names != manifest.target_names:
             raise MoAError(f"{member_run.path}: its targets differ from the blend's run.json; expected the blended runs")
@@ -124,8 +139,10 @@ def predict_frame(
 
 def model_count(run: RunDir, manifest: RunManifest) -> int:
     if not manifest.is_blend:
-        return len(manifest.seeds) * len(manifest.folds)
-    return sum(model_count(RunDir(m.run), RunDir(m.run).manifest()) for m in manifest.members)
+        folds = len(manifest.seeds) * len(manifest.folds) if manifest.uses_fold_models else 0
+        return folds + (len(manifest.refit_seeds) if manifest.uses_refit_models else 0)
+    members = [RunDir(m.folder(run.path)) for m in manifest.members]
+    return sum(model_count(m, m.manifest()) for m in members)
 
 
 def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """The typed settings of the groups users edit most (``cv``, ``loader``,
-``features``, ``pretrain``, ``stack``, ``predict``), registered in Hydra's
+``features``, ``pretrain``, ``stack``, ``predict``, ``ensemble``, ``refit``), registered in Hydra's
 ConfigStore as the schema of ``conf/train.yaml``: a wrong type or an unknown
 key is refused when the config is composed. Ranges and choices are not kept
 here: each object checks its fields against the one table of
@@ -9,13 +9,15 @@ checks across fields live here. Nothing below ``train.py`` reads the config."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from moa_lit.errors import MoAError
 from moa_lit.settings_check import STAGE_TARGETS as AUXILIARY_TARGETS, check_fields
+
 OPTIMIZED_METRICS = ("oof_logloss", "oof_logloss_treated")
 
 
@@ -110,6 +112,37 @@ class PredictSettings:
 
 
 @dataclass
+class EnsembleSettings:
+    """``experiment=ensemble``: the model families trained on the same folds
+    and blended (``moa_lit/ensemble.py``). ``models`` maps a member's name (its
+    folder under ``members/``) to a ``model`` config; None: no ensemble."""
+
+    models: Optional[Dict[str, Any]] = None
+
+    def __post_init__(self) -> None:
+        if self.models is not None:
+            names = list(self.models)
+            if len(names) < 2:
+                raise MoAError(f"ensemble.models={names}: expected at least two model families, e.g. experiment=ensemble")
+            bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_-]+", str(n))]
+            if bad:
+                raise MoAError(f"ensemble.models.{bad[0]}: expected member names of letters, digits, _ and - (each is a folder name)")
+
+
+@dataclass
+class RefitSettings:
+    """``final_model=refit|both``: models trained on every training row for
+    the epochs the folds chose (``moa_lit/training/refit.py``)."""
+
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    # Epochs = round(median best epoch count of the folds x epoch_scale).
+    epoch_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "refit")
+
+
+@dataclass
 class TrainConfig:
     """The schema of ``conf/train.yaml``: typed groups above; the others
     (``data``, ``model``, ``trainer`` ...) are ``_target_`` nodes that
@@ -121,6 +154,11 @@ class TrainConfig:
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     predict: PredictSettings = field(default_factory=PredictSettings)
+    ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
+    refit: RefitSettings = field(default_factory=RefitSettings)
+    # What makes the submission and what predict uses: the fold models'
+    # average, models refitted on all rows, or the mean of both.
+    final_model: str = "fold_average"
     seeds: List[int] = field(default_factory=lambda: [0])
     resume: bool = False
     allow_worse_than_prior: bool = False

@@ -84,6 +84,7 @@ POSITIVE = _float(0, low_open=True)
 RATE = _float(0, low_open=True)  # learning rates
 PROBABILITY = _float(0, 1, high_open=True)  # dropout rates
 STAGE_TARGETS = ("nonscored", "scored+nonscored")
+FINAL_MODELS = ("fold_average", "refit", "both")
 
 # The keys users set on the command line or in experiment files.
 TRAIN: dict[str, Spec] = {
@@ -154,6 +155,10 @@ TRAIN: dict[str, Spec] = {
     "stack.inner_folds": _int(2),
     "stack.max_epochs": _int(1),
     "stack.lr": _float(0, low_open=True, nullable=True),
+    # final models (training/refit.py)
+    "final_model": Spec(CHOICE, choices=FINAL_MODELS),
+    "refit.seeds": Spec(INT_LIST, 0, non_empty=True),
+    "refit.epoch_scale": _float(0, 10, low_open=True),
 }
 
 PREDICT: dict[str, Spec] = {

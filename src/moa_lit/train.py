@@ -40,6 +40,7 @@ from moa_lit.settings import (
     LoaderSettings,
     PredictSettings,
     PretrainSettings,
+    RefitSettings,
     StackSettings,
     check_optimized_metric,
 )
@@ -48,6 +49,7 @@ from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.folds import assign_folds
+from moa_lit.training.refit import check_refit_possible, refit_epochs, refit_final_models
 from moa_lit.training.stages import FoldPlan, peak_lr_setting
 
 log = logging.getLogger("moa_lit.train")
@@ -105,6 +107,10 @@ def memory_settings(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> float:
+    if cfg.get("ensemble") is not None and cfg.ensemble.get("models"):
+        from moa_lit.ensemble import train_ensemble
+
+        return train_ensemble(cfg, train, command_line_overrides())
     timer = PhaseTimer()
     check_train_settings(cfg, command_line_overrides())
     quiet_lightning()
@@ -128,6 +134,9 @@ def train(cfg: DictConfig) -> float:
     clip = typed(cfg.predict, PredictSettings).clip_range
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
+    final_model = str(cfg.get("final_model", "fold_average"))
+    refit = typed(cfg.refit, RefitSettings) if "refit" in cfg else RefitSettings()
+    check_refit_possible(final_model, plan.pretrain.enabled, plan.stack.enabled, cv.folds is not None)
     run = RunDir(cfg.paths.output_dir)
     resume = bool(cfg.get("resume", False))
     with run.lock():  # a second writer of this folder gets one line naming this process
@@ -162,7 +171,10 @@ def train(cfg: DictConfig) -> float:
             run.write_folds(fold_table)
             run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
             run.write_manifest(
-                RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
+                RunManifest.new(
+                    data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip,
+                    final_model=final_model, refit_seeds=refit.seeds,
+                )
             )
 
         dm = MoADataModule(
@@ -178,6 +190,19 @@ def train(cfg: DictConfig) -> float:
             resume=resume, memory_settings=memory_settings(cfg),
         )
         preds = cross_validation.run_folds(seeds, fold_ids, clip)
+        test_pred, refitted = preds.test, None
+        if final_model != "fold_average":
+            with timer("refit"):
+                epochs = refit_epochs([f["best_epoch"] for f in preds.fold_summaries], refit.epoch_scale)
+                refitted = refit_final_models(
+                    plan, dm, run, refit.seeds, epochs,
+                    test_features=None if data.test is None else data.test,
+                    test_is_control=None if data.test is None else data.test_is_control,
+                    clip=clip, resume=resume,
+                )
+            if test_pred is not None:
+                # As predict.run_probabilities: both = the mean of the two finished averages.
+                test_pred = refitted.test if final_model == "refit" else (preds.test + refitted.test) / 2
 
         with timer("writing"):
             scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
@@ -185,8 +210,8 @@ def train(cfg: DictConfig) -> float:
             oof = pd.DataFrame(preds.oof[rows], columns=names)
             oof.insert(0, schema.ID, ids[rows])
             submission = None
-            if preds.test is not None:
-                submission = pd.DataFrame(preds.test, columns=names)
+            if test_pred is not None:
+                submission = pd.DataFrame(test_pred, columns=names)
                 submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
                 if data.sample_submission_columns is not None:
                     submission = submission[data.sample_submission_columns]
@@ -195,6 +220,7 @@ def train(cfg: DictConfig) -> float:
             run.write_predictions(oof, submission)
         scores["seeds"] = seeds
         scores["fold_summaries"] = preds.fold_summaries
+        scores["final_model"] = {"kind": final_model, **({"refit": refitted.summary} if refitted else {})}
         gpu_peaks = [f["peak_gpu_memory_mb"] for f in preds.fold_summaries if f.get("peak_gpu_memory_mb") is not None]
         scores["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         scores["peak_gpu_memory_mb"] = max(gpu_peaks) if gpu_peaks else None

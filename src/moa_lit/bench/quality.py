@@ -67,6 +67,11 @@ VARIANTS = [
     ),
     Variant("linear", ["experiment=baseline", "model=linear"], small=[], description="batch norm + one linear layer"),
     Variant("best", ["experiment=best"], description="the experiment=best preset"),
+    # issue 14: the adaptive ensemble (nested OOF) and the baseline with models refitted on all rows.
+    Variant("ensemble", ["experiment=ensemble"], small=["ensemble.models.mlp.net.hidden_size=32"],
+            description="MLP + linear on the same folds, nested blend weights (experiment=ensemble)"),
+    Variant("refit", ["experiment=baseline", "final_model=refit"],
+            description="baseline MLP, submission from 3 seeds refitted on all rows (OOF as baseline)"),
 ]
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
 NAMES = ["prior", *(v.name for v in VARIANTS), "blend"]

@@ -67,6 +67,14 @@ def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
     return Path(run_dir) / MODELS / f"seed{seed}" / f"fold{fold}"
 
 
+REFIT = "refit"  # models/refit/seed<s>/: a final model trained on every training row
+MEMBERS = "members"  # an ensemble's member runs: members/<family>/
+
+
+def refit_dir(run_dir: Path, seed: int) -> Path:
+    return Path(run_dir) / MODELS / REFIT / f"seed{seed}"
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success."""

@@ -25,8 +25,11 @@ FORMAT_VERSION = 2
 
 @dataclass(frozen=True)
 class BlendMember:
-    run: str  # the member run's folder, absolute
+    run: str  # the member run's folder: absolute, or relative to the blend's own folder
     weight: float
+
+    def folder(self, blend_dir: Path) -> Path:
+        return Path(blend_dir) / self.run  # an absolute run stays as it is
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,15 @@ class RunManifest:
     folds: list[int]
     clip: tuple[float, float] | None = None  # predict.clip of the run
     members: list[BlendMember] = field(default_factory=list)  # a blend's runs; empty otherwise
+    final_model: str = "fold_average"  # fold_average, refit or both (training/refit.py)
+    refit_seeds: list[int] = field(default_factory=list)  # models/refit/seed<s>/ when final_model is refit or both
     format_version: int = FORMAT_VERSION
     moa_lit_version: str = __version__
 
     @classmethod
-    def new(cls, layout, target_names, submission_columns, seeds, folds, clip=None) -> "RunManifest":
+    def new(
+        cls, layout, target_names, submission_columns, seeds, folds, clip=None, final_model="fold_average", refit_seeds=()
+    ) -> "RunManifest":
         return cls(
             layout=layout,
             target_names=list(target_names),
@@ -50,7 +57,17 @@ class RunManifest:
             seeds=[int(s) for s in seeds],
             folds=[int(k) for k in folds],
             clip=None if clip is None else (float(clip[0]), float(clip[1])),
+            final_model=str(final_model),
+            refit_seeds=[int(s) for s in refit_seeds] if final_model != "fold_average" else [],
         )
+
+    @property
+    def uses_fold_models(self) -> bool:
+        return self.final_model in ("fold_average", "both")
+
+    @property
+    def uses_refit_models(self) -> bool:
+        return self.final_model in ("refit", "both")
 
     def with_folds(self, folds) -> "RunManifest":
         return replace(self, folds=sorted(int(k) for k in folds))
@@ -71,6 +88,8 @@ class RunManifest:
             "folds": self.folds,
             "clip": None if self.clip is None else list(self.clip),
             "members": [{"run": m.run, "weight": m.weight} for m in self.members],
+            "final_model": self.final_model,
+            "refit_seeds": self.refit_seeds,
         }
 
 
@@ -94,7 +113,7 @@ def parse_manifest(path: Path) -> RunManifest:
         )
     try:
         clip = raw.get("clip")
-        return RunManifest(
+        manifest = RunManifest(
             format_version=version,
             moa_lit_version=str(raw["moa_lit_version"]),
             layout=schema.FeatureLayout(tuple(raw["genes"]), tuple(raw["cells"])),
@@ -104,6 +123,11 @@ def parse_manifest(path: Path) -> RunManifest:
             folds=[int(k) for k in raw["folds"]],
             clip=None if clip is None else (float(clip[0]), float(clip[1])),
             members=[BlendMember(str(m["run"]), float(m["weight"])) for m in raw.get("members", [])],
+            final_model=str(raw.get("final_model", "fold_average")),
+            refit_seeds=[int(s) for s in raw.get("refit_seeds", [])],
         )
+        if manifest.final_model not in ("fold_average", "refit", "both"):
+            raise ValueError(f"final_model {manifest.final_model!r}")
+        return manifest
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise MoAError(f"{path}: malformed ({type(err).__name__}: {err}); expected the file written by training") from None

@@ -238,6 +238,15 @@ class FoldDir:
         self.last_checkpoint.unlink(missing_ok=True)
 
 
+class RefitDir(FoldDir):
+    """``models/refit/seed<s>/``: a final model trained on every training row
+    (the same files as a fold's; its predictions hold the test rows only)."""
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed} refit on all rows"
+
+
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -251,6 +260,16 @@ class RunDir:
 
     def folds_of(self, manifest: RunManifest) -> list[FoldDir]:
         return [self.fold(s, k) for s in manifest.seeds for k in manifest.folds]
+
+    def refit(self, seed: int) -> RefitDir:
+        return RefitDir(files.refit_dir(self.path, seed), seed)
+
+    def refits_of(self, manifest: RunManifest) -> list[RefitDir]:
+        return [self.refit(s) for s in manifest.refit_seeds]
+
+    def member(self, name: str) -> "RunDir":
+        """An ensemble's member run, ``members/<name>/``."""
+        return RunDir(self.path / files.MEMBERS / name)
 
     @property
     def logs(self) -> Path:
@@ -284,20 +303,21 @@ class RunDir:
 
     # -- starting and resuming ---------------------------------------------
     def holds_a_run(self) -> bool:
-        return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS))
+        return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS, files.MEMBERS))
 
     def holds_outputs(self) -> bool:
         """Whether the folder holds a run's outputs (a training run, a merge or a blend)."""
-        names = (files.SETTINGS, files.FOLDS, files.MODELS, files.OOF, files.SUBMISSION, files.SCORES, files.RUN_MANIFEST)
+        names = (files.SETTINGS, files.FOLDS, files.MODELS, files.MEMBERS, files.OOF, files.SUBMISSION, files.SCORES, files.RUN_MANIFEST)
         return any((self.path / name).exists() for name in names)
 
     def trained_anything(self) -> bool:
         """A finished fold, a checkpoint or run-level predictions: work a new run must not overwrite."""
         if any(self.has(name) for name in (files.OOF, files.SCORES)):
             return True
-        models = self.path / files.MODELS
         patterns = (files.FOLD_PREDICTIONS, files.BEST_CHECKPOINT, files.LAST_CHECKPOINT)
-        return models.is_dir() and any(next(models.rglob(p), None) is not None for p in patterns)
+        # models/: this run's folds; members/: an ensemble's member runs.
+        folders = [self.path / files.MODELS, self.path / files.MEMBERS]
+        return any(d.is_dir() and next(d.rglob(p), None) is not None for d in folders for p in patterns)
 
     # -- who writes ---------------------------------------------------------
     @contextmanager

@@ -93,6 +93,11 @@ class FoldTensors:
     y_val: torch.Tensor
 
 
+# The fold number of a model trained on every treated row (it seeds the
+# shuffle: seed * 1000 + fold, so non-negative and beyond any real fold).
+ALL_ROWS = 999
+
+
 class MoADataModule(L.LightningDataModule):
     """Per-fold splits of a dataset: ``set_fold(k)`` fits the feature pipeline on
     fold k's training rows (treated rows only: controls have no MoA by
@@ -143,12 +148,20 @@ class MoADataModule(L.LightningDataModule):
         return t
 
     def set_fold(self, fold: int, seed: int = 0) -> "MoADataModule":
-        train_idx, val_idx = self.train_rows(fold), self.val_rows(fold)
+        return self._fit_rows(self.train_rows(fold), self.val_rows(fold), fold, f"fold {fold}", seed)
+
+    def set_all_rows(self, seed: int = 0) -> "MoADataModule":
+        """Every treated row for training and none for validation: the data of
+        a final model refitted after cross-validation (``training/refit.py``)."""
+        rows = np.flatnonzero(~self.is_control)
+        return self._fit_rows(rows, rows[:0], ALL_ROWS, "the data", seed)
+
+    def _fit_rows(self, train_idx: np.ndarray, val_idx: np.ndarray, fold: int, what: str, seed: int) -> "MoADataModule":
         if len(train_idx) < 2:
-            raise MoAError(f"fold {fold} has {len(train_idx)} treated training rows; expected at least 2")
+            raise MoAError(f"{what} has {len(train_idx)} treated training rows; expected at least 2")
         if self.batch_size > len(train_idx):
             raise MoAError(
-                f"loader.batch_size={self.batch_size} is larger than fold {fold}'s "
+                f"loader.batch_size={self.batch_size} is larger than {what}'s "
                 f"{len(train_idx)} training rows; lower loader.batch_size"
             )
         if fold == self.fold and self.tensors is not None:
@@ -160,10 +173,16 @@ class MoADataModule(L.LightningDataModule):
         pipeline = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
         self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
         self.feature_fits += 1
+        x_train = self._finite(x_train, fold)
+        x_val = (
+            self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)
+            if len(val_idx)
+            else np.zeros((0, x_train.shape[1]), dtype=np.float32)  # no validation rows to transform
+        )
         self.tensors = FoldTensors(
-            x_train=self.tensor(self._finite(x_train, fold)),
+            x_train=self.tensor(x_train),
             y_train=self.tensor(self.targets[train_idx]),
-            x_val=self.tensor(self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)),
+            x_val=self.tensor(x_val),
             y_val=self.tensor(self.targets[val_idx]),
         )
         return self

@@ -38,6 +38,7 @@ from moa_lit.runs.run_dir import FoldDir
 from moa_lit.scoring.scores import smoothed_prevalence
 from moa_lit.settings import PretrainSettings, StackSettings
 from moa_lit.training.callbacks import FreezeBody, StopOnNonFiniteLoss
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.fold_predictor import FoldPredictor, StackedFeatures
 from moa_lit.training.folds import assign_folds
@@ -136,9 +137,13 @@ def train_without_validation(
     y: np.ndarray,
     label: str,
     root: FoldDir,
+    checkpoint: Path | None = None,
 ) -> MoAModule:
-    """An auxiliary model trained for a fixed number of epochs on (x, y), which
-    are training rows only; no validation data is passed, so none is seen."""
+    """A model trained for a fixed number of epochs on (x, y), which are
+    training rows only; no validation data is passed, so none is seen. An
+    auxiliary stage's, or a final model refitted on every row, whose last
+    epoch is saved as ``checkpoint`` (Lightning's format: ``predict`` loads it
+    like a fold's best.ckpt)."""
     module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
     trainer = plan.new_trainer(
         max_epochs=int(node.max_epochs),
@@ -148,10 +153,14 @@ def train_without_validation(
         enable_progress_bar=False,
         limit_val_batches=0,
         default_root_dir=str(root.path),
+        plugins=[AtomicCheckpointIO()],
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # by design here
         trainer.fit(module, train_dataloaders=dm.batches(x, dm.tensor(y), train=True))
+    if checkpoint is not None:
+        # Weights and hyperparameters: the model is finished, never resumed.
+        trainer.save_checkpoint(checkpoint, weights_only=True)
     module.to(dm.device)
     return module
 

@@ -448,14 +448,15 @@ def main(argv: list[str] | None = None) -> None:
             old = bench_full_run([*overrides, *old_default], None, Path(tmp) / "old")
             new = bench_full_run(overrides, folder / "test_features.csv", Path(tmp) / "new")
         print(f"[default_run] previous default = today's default + {' '.join(old_default) or '(nothing: the command line set those keys)'}")
-        print_full_run(f"[default_run] previous default ({cfg.cv.n_folds} folds)", cfg, old)
-        print_full_run(f"[default_run] default ({cfg.cv.n_folds} folds, {cfg.trainer.max_epochs} epochs, batch {cfg.loader.batch_size})", cfg, new)
+        n_run = len(cfg.cv.folds) if cfg.cv.folds is not None else cfg.cv.n_folds
+        print_full_run(f"[default_run] previous default ({n_run} folds)", cfg, old)
+        print_full_run(f"[default_run] default ({n_run} folds, {cfg.trainer.max_epochs} epochs, batch {cfg.loader.batch_size})", cfg, new)
         change = new["oof_logloss"] / old["oof_logloss"] - 1
         print(f"[default_run] default / previous: wall time {new['wall_s'] / old['wall_s']:.2f}x "
               f"({new['timings_s']['total']:.1f} s vs {old['timings_s']['total']:.1f} s in-process), "
               f"OOF log loss {change:+.2%} relative ({new['oof_logloss']:.5f} vs {old['oof_logloss']:.5f})")
         inf = new["inference"]
-        print(f"[default_run] inference: {inf['rows']} rows read, checked and predicted by all {cfg.cv.n_folds} folds' saved models "
+        print(f"[default_run] inference: {inf['rows']} rows read, checked and predicted by all {n_run} folds' saved models "
               f"in {inf['seconds']:.2f} s = {inf['rows_per_s']:,.0f} rows/s")
 
     if "concurrent" in sections:

@@ -35,8 +35,33 @@ WRITERS = {
     "joblib": (lambda p: run_files.write_joblib({"a": 1}, p), ("joblib.dump", None, lambda obj, p, *a, **k: half_then_crash(p))),
     "npz": (lambda p: run_files.write_npz(p, a=np.zeros(3)), (np, "savez", savez_half_then_crash)),
     # Serialised in memory first (a full disk is then an OSError), so the crash is in the write.
-    "ckpt": (lambda p: AtomicCheckpointIO().save_checkpoint({"a": 1}, p), (Path, "write_bytes", lambda self, *a, **k: half_then_crash(self))),
+    "ckpt": (lambda p: save_checkpoint_as_lightning_does(p), (Path, "write_bytes", lambda self, *a, **k: half_then_crash(self))),
 }
+
+
+def save_checkpoint_as_lightning_does(path, io=None) -> None:
+    """A save, then the teardown at the end of fit that waits for the background write."""
+    io = io or AtomicCheckpointIO()
+    io.save_checkpoint({"a": 1}, path)
+    io.teardown()
+
+
+def test_a_failed_background_checkpoint_write_is_raised_at_the_next_save(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    real_write, writes = Path.write_bytes, []
+
+    def first_write_crashes(self, data):
+        writes.append(self)
+        return half_then_crash(self) if len(writes) == 1 else real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", first_write_crashes)
+    io.save_checkpoint({"epoch": 1}, tmp_path / "last.ckpt")
+    with pytest.raises(DiskFull):
+        io.save_checkpoint({"epoch": 2}, tmp_path / "last.ckpt")
+    assert list(tmp_path.iterdir()) == []  # no partial file, no temporary
+    io.save_checkpoint({"epoch": 3}, tmp_path / "last.ckpt")  # the writer goes on
+    assert io.load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 3  # a load waits for the write
+    io.teardown()
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

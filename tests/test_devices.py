@@ -108,3 +108,20 @@ def test_a_non_finite_loss_names_seed_fold_epoch_batch_and_the_rate_setting():
     # The next epoch starts clean.
     for batch in range(6):
         callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.1)}, None, batch)
+
+
+def test_with_the_modules_epoch_sum_the_loss_is_not_touched_per_step(host_reads):
+    class SummingModule:
+        total = torch.zeros((), dtype=torch.float64)
+
+        def epoch_loss_sum(self):
+            return self.total
+
+    callback = StopOnNonFiniteLoss(label="seed 0 fold 1", rate_setting="model.scheduler.max_lr")
+    trainer, module = FakeTrainer(n_batches=5), SummingModule()
+    for batch, value in enumerate([0.5, float("inf"), 0.4, 0.3]):
+        module.total += value
+        callback.on_train_batch_end(trainer, module, {"loss": torch.tensor(value)}, None, batch)
+    assert host_reads == []
+    with pytest.raises(TrainingDivergedError, match=r"^seed 0 fold 1: training loss became inf at epoch 3; .*lower model.scheduler.max_lr$"):
+        callback.on_train_batch_end(trainer, module, {"loss": torch.tensor(0.2)}, None, 4)

@@ -57,7 +57,9 @@ def slurm_job_ids(sweep: Path) -> list[str]:
 
 
 def threads_logged(run_dir: Path) -> list[str]:
-    lines = [line for log in run_dir.glob("*.log") for line in log.read_text().splitlines() if "threads" in line]
+    # The data line (a busy machine's warning also names threads).
+    lines = [line for log in run_dir.glob("*.log") for line in log.read_text().splitlines()
+             if "training rows" in line and "threads" in line]
     return [line.rsplit(";", 1)[-1].strip() for line in lines]
 
 

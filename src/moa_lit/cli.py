@@ -30,12 +30,72 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_threads(num_threads: int | None) -> int:
-    n = int(num_threads) if num_threads else available_cores()
+def parallel_jobs(hydra_cfg) -> int:
+    """How many jobs of this command run at once on the cores this one was
+    given, read from a job's Hydra config (``HydraConfig.get()``): the joblib
+    launcher runs ``hydra.launcher.n_jobs`` at once (-1: one per core, as in
+    joblib), capped by a search's trials per batch (``hydra.sweeper.n_jobs``);
+    the basic launcher runs one at a time, and a SLURM job has cores of its own.
+    A single run (not -m) is one job."""
+    from hydra.types import RunMode
+
+    if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
+        return 1
+    launcher = hydra_cfg.get("launcher") or {}
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None:
+        jobs = available_cores()
+    elif int(n_jobs) < 0:  # joblib's -1 = every core it may use, -2 = all but one, ...
+        jobs = max(1, available_cores() + 1 + int(n_jobs))
+    else:
+        jobs = max(1, int(n_jobs))
+    trials = (hydra_cfg.get("sweeper") or {}).get("n_jobs")
+    if trials is not None and int(trials) > 0:
+        jobs = min(jobs, int(trials))
+    return jobs
+
+
+def this_jobs_hydra_config():
+    """The running job's Hydra config, or None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def auto_threads(jobs: int = 1) -> int:
+    """Threads for one job: the cores given divided by the jobs sharing them.
+    More threads than that would make OpenMP threads of the jobs wait on each
+    other (measured: one run of 2 threads beside another on 2 cores went 15x
+    slower, not 2x)."""
+    return max(1, available_cores() // max(1, int(jobs)))
+
+
+def configure_threads(num_threads: int | None, jobs: int = 1) -> int:
+    """torch's threads: ``num_threads`` when set, else ``auto_threads(jobs)``."""
+    n = int(num_threads) if num_threads else auto_threads(jobs)
     if n < 1:
         raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
     torch.set_num_threads(n)
     return n
+
+
+def busy_machine_line(threads: int) -> str | None:
+    """One line when the machine's one-minute load average already fills its
+    cores at start: this run's threads will compete with other processes."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load < cores:
+        return None
+    return (
+        f"the machine is busy at start (load average {load:.1f} on {cores} cores): this run's "
+        f"{threads} thread(s) share the cores with other processes and will be slower; "
+        f"lower num_threads or run fewer jobs at once if this is not expected"
+    )
 
 
 def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError | None:

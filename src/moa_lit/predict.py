@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, hydra_command
+from moa_lit.cli import configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.explain import command as explain_command
@@ -218,7 +218,7 @@ def predict(cfg: DictConfig) -> Path:
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
-    configure_threads(cfg.get("num_threads"))
+    configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
     device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")

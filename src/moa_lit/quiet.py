@@ -16,6 +16,8 @@ def quiet_lightning() -> None:
         ".*isinstance\\(treespec, LeafSpec\\).*",
         ".*litlogger.*",
         ".*Checkpoint directory .* exists and is not empty.*",
+        # MoAModule's transfer_batch_to_device is meant to be used with MoADataModule.
+        ".*overridden `transfer_batch_to_device` in `LightningModule` but have passed in a `LightningDataModule`.*",
         # On a SLURM machine: each moa-lit job is one process; SLURM jobs are
         # started by hydra/launcher=submitit_slurm, not by Lightning.
         ".*The `srun` command is available on your system but is not used.*",

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, hydra_command
+from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
 from moa_lit.config import compose_error, unknown_group_choice
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
@@ -119,7 +119,11 @@ def train(cfg: DictConfig) -> float:
     device = training_device(cfg.trainer)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    threads = configure_threads(cfg.get("num_threads"))
+    # null: the cores given divided by the jobs of a parallel multirun or search.
+    threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
+    busy = busy_machine_line(threads)
+    if busy:
+        log.warning("%s", busy)
     metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:

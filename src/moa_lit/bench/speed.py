@@ -1,12 +1,24 @@
 """Speed and memory of moa-lit on this machine, measured side by side in one
 process so ratios are not at the mercy of a noisy shared machine.
 
-Prints: training throughput of the project's Lightning path against a minimal
-plain-PyTorch loop over the same tensors, model, batches, optimizer and
-schedule (and their ratio); effective training GFLOP/s beside the GFLOP/s of a
-plain matrix multiply of the model's largest layer; cold and cached parsing of
-the Kaggle-sized feature CSV; the wall time of the default 5-fold run split
-into phases, with its peak resident memory; inference rows/s of a saved run.
+Sections (``section=ratio,default_run``; all by default), each runnable alone
+and printing its own block, so they can run at once pinned to their own cores
+(``taskset -c 0,1 python -m moa_lit.bench section=ratio``):
+
+- ``ratio``: training throughput of the project's Lightning path against a
+  minimal plain-PyTorch loop over the same tensors, model, batches, optimizer,
+  schedule and precision (and their ratio); effective training GFLOP/s beside
+  the GFLOP/s of a plain matrix multiply of the model's largest layer.
+- ``data``: cold and cached parsing of the Kaggle-sized feature CSV.
+- ``default_run``: the default ``python -m moa_lit.train`` against the
+  previous default (its settings as overrides), one after the other: wall
+  time split into phases, OOF scores, peak resident memory; inference rows/s
+  of the new default's saved run.
+- ``concurrent``: two runs at once (a joblib multirun of two folds) with the
+  automatic threads (cores / jobs) against the previous default (every core
+  for each run): training rows/s of each.
+- ``features``: the ``best`` preset's feature phase, fitted once per fold,
+  against one fit per seed and fold (before); its peak resident memory.
 """
 
 from __future__ import annotations
@@ -15,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -242,101 +253,236 @@ def _hash_seconds(path: Path, algorithm: str) -> float:
 
 
 # ---------------------------------------------------------------- full run ---
-def bench_full_run(overrides: list[str], test_file: Path) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
-        env = dict(os.environ)
-        src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+# The default before issue 15 (batch 128, 15 epochs, OneCycle peak 3e-3),
+# as overrides of today's defaults: the bench runs both.
+OLD_DEFAULT = [
+    "loader.batch_size=128",
+    "model.scheduler.max_lr=3e-3",
+    "trainer.max_epochs=15",
+]
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_child(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run ``python args``; (wall seconds, peak resident MB of that process, stderr).
+    os.wait4 gives the child's own peak, not the largest of all children so far."""
+    with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "moa_lit.train", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0", *overrides],
-            env=env, capture_output=True, text=True,
-        )
+        proc = subprocess.Popen([sys.executable, *args], env=env or child_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"full run failed:\n{proc.stderr[-2000:]}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        scores = json.loads((run_dir / "scores.json").read_text())
-        result = {"wall_s": wall, "timings_s": scores["timings_s"], "peak_rss_mb": peak_mb,
-                  "peak_gpu_memory_mb": scores.get("peak_gpu_memory_mb"),
-                  "oof_logloss": scores["oof_logloss"], "oof_logloss_treated": scores["oof_logloss_treated"]}
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"python {' '.join(args)} failed (exit {proc.returncode}):\n{text[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, text
+
+
+def bench_full_run(overrides: list[str], test_file: Path | None, run_dir: Path) -> dict:
+    """One ``python -m moa_lit.train`` in ``run_dir``: times, scores, peak memory."""
+    wall, peak_mb, _ = run_child(
+        ["-m", "moa_lit.train", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0", *overrides]
+    )
+    scores = json.loads((run_dir / "scores.json").read_text())
+    result = {"wall_s": wall, "timings_s": scores["timings_s"], "peak_rss_mb": peak_mb,
+              "peak_gpu_memory_mb": scores.get("peak_gpu_memory_mb"),
+              "oof_logloss": scores["oof_logloss"], "oof_logloss_treated": scores["oof_logloss_treated"],
+              "best_epochs": [f.get("best_epoch") for f in scores.get("fold_summaries", [])]}
+    if test_file is not None:
         result["inference"] = bench_inference(run_dir, test_file)
-        return result
+    return result
+
+
+def print_full_run(label: str, cfg, fr: dict) -> None:
+    t = fr["timings_s"]
+    training = t.get("training", 0.0)
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+    print(f"{label}: {t['total']:.1f} s in-process ({fr['wall_s']:.1f} s with start-up): {parts}")
+    gpu_peak = fr.get("peak_gpu_memory_mb")
+    print(f"{label}: non-training share {(t['total'] - training) / t['total']:.1%}; peak resident memory {fr['peak_rss_mb']:,.0f} MB"
+          + (f"; peak GPU memory of a fold {gpu_peak:,.0f} MB" if gpu_peak is not None else ""))
+    print(f"{label}: OOF log loss (built-in synthetic data) {fr['oof_logloss']:.5f} all rows, "
+          f"{fr['oof_logloss_treated']:.5f} treated rows; best epochs {fr['best_epochs']}")
 
 
 def bench_inference(run_dir: Path, test_file: Path) -> dict:
     """Rows/s of predicting the synthetic test file with the saved run (all folds)."""
     from moa_lit.data.reader import read_features
     from moa_lit.predict import predict_frame
-    from moa_lit.runs.manifest import read_manifest
+    from moa_lit.runs.run_dir import RunDir
 
     t0 = time.perf_counter()
-    manifest = read_manifest(run_dir)
+    manifest = RunDir(run_dir).manifest()
     features = read_features(test_file, manifest.layout)
     out = predict_frame(run_dir, features, manifest)
     seconds = time.perf_counter() - t0
     return {"rows": len(out), "seconds": seconds, "rows_per_s": len(out) / seconds}
 
 
+# ------------------------------------------------------------- concurrent ---
+def bench_concurrent(overrides: list[str], epochs: int, threads: int | None, sweep_dir: Path) -> dict:
+    """Two folds as two jobs at once (hydra/launcher=joblib_folds, n_jobs=2):
+    each job's training rows/s, with ``threads`` per job (None: automatic)."""
+    args = ["-m", "moa_lit.train", "-m", "hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=2", "cv.folds=[0],[1]",
+            f"hydra.sweep.dir={sweep_dir}", "callbacks.progress_bar.refresh_rate=0", f"trainer.max_epochs={epochs}",
+            *overrides]
+    if threads is not None:
+        args.append(f"num_threads={threads}")
+    wall, _, _ = run_child(args)
+    jobs = []
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / "scores.json").is_file()):
+        scores = json.loads((job / "scores.json").read_text())
+        fold = scores["fold_summaries"][0]
+        info = json.loads(next(job.glob(f"models/seed*/fold{fold['fold']}/fold.json")).read_text())
+        jobs.append(info["n_train_rows"] * epochs / scores["timings_s"]["training"])
+    if len(jobs) != 2:
+        raise RuntimeError(f"expected 2 finished jobs under {sweep_dir}, found {len(jobs)}")
+    return {"wall_s": wall, "rows_per_s": jobs}
+
+
+# --------------------------------------------------------------- features ---
+def bench_features_per_seed(cfg, data, seeds: list[int]) -> float:
+    """Seconds of fitting and applying the feature pipeline once per seed and
+    fold, as runs did before features were shared across seeds."""
+    from omegaconf import OmegaConf
+
+    from moa_lit.training.datamodule import MoADataModule
+    from moa_lit.training.folds import assign_folds
+
+    targets = data.scored.to_numpy(dtype=np.float64)
+    folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    params = OmegaConf.to_container(cfg.features, resolve=True)
+    t0 = time.perf_counter()
+    for fold in range(cfg.cv.n_folds):
+        for seed in seeds:
+            dm = MoADataModule(data.train, targets, folds, data.train_is_control, list(data.layout.genes),
+                               list(data.layout.cells), params, cfg.loader.batch_size, cfg.loader.eval_batch_size)
+            dm.set_fold(fold, seed=seed)
+    return time.perf_counter() - t0
+
+
+SECTIONS = ("ratio", "data", "default_run", "concurrent", "features")
+
+
+def split_sections(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``section=a,b`` among the positional arguments -> (sections, Hydra overrides)."""
+    chosen, rest = [], []
+    for item in overrides:
+        if item.startswith("section="):
+            chosen += [name.strip() for name in item.split("=", 1)[1].split(",") if name.strip()]
+        else:
+            rest.append(item)
+    unknown = [name for name in chosen if name not in SECTIONS and name != "all"]
+    if unknown:
+        raise SystemExit(f"moa-lit: error: section={','.join(unknown)}: expected some of {','.join(SECTIONS)} (or all)")
+    if not chosen or "all" in chosen:
+        chosen = list(SECTIONS)
+    return [name for name in SECTIONS if name in chosen], rest
+
+
 @with_allowed_targets
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per throughput measurement (more amortise the per-fit set-up)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating plain/Lightning rounds (best of)")
+    parser.add_argument("--epochs", type=int, default=6, help="ratio: epochs per throughput measurement (more amortise the per-fit set-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="ratio: alternating plain/Lightning rounds (best of)")
     parser.add_argument("--n-samples", type=int, default=23814, help="synthetic training rows")
-    parser.add_argument("--skip-full-run", action="store_true", help="skip the default 5-fold run")
+    parser.add_argument("--concurrent-epochs", type=int, default=2, help="concurrent: epochs of each of the two runs")
+    parser.add_argument("--features-epochs", type=int, default=1,
+                        help="features: epochs of the best preset's run (its feature phase and memory do not depend on them)")
+    parser.add_argument("--skip-full-run", action="store_true", help="leave out default_run, concurrent and features")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the model/run, e.g. trainer.max_epochs=5")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*",
+                        help="section=ratio,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
+    args = parser.parse_intermixed_args(argv)  # section=... and overrides may sit between options
+    sections, user_overrides = split_sections(args.overrides)
+    if args.skip_full_run:
+        sections = [name for name in sections if name in ("ratio", "data")]
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    overrides = [f"data.n_samples={args.n_samples}", *args.overrides]
+    overrides = [f"data.n_samples={args.n_samples}", *user_overrides]
     if device == "cuda" and not any(o.startswith("trainer=") for o in overrides):
         overrides.append("trainer=gpu")
     cfg = compose(overrides)
     from hydra.utils import instantiate
 
-    print(f"machine: {machine()}")
-    print(f"device: {device if device == 'cuda' else 'cpu (no GPU)' if not torch.cuda.is_available() else 'cpu'}")
-    data = instantiate(cfg.data)
-
-    tr = bench_training(cfg, data, args.epochs, args.rounds, device)
-    print(f"training: {tr['train_rows']} rows x {tr['n_features']} features, batch {tr['batch_size']}, {tr['epochs']} epochs, "
-          f"best of {args.rounds}, precision {tr['precision']}")
-    print(f"plain PyTorch loop: {tr['plain_rows_per_s']:,.0f} rows/s")
-    print(f"Lightning path:     {tr['lightning_rows_per_s']:,.0f} rows/s")
-    print(f"lightning/plain throughput ratio: {tr['ratio']:.3f}")
-    for name, value in tr["plain_variants"].items():
-        print(f"plain loop with {name}: " + (f"{value:,.0f} rows/s ({value / tr['plain_rows_per_s']:.2f}x eager)" if isinstance(value, float) else value))
-    if tr["peak_gpu_memory_mb"] is not None:
-        print(f"peak GPU memory while measuring: {tr['peak_gpu_memory_mb']:,.0f} MB")
-    print(f"training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
-
     from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
 
-    folder = ensure_synthetic(SyntheticConfig(n_samples=args.n_samples, seed=cfg.data.seed,
-                                              variant=cfg.data.get("variant", SyntheticConfig.variant)),
-                              Path(cfg.data.dir))
-    dr = bench_data(folder)
-    print(f"data: train_features.csv {dr['features_csv_mb']:.0f} MB parsed in {dr['parse_features_s']:.2f} s; "
-          f"read + validate all files cold {dr['cold_read_all_s']:.2f} s, from cache {dr['cached_read_all_s']:.2f} s; "
-          f"content hash of the file (the cache key) sha1 {dr['sha1_features_s']:.2f} s, blake2b {dr['blake2b_features_s']:.2f} s")
+    print(f"machine: {machine()}")
+    print(f"device: {device if device == 'cuda' else 'cpu (no GPU)' if not torch.cuda.is_available() else 'cpu'}")
+    print(f"sections: {', '.join(sections)}")
+    sizes = {k: int(cfg.data[k]) for k in ("n_samples", "seed", "n_genes", "n_cells", "n_scored", "n_nonscored")}
+    folder = ensure_synthetic(SyntheticConfig(**sizes, variant=cfg.data.get("variant", SyntheticConfig.variant)), Path(cfg.data.dir))  # the files the runs read
+    data = instantiate(cfg.data) if {"ratio", "features"} & set(sections) else None
 
-    if not args.skip_full_run:
-        fr = bench_full_run(overrides, folder / "test_features.csv")
-        t = fr["timings_s"]
-        training = t.get("training", 0.0)
-        other = fr["timings_s"]["total"] - training
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
-        print(f"full run ({cfg.cv.n_folds} folds, {cfg.trainer.max_epochs} epochs): {t['total']:.1f} s in-process ({fr['wall_s']:.1f} s with start-up): {parts}")
-        gpu_peak = fr.get("peak_gpu_memory_mb")
-        print(f"non-training share: {other / t['total']:.1%}; peak resident memory {fr['peak_rss_mb']:,.0f} MB"
-              + (f"; peak GPU memory of a fold {gpu_peak:,.0f} MB" if gpu_peak is not None else ""))
-        print(f"full run OOF log loss (built-in synthetic data): {fr['oof_logloss']:.5f} all rows, {fr['oof_logloss_treated']:.5f} treated rows")
-        inf = fr["inference"]
-        print(f"inference: {inf['rows']} rows read, checked and predicted by all {cfg.cv.n_folds} folds' saved models "
+    if "ratio" in sections:
+        tr = bench_training(cfg, data, args.epochs, args.rounds, device)
+        print(f"[ratio] training: {tr['train_rows']} rows x {tr['n_features']} features, batch {tr['batch_size']}, {tr['epochs']} epochs, "
+              f"best of {args.rounds}, precision {tr['precision']}, {torch.get_num_threads()} threads")
+        print(f"[ratio] plain PyTorch loop: {tr['plain_rows_per_s']:,.0f} rows/s")
+        print(f"[ratio] Lightning path:     {tr['lightning_rows_per_s']:,.0f} rows/s")
+        print(f"[ratio] lightning/plain throughput ratio: {tr['ratio']:.3f}")
+        for name, value in tr["plain_variants"].items():
+            print(f"[ratio] plain loop with {name}: " + (f"{value:,.0f} rows/s ({value / tr['plain_rows_per_s']:.2f}x eager)" if isinstance(value, float) else value))
+        if tr["peak_gpu_memory_mb"] is not None:
+            print(f"[ratio] peak GPU memory while measuring: {tr['peak_gpu_memory_mb']:,.0f} MB")
+        print(f"[ratio] training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
+
+    if "data" in sections:
+        dr = bench_data(folder)
+        print(f"[data] train_features.csv {dr['features_csv_mb']:.0f} MB parsed in {dr['parse_features_s']:.2f} s; "
+              f"read + validate all files cold {dr['cold_read_all_s']:.2f} s, from cache {dr['cached_read_all_s']:.2f} s; "
+              f"content hash of the file (the cache key) sha1 {dr['sha1_features_s']:.2f} s, blake2b {dr['blake2b_features_s']:.2f} s")
+
+    if "default_run" in sections:
+        # A key the command line sets (e.g. trainer.max_epochs=3 for a quick look) applies to both runs.
+        given = {o.split("=", 1)[0].lstrip("+~") for o in user_overrides}
+        old_default = [o for o in OLD_DEFAULT if o.split("=", 1)[0] not in given]
+        with tempfile.TemporaryDirectory() as tmp:
+            old = bench_full_run([*overrides, *old_default], None, Path(tmp) / "old")
+            new = bench_full_run(overrides, folder / "test_features.csv", Path(tmp) / "new")
+        print(f"[default_run] previous default = today's default + {' '.join(old_default) or '(nothing: the command line set those keys)'}")
+        n_run = len(cfg.cv.folds) if cfg.cv.folds is not None else cfg.cv.n_folds
+        print_full_run(f"[default_run] previous default ({n_run} folds)", cfg, old)
+        print_full_run(f"[default_run] default ({n_run} folds, {cfg.trainer.max_epochs} epochs, batch {cfg.loader.batch_size})", cfg, new)
+        change = new["oof_logloss"] / old["oof_logloss"] - 1
+        print(f"[default_run] default / previous: wall time {new['wall_s'] / old['wall_s']:.2f}x "
+              f"({new['timings_s']['total']:.1f} s vs {old['timings_s']['total']:.1f} s in-process), "
+              f"OOF log loss {change:+.2%} relative ({new['oof_logloss']:.5f} vs {old['oof_logloss']:.5f})")
+        inf = new["inference"]
+        print(f"[default_run] inference: {inf['rows']} rows read, checked and predicted by all {n_run} folds' saved models "
               f"in {inf['seconds']:.2f} s = {inf['rows_per_s']:,.0f} rows/s")
+
+    if "concurrent" in sections:
+        from moa_lit.cli import available_cores
+
+        cores = available_cores()
+        with tempfile.TemporaryDirectory() as tmp:
+            auto = bench_concurrent(overrides, args.concurrent_epochs, None, Path(tmp) / "auto")
+            every = bench_concurrent(overrides, args.concurrent_epochs, cores, Path(tmp) / "all")
+        print(f"[concurrent] two runs at once (hydra/launcher=joblib_folds n_jobs=2, one fold each, {args.concurrent_epochs} epochs) on {cores} cores:")
+        for label, r, threads in (("automatic threads", auto, max(1, cores // 2)), ("every core each (previous default)", every, cores)):
+            print(f"[concurrent] {label}, {threads} thread(s) per run: {' and '.join(f'{x:,.0f}' for x in r['rows_per_s'])} "
+                  f"training rows/s ({sum(r['rows_per_s']):,.0f} together), {r['wall_s']:.1f} s for both")
+        print(f"[concurrent] automatic / previous throughput: {sum(auto['rows_per_s']) / sum(every['rows_per_s']):.2f}x")
+
+    if "features" in sections:
+        best = compose([*overrides, "experiment=best"])
+        seeds = [int(x) for x in best.seeds]
+        before = bench_features_per_seed(best, data, seeds)
+        with tempfile.TemporaryDirectory() as tmp:
+            fr = bench_full_run([*overrides, "experiment=best", f"trainer.max_epochs={args.features_epochs}"], None, Path(tmp) / "best")
+        after = fr["timings_s"]["features"]
+        print(f"[features] best preset ({len(seeds)} seeds x {best.cv.n_folds} folds): feature phase {after:.1f} s fitted once per fold "
+              f"(in its run), {before:.1f} s fitted once per seed and fold (before; measured in this process): {before / after:.1f}x")
+        print(f"[features] best preset run ({args.features_epochs} epoch(s); memory does not grow with epochs): "
+              f"peak resident memory {fr['peak_rss_mb']:,.0f} MB")
 
 
 if __name__ == "__main__":

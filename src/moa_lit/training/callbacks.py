@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,14 @@ class StopOnNonFiniteLoss(L.Callback):
         self._bad_value: torch.Tensor | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        epoch_sum = getattr(pl_module, "epoch_loss_sum", None)
+        if callable(epoch_sum):
+            # The module sums the epoch's losses on the device anyway: the sum
+            # is non-finite exactly when a batch's loss was (BCE is >= 0), so
+            # it is read once, at the epoch's last batch, with no work per step.
+            if batch_idx + 1 >= trainer.num_training_batches:
+                self._check_sum(epoch_sum(), trainer.current_epoch)
+            return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
             loss = loss.detach()
@@ -47,7 +56,21 @@ class StopOnNonFiniteLoss(L.Callback):
             self.check(trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.check(trainer.current_epoch)  # epochs without a known length
+        # Epochs without a known length (runs before the module's own hook resets its sum).
+        epoch_sum = getattr(pl_module, "epoch_loss_sum", None)
+        if callable(epoch_sum) and trainer.num_training_batches == float("inf"):
+            self._check_sum(epoch_sum(), trainer.current_epoch)
+        self.check(trainer.current_epoch)
+
+    def _check_sum(self, total: torch.Tensor | None, epoch: int) -> None:
+        if total is None:
+            return
+        value = float(total)
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
+                f"{epoch}; the learning rate is likely too high: lower {self.rate_setting}"
+            )
 
     def check(self, epoch: int) -> None:
         """The one host read per epoch."""

@@ -1,4 +1,4 @@
-"""Cross-validation around Lightning: for each seed and fold, fit the fold's
+"""Cross-validation around Lightning: for each fold and seed, fit the fold's
 features, train, keep the best epoch, predict the fold's validation rows
 (out-of-fold) and the test rows with the fold's predictor. Control rows are
 predicted exactly 0.
@@ -107,8 +107,10 @@ class CrossValidation:
         test_sum = None if test is None else np.zeros((len(test.features), n_targets))
         summaries = []
 
-        for seed in seeds:
-            for fold in fold_ids:
+        # Folds outside, seeds inside: a fold's features are fitted once and
+        # reused by each seed (MoADataModule.set_fold), one fold in memory at a time.
+        for fold in fold_ids:
+            for seed in seeds:
                 fold_dir = self.run.fold(seed, fold)
                 if self.resume and fold_dir.finished():
                     saved = fold_dir.load_predictions(

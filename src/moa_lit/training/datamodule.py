@@ -13,7 +13,14 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from moa_lit.errors import MoAError
-from moa_lit.training.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_transform_features
+
+
+# The random state of the feature pipeline's randomised steps (the quantile
+# transform's subsample, PCA's randomized solver, factor analysis): one fixed
+# value, so a fold's features are fitted once and shared by every training
+# seed. 0 is the seed the default run (seeds=[0]) always used.
+FEATURE_SEED = 0
 
 
 def epoch_seed(*parts: int) -> int:
@@ -94,7 +101,8 @@ ALL_ROWS = 999
 class MoADataModule(L.LightningDataModule):
     """Per-fold splits of a dataset: ``set_fold(k)`` fits the feature pipeline on
     fold k's training rows (treated rows only: controls have no MoA by
-    definition and are predicted 0) and serves its train/validation batches."""
+    definition and are predicted 0) and serves its train/validation batches.
+    ``set_fold(k, seed)`` again for another seed reuses the fitted features."""
 
     def __init__(
         self,
@@ -123,6 +131,7 @@ class MoADataModule(L.LightningDataModule):
         self.seed = 0
         self.preprocessor: Pipeline | None = None
         self.tensors: FoldTensors | None = None
+        self.feature_fits = 0  # pipelines fitted so far (one per fold, whatever the seeds)
 
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
@@ -155,10 +164,16 @@ class MoADataModule(L.LightningDataModule):
                 f"loader.batch_size={self.batch_size} is larger than {what}'s "
                 f"{len(train_idx)} training rows; lower loader.batch_size"
             )
+        if fold == self.fold and self.tensors is not None:
+            # Another seed of the same fold: the fitted features do not depend
+            # on the training seed, so they are reused, not fitted again.
+            self.seed = seed
+            return self
         self.fold, self.seed = fold, seed
-        pipeline = build_feature_pipeline(self.genes, self.cells, seed=seed, **self.feature_params)
-        self.preprocessor = fit_features(pipeline, self.features.iloc[train_idx])
-        x_train = self._finite(self.preprocessor.transform(self.features.iloc[train_idx]), fold)
+        pipeline = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
+        self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
+        self.feature_fits += 1
+        x_train = self._finite(x_train, fold)
         x_val = (
             self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)
             if len(val_idx)

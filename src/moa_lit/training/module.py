@@ -61,9 +61,19 @@ class MoAModule(L.LightningModule):
         self.net = instantiate(net, n_features=n_features, n_targets=n_targets)
         self._val_loss_sum = torch.zeros((), dtype=torch.float64)
         self._val_count = 0
+        self._train_loss_sum: torch.Tensor | None = None  # this epoch's sum of batch mean x rows
+        self._train_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Batches are slices of tensors already on the fold's device
+        (datamodule.py): returned as they are, without Lightning's generic walk
+        over the batch on every step."""
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def smoothed(self, y: torch.Tensor) -> torch.Tensor:
         s = self.hparams.label_smoothing
@@ -72,9 +82,23 @@ class MoAModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = F.binary_cross_entropy_with_logits(self(x), self.smoothed(y))
-        # Logged per epoch only: per-step logging costs measurable time on CPU.
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        # The epoch's mean is summed on the device and logged once per epoch:
+        # a per-step self.log (even with on_step=False) costs Lightning's
+        # result-collection bookkeeping on every step, measurable on CPU.
+        if self._train_loss_sum is None:
+            self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._train_loss_sum += loss.detach() * len(x)
+        self._train_count += len(x)
         return loss
+
+    def epoch_loss_sum(self) -> torch.Tensor | None:
+        """This epoch's training losses summed so far, on the device (None before the first step)."""
+        return self._train_loss_sum
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            self.log("train_loss", (self._train_loss_sum / self._train_count).float())
+        self._train_loss_sum, self._train_count = None, 0
 
     def on_validation_epoch_start(self) -> None:
         self._val_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)

@@ -23,7 +23,7 @@ import argparse
 import logging
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -306,29 +306,34 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(v, s) for v in args.variants for s in setups]
     results: dict[str, dict[str, dict | str]] = {v: {} for v in args.variants}
     print(f"running {len(jobs)} runs, {args.jobs} at a time with {threads} thread(s) each ...", flush=True)
+    def finished(v: str, name: str, r: dict | str) -> None:
+        # Each run's scores as it ends, so a benchmark cut short still shows them.
+        results[v][name] = r
+        if isinstance(r, dict):
+            try:
+                r["test"] = heldout_logloss(pd.read_csv(out / v / name / SUBMISSION), labels[v])
+            except (OSError, MoAError) as err:
+                r["test"], r["test_error"] = None, str(err)
+            test = "-" if r["test"] is None else f"{r['test']:.5f}"
+            print(f"done {v}/{name}: OOF {r['oof']:.5f}, test {test}, {r['seconds']:.0f} s", flush=True)
+        else:
+            print(f"done {v}/{name}: failed: {one_line(r)}", flush=True)
+
     if args.jobs == 1:
         for v, s in jobs:
             print(f"running {v}/{s.name} ...", flush=True)
-            results[v][s.name] = _run_or_error(s, commons[v], out / v / s.name, args.small)
+            finished(v, s.name, _run_or_error(s, commons[v], out / v / s.name, args.small))
     else:
         # spawn: a forked child would inherit torch's thread pools and locks.
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {(v, s.name): pool.submit(_run_or_error, s, commons[v], out / v / s.name, args.small)
+            futures = {pool.submit(_run_or_error, s, commons[v], out / v / s.name, args.small): (v, s.name)
                        for v, s in jobs}
-            for (v, name), future in futures.items():
-                results[v][name] = future.result()
-                print(f"done {v}/{name}", flush=True)
+            for future in as_completed(futures):
+                finished(*futures[future], future.result())
 
     tables, test_ranks = [], {}
     for v in args.variants:
         res = results[v]
-        for name, r in list(res.items()):
-            if isinstance(r, dict):
-                try:
-                    r["test"] = heldout_logloss(pd.read_csv(out / v / name / SUBMISSION), labels[v])
-                except (OSError, MoAError) as err:
-                    r["test"] = None
-                    r["test_error"] = str(err)
         first = next((r for r in res.values() if isinstance(r, dict)), None)
         if "prior" in args.only and first is not None:
             prior_test = heldout_logloss(prior_test_predictions(folders[v], labels[v]), labels[v])

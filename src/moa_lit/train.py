@@ -31,7 +31,7 @@ from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
-from moa_lit.runs.run_dir import RunDir, labels_table
+from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import (
@@ -125,6 +125,7 @@ def train(cfg: DictConfig) -> float:
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
     run = RunDir(cfg.paths.output_dir)
+    check_apart_from_data(run.path, cfg.data.get("dir"), "paths.output_dir")
     resume = bool(cfg.get("resume", False))
     with run.lock():  # a second writer of this folder gets one line naming this process
         resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
@@ -160,6 +161,8 @@ def train(cfg: DictConfig) -> float:
             run.write_manifest(
                 RunManifest.new(data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip)
             )
+            # Hydra's own copy is off: written once the folder is this run's and a resume was accepted.
+            run.write_hydra_record(cfg)
 
         dm = MoADataModule(
             data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
@@ -238,13 +241,28 @@ def output_folder_arg(argv: list[str]) -> tuple[str, str]:
     return "paths.log_dir", "outputs"
 
 
+def data_folder_arg(argv: list[str]) -> str | None:
+    """The data folder this command line reads, as given (data.dir, else the
+    synthetic data's paths.data_dir); None when it is left to the config."""
+    def last(key: str) -> str | None:
+        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
+        return values[-1] if values and not any(ch in values[-1] for ch in "${}") else None
+
+    if last("data.dir"):
+        return last("data.dir")
+    return None if last("data") == "kaggle" else (last("paths.data_dir") or "data")
+
+
 def main():
     args = sys.argv[1:]
     try:
         bad = unknown_group_choice(args) or compose_error(args)
         if bad:
             raise MoAError(bad)
-        check_writable_folder(*reversed(output_folder_arg(args)))
+        key, folder = output_folder_arg(args)
+        check_writable_folder(folder, key)
+        if key == "hydra.run.dir":  # before Hydra makes it (inside the data, perhaps)
+            check_apart_from_data(folder, data_folder_arg(args), key)
     except MoAError as err:
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -200,6 +200,7 @@ CASES = [
          "is or holds {neighbour}, one of the runs this command reads"),
     Case("merge into another run", "merge", ["runs=[{root}/runs/missing]", "output_dir={neighbour}"],
          "output_dir={neighbour} already holds a run's outputs; choose a new output_dir, or add overwrite=true"),
+    Case("merge runs named like numbers", "merge", ["runs=[2024,7]"], "runs: 2024 is not a folder"),
     Case("merge overwrite text", "merge", ["runs=[{neighbour}]", "overwrite=maybe"], "overwrite='maybe': expected true or false"),
     Case("blend into one of its runs", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={neighbour}/blend"],
          "is or holds {neighbour}, one of the runs this command reads"),
@@ -220,6 +221,10 @@ CASES = [
          "explain_dir={neighbour}/explained is, lies inside or holds run_dir={neighbour}"),
     Case("predict explanations into the reference data", "predict", ["explain=true", "reference={data_dir}", "explain_dir={data_dir}/explained"],
          "explain_dir={data_dir}/explained is, lies inside or holds reference={data_dir}"),
+    Case("data dir named like a whole number", "train", ["data=kaggle", "data.dir=2024"], "data folder not found: "),
+    Case("data dir that reads as a float", "train", ["data=kaggle", "data.dir=1e3"],
+         "data.dir=1000.0: expected a path (or null); a folder name that reads as a number is quoted: data.dir='<name>'"),
+    Case("log dir that reads as a float", "train", ["paths.log_dir=1e3"], "paths.log_dir=1000.0: expected a path"),
     Case("logger null", "train_main", ["logger=null"], "logger=null: expected one of the logger configs (csv, tensorboard); to leave it out, write ~logger"),
     Case("blend missing run", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={own}/blend"], "runs/missing"),
     # through a real interpreter: Hydra's parsing and the entry point's exit

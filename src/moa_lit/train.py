@@ -124,8 +124,8 @@ def train(cfg: DictConfig) -> float:
     clip = typed(cfg.predict, PredictSettings).clip_range
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
-    run = RunDir(cfg.paths.output_dir)
-    check_apart_from_data(run.path, cfg.data.get("dir"), "paths.output_dir")
+    run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
+    check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     resume = bool(cfg.get("resume", False))
     with run.lock():  # a second writer of this folder gets one line naming this process
         resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)

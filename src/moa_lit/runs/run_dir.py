@@ -328,8 +328,14 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Held while this process writes the folder (:func:`locks.hold_lock`):
         a second writer gets one line naming the holder. An overwrite=true
-        replacement that a crash cut short is first put right."""
-        self.recover_interrupted_swap()
+        replacement that a crash cut short is put right first, under the lock
+        (so never while its writer, perhaps on another host, still holds it)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with hold_lock(self.path / files.LOCK, str(self.path)):
+            if not self.recover_interrupted_swap():
+                yield
+                return
+        # Another folder is in place now: hold its own lock.
         self.path.mkdir(parents=True, exist_ok=True)
         with hold_lock(self.path / files.LOCK, str(self.path)):
             yield
@@ -338,7 +344,6 @@ class RunDir:
         """Refuse this folder as the output of a command reading ``inputs``:
         one of them (or inside or around one), or another run's folder unless
         ``overwrite``."""
-        self.recover_interrupted_swap()
         out = self.path.resolve()
         for source in inputs:
             source = Path(source).resolve()

@@ -210,6 +210,7 @@ CASES = [
          "is or holds {neighbour}, one of the runs this command reads"),
     Case("merge into another run", "merge", ["runs=[{root}/runs/missing]", "output_dir={neighbour}"],
          "output_dir={neighbour} already holds a run's outputs; choose a new output_dir, or add overwrite=true"),
+    Case("merge runs named like numbers", "merge", ["runs=[2024,7]"], "runs: 2024 is not a folder"),
     Case("merge overwrite text", "merge", ["runs=[{neighbour}]", "overwrite=maybe"], "overwrite='maybe': expected true or false"),
     Case("blend into one of its runs", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={neighbour}/blend"],
          "is or holds {neighbour}, one of the runs this command reads"),
@@ -218,6 +219,23 @@ CASES = [
     Case("predict into its run", "predict", ["output={neighbour}/preds.csv"], "is inside the run it reads ({neighbour})"),
     Case("predict over the run's submission", "predict", ["output={neighbour}/submission.csv"],
          "is inside the run it reads"),
+    Case("train into its data folder", "train", ["data=kaggle", "data.dir={data_dir}", "paths.output_dir={data_dir}"],
+         "paths.output_dir={data_dir} is the data folder data.dir={data_dir}; expected a run folder apart from the data"),
+    Case("train run dir inside the data", "train_main", ["data=kaggle", "data.dir={data_dir}", "hydra.run.dir={data_dir}/run"],
+         "hydra.run.dir={data_dir}/run lies inside the data folder data.dir={data_dir}"),
+    Case("train run dir holds the data", "train_main", ["data.dir={root}/data", "hydra.run.dir={root}"],
+         "hydra.run.dir={root} holds the data folder data.dir={root}/data"),
+    Case("train run dir is the synthetic data dir", "train_main", ["paths.data_dir={root}/data", "hydra.run.dir={root}/data"],
+         "hydra.run.dir={root}/data is the data folder"),
+    Case("predict explanations into its run", "predict", ["explain=true", "explain_dir={neighbour}/explained"],
+         "explain_dir={neighbour}/explained is, lies inside or holds run_dir={neighbour}"),
+    Case("predict explanations into the reference data", "predict", ["explain=true", "reference={data_dir}", "explain_dir={data_dir}/explained"],
+         "explain_dir={data_dir}/explained is, lies inside or holds reference={data_dir}"),
+    Case("data dir named like a whole number", "train", ["data=kaggle", "data.dir=2024"], "data folder not found: "),
+    Case("data dir that reads as a float", "train", ["data=kaggle", "data.dir=1e3"],
+         "data.dir=1000.0: expected a path (or null); a folder name that reads as a number is quoted: data.dir='<name>'"),
+    Case("log dir that reads as a float", "train", ["paths.log_dir=1e3"], "paths.log_dir=1000.0: expected a path"),
+    Case("logger null", "train_main", ["logger=null"], "logger=null: expected one of the logger configs (csv, tensorboard); to leave it out, write ~logger"),
     Case("blend missing run", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={own}/blend"], "runs/missing"),
     # through a real interpreter: Hydra's parsing and the entry point's exit
     Case("cli n_folds text", "train_cli", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
@@ -229,7 +247,7 @@ def _fill(text: str, world: dict, own: Path) -> str:
     mounts = world["mounts"]
     values = {
         "root": world["root"], "own": own, "neighbour": world["neighbour"], "input": world["input"],
-        "gzip_data": world["gzip_data"], "other_ids_data": world["other_ids_data"],
+        "gzip_data": world["gzip_data"], "other_ids_data": world["other_ids_data"], "data_dir": world["data_dir"],
         "mount_readonly": mounts["readonly"], "mount_full": mounts["full"],
     }
     return text.format(**{k: str(v) for k, v in values.items()})
@@ -340,3 +358,55 @@ def test_a_long_message_is_cut_in_the_middle():
 
 def test_the_table_has_at_least_40_cases():
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+
+
+# -- a second writer changes no byte of a folder it does not own ---------------------------------
+
+
+def all_bytes(folder: Path) -> dict[str, str]:
+    """Every file under ``folder``, hidden ones (.hydra/, .lock) included."""
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_train_refused_on_a_finished_run_writes_nothing_there_not_even_hydra_files(world, tmp_path):
+    neighbour = world["neighbour"]
+    before = all_bytes(neighbour)
+    proc = run_cli("moa_lit.train", [*world["overrides"], f"hydra.run.dir={neighbour}"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("moa-lit:")]
+    assert len(lines) == 1 and "already holds a run; add resume=true" in lines[0], proc.stderr[-2000:]
+    assert all_bytes(neighbour) == before  # no .hydra/ rewritten, no train.log added
+
+
+def test_two_predicts_writing_one_output_the_second_gets_one_line_naming_the_first(world, tmp_path, capsys):
+    from moa_lit.predict import lock_file, predict
+
+    output = tmp_path / "preds.csv"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from moa_lit.runs.locks import hold_lock\n"
+        "with hold_lock(Path(sys.argv[1]), 'x'):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock_file(output))], stdout=subprocess.PIPE, text=True, env=env)
+    settings = OmegaConf.create({"run_dir": str(world["neighbour"]), "input": str(world["input"]), "output": str(output),
+                                 "top_k": 0, "num_threads": 1})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            run_and_exit_on_error(predict, settings)
+        err = capsys.readouterr().err
+        assert done.value.code == 2
+        (line,) = [x for x in err.splitlines() if x.startswith("moa-lit:")]
+        assert f"output={output} is being written by process {holder.pid} on " in line and " since " in line, line
+        assert not output.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert predict(settings) == output and output.is_file()  # the killed holder's lock is gone with it
+    assert not lock_file(output).exists()

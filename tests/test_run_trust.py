@@ -97,3 +97,49 @@ def test_a_schedule_that_cannot_run_is_said_before_training(data_root, tmp_path,
     with caplog.at_level(logging.WARNING, logger="moa_lit.train"), pytest.raises(RuntimeError, match="stopped before"):
         train(cfg)
     assert not [r for r in caplog.records if "optimiser steps" in r.getMessage()]
+
+
+def test_a_diverging_pretraining_is_caught_without_any_logger(data_root, tmp_path, capsys):
+    """The per-epoch losses are the run's own record (train_losses.json), not
+    the CSV logger's: with no logger a diverging stage is still named, with the
+    setting that sets its rate."""
+    run_dir = tmp_path / "run"
+    cfg = compose_run(
+        data_root, run_dir,
+        ["~logger", "data.n_nonscored=20", "pretrain.enabled=true", "pretrain.lr=1000", "pretrain.max_epochs=3"],
+        epochs=1,
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        run_and_exit_on_error(train, cfg)
+    assert exit_info.value.code == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(r"seed 0 fold \d pretraining diverged \(training loss \S+ at epoch \d, \S+ at the start\)", line), line
+    assert "lower pretrain.lr=1000" in line, line
+    assert not (run_dir / run_files.LOGS).exists()  # no logger wrote anything
+    recorded = json.loads((run_dir / "models" / "seed0" / "fold0" / run_files.TRAIN_LOSSES).read_text())
+    assert len(recorded["pretrain"]["epochs"]) == 3 and len(recorded["scored"]["epochs"]) == 1
+    assert recorded["pretrain"]["start"] < recorded["pretrain"]["epochs"][0] / 2  # it rose from where it started
+
+
+def test_a_diverging_stacked_stage_names_stack_lr(tmp_path):
+    fold = tmp_path / "models" / "seed0" / "fold1"
+    fold.mkdir(parents=True)
+    (fold / run_files.TRAIN_LOSSES).write_text(json.dumps({
+        "stack inner fold 2": {"start": None, "epochs": [0.1, 0.5]}, "scored": {"start": 0.2, "epochs": [0.1, 0.05]},
+    }))
+    cfg = compose_train(["stack.enabled=true", "stack.lr=5"])
+    reasons = run_checks.untrusted_reasons(cfg, {"oof_logloss": 0.01, "prior_logloss": 0.02, "n_rows": 10}, tmp_path, [0], [0, 1])
+    assert reasons == [
+        "seed 0 fold 1 stack inner fold 2 diverged (training loss 0.5 at epoch 1, 0.1 at epoch 0)",
+        "lower stack.lr=5.0 or train longer",
+    ]
+    # Without stack.lr the stage runs at the model's rate, and that is named.
+    reasons = run_checks.untrusted_reasons(compose_train(["model.scheduler.max_lr=0.01"]), {"oof_logloss": 0.01, "prior_logloss": 0.02, "n_rows": 10}, tmp_path, [0], [1])
+    assert reasons[-1] == "lower model.scheduler.max_lr=0.01 or train longer"
+
+
+def test_a_loss_that_exploded_in_its_first_epoch_counts_against_where_it_started(tmp_path):
+    fold = tmp_path / "models" / "seed0" / "fold0"
+    fold.mkdir(parents=True)
+    (fold / run_files.TRAIN_LOSSES).write_text(json.dumps({"pretrain": {"start": 0.7, "epochs": [3e5, 2e5, 1e5]}}))
+    assert run_checks.divergence(tmp_path, [0], [0]) == "seed 0 fold 0 pretraining diverged (training loss 3e+05 at epoch 0, 0.7 at the start)"

@@ -60,8 +60,8 @@ def fit(cfg, frame, scored, nonscored, layout, folds, tmp_path, monkeypatch):
     calls = []
     original = stages.train_without_validation
 
-    def spy(plan, node, dm, x, y, label, root):
-        module = original(plan, node, dm, x, y, label, root)
+    def spy(plan, node, dm, x, y, label, root, stage):
+        module = original(plan, node, dm, x, y, label, root, stage)
         calls.append({"x": x.clone(), "y": np.array(y), "label": label, "module": module})
         return module
 

@@ -102,6 +102,11 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
             compose(config_name=config_name, overrides=plain)
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+        if "Got NoneType" in str(cause):  # group=null, which Hydra refuses naming no setting
+            group = next((o.partition("=")[0] for o in plain if o.endswith("=null") and (Path(config_dir) / o.partition("=")[0]).is_dir()), None)
+            if group:
+                options = ", ".join(sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml")))
+                return f"{group}=null: expected one of the {group} configs ({options}); to leave it out, write ~{group}"
         key = getattr(cause, "full_key", None)
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         # The last override of a key is the one in effect.

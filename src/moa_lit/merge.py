@@ -125,9 +125,10 @@ def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_fol
 
 def merge(cfg: DictConfig) -> float:
     check_settings(cfg, MERGE_SETTINGS)
-    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
+    # str(): a folder named 2024 comes from Hydra as a number
+    output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
     check_writable_folder(output_dir, "output_dir")
-    scores = merge_runs(list(cfg.runs or []), output_dir, overwrite=bool(cfg.get("overwrite", False)))
+    scores = merge_runs([str(r) for r in cfg.runs or []], output_dir, overwrite=bool(cfg.get("overwrite", False)))
     print(
         f"merged {len(cfg.runs)} runs, folds {scores['folds']}: OOF log loss {scores['oof_logloss']:.5f} over all "
         f"{scores['n_rows']} rows (controls at 0), {scores['oof_logloss_treated']:.5f} over treated rows\nOutputs: {output_dir}",

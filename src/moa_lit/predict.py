@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from moa_lit.errors import MoAError
 from moa_lit.explain import command as explain_command
 from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
+from moa_lit.runs.locks import hold_lock
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import FLOAT_FORMAT, FoldDir, RunDir
 from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
@@ -196,7 +198,31 @@ def check_not_in_a_run(path: Path, run: RunDir, overwrite: bool) -> None:
         )
 
 
+def check_explain_folder_apart(folder: Path, run: RunDir, reference: str | None) -> None:
+    """The explanations folder is never the run read, the reference data, inside
+    or around either (its files would land among them)."""
+    ins = [("run_dir", run.path)] + ([("reference", Path(reference).expanduser())] if reference else [])
+    out = folder.resolve()
+    for key, source in ins:
+        source = source.resolve()
+        if out == source or source in out.parents or out in source.parents:
+            raise MoAError(
+                f"explain_dir={folder} is, lies inside or holds {key}={source}, which this command reads; "
+                "expected a folder apart from its inputs"
+            )
+
+
+def lock_file(path: Path) -> Path:
+    """The lock beside an output file or folder (``.<name>.lock``)."""
+    return path.with_name(f".{path.name}.lock")
+
+
 def predict(cfg: DictConfig) -> Path:
+    with ExitStack() as held:
+        return _predict(cfg, held)
+
+
+def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
     check_settings(cfg, PREDICT_SETTINGS)
@@ -218,6 +244,13 @@ def predict(cfg: DictConfig) -> Path:
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
+    if explain_settings:
+        check_explain_folder_apart(explain_settings.folder, run, explain_settings.reference)
+    # Held until every output is written: a second predict writing the same
+    # output (or explanations folder) gets one line naming this process.
+    held.enter_context(hold_lock(lock_file(output), f"output={output}"))
+    if explain_settings:
+        held.enter_context(hold_lock(lock_file(explain_settings.folder), f"explain_dir={explain_settings.folder}"))
     configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
     device = inference_device(cfg.get("device"))
 

@@ -5,8 +5,10 @@ A run whose out-of-fold log loss is worse than the per-target prior on the
 same rows learned nothing usable, and a fold whose training loss rose far above
 its first epoch's diverged; both still write every output (nothing is lost),
 then end with one line and exit status 3 unless ``allow_worse_than_prior=true``.
-The divergence check reads the per-epoch ``train_loss`` the CSV logger wrote
-(``logs/seed<s>_fold<k>/metrics.csv``): no per-step host reads."""
+The divergence check reads each stage's per-epoch training loss that the fold
+recorded (``models/seed<s>/fold<k>/train_losses.json``, whatever the logger;
+pretraining and stacked stages too, naming ``pretrain.lr`` / ``stack.lr`` when
+set): no per-step host reads."""
 
 from __future__ import annotations
 
@@ -74,36 +76,89 @@ def warn_if_schedule_cannot_run(cfg: DictConfig, train_rows_per_fold: Mapping[in
     return line
 
 
-def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | None:
-    """The first (seed, fold) whose training loss rose above DIVERGENCE_FACTOR x
-    its first epoch's, described; None when none did (or nothing was logged)."""
+STAGE_NAMES = {"pretrain": "pretraining", "stack": "stacked features", "scored": ""}
+
+
+def _rose(losses: pd.Series, start: float | None = None) -> tuple[float, int, float, str] | None:
+    """(peak, its epoch, reference, what the reference is) when an epoch's mean
+    training loss is above DIVERGENCE_FACTOR x the loss where training started
+    (its first batch, before any update) or a later one above that x the first
+    epoch's."""
+    if not len(losses):
+        return None
+    if start is not None and np.isfinite(start) and start > 0 and losses.max() > DIVERGENCE_FACTOR * start:
+        return float(losses.max()), int(losses.idxmax()), float(start), "at the start"
+    if len(losses) < 2 or not np.isfinite(losses.iloc[0]) or losses.iloc[0] <= 0:
+        return None
+    first, later = float(losses.iloc[0]), losses.iloc[1:]
+    if later.max() > DIVERGENCE_FACTOR * first:
+        return float(later.max()), int(later.idxmax()), first, f"at epoch {int(losses.index[0])}"
+    return None
+
+
+def stage_losses(run: RunDir, seed: int, fold: int) -> dict[str, tuple[pd.Series, float | None]]:
+    """Each stage's per-epoch training loss of a fold and its loss at the start:
+    ``train_losses.json`` (recorded whatever the logger), else the CSV logger's
+    ``metrics.csv`` (runs made before it)."""
+    recorded = run.fold(seed, fold).train_losses()
+    if recorded:
+        return {stage: (pd.Series(r.get("epochs", []), dtype=float), r.get("start")) for stage, r in recorded.items()}
+    return {"scored": (run.epoch_train_losses(seed, fold), None)}
+
+
+def diverged_stages(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[tuple[str, str]]:
+    """(stage, description) of every stage of a (seed, fold) whose training loss
+    rose above DIVERGENCE_FACTOR x where it started (:func:`_rose`); stage is ``scored``,
+    ``pretrain`` or ``stack inner fold <k>``."""
+    run, found = RunDir(run_dir), []
     for seed in seeds:
         for fold in fold_ids:
-            losses = RunDir(run_dir).epoch_train_losses(seed, fold)
-            if len(losses) < 2 or not np.isfinite(losses.iloc[0]) or losses.iloc[0] <= 0:
-                continue
-            first = float(losses.iloc[0])
-            later = losses.iloc[1:]
-            peak_epoch = int(later.idxmax())
-            if later.max() > DIVERGENCE_FACTOR * first:
-                return (
-                    f"seed {seed} fold {fold} diverged (training loss {later.max():.4g} at epoch {peak_epoch}, "
-                    f"{first:.4g} at epoch {int(losses.index[0])})"
-                )
-    return None
+            for stage, (losses, start) in stage_losses(run, seed, fold).items():
+                rose = _rose(losses, start)
+                if rose is None:
+                    continue
+                peak, peak_epoch, reference, when = rose
+                name = stage if stage.startswith("stack ") else STAGE_NAMES.get(stage, stage)
+                found.append((stage, (
+                    f"seed {seed} fold {fold}{' ' + name if name else ''} diverged (training loss {peak:.4g} at "
+                    f"epoch {peak_epoch}, {reference:.4g} {when})"
+                )))
+    return found
+
+
+def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | None:
+    """The first diverged stage, described; None when none did (or nothing was recorded)."""
+    found = diverged_stages(run_dir, seeds, fold_ids)
+    return found[0][1] if found else None
+
+
+def stage_rate_setting(cfg: DictConfig, stage: str) -> str:
+    """The setting that sets a stage's peak rate, with its value: pretrain.lr /
+    stack.lr when set, else the model's (:func:`rate_setting`)."""
+    key = stage.split(" ", 1)[0]
+    if key in ("pretrain", "stack"):
+        lr = OmegaConf.select(cfg, f"{key}.lr", default=None)
+        if lr is not None:
+            return f"{key}.lr={lr}"
+    return rate_setting(cfg.model)
 
 
 def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[str]:
     """Why the run's result should not be used (empty: nothing found)."""
     reasons = []
-    diverged = divergence(run_dir, seeds, fold_ids)
+    settings = []
+    diverged = diverged_stages(run_dir, seeds, fold_ids)
     if diverged:
-        reasons.append(diverged)
+        stage, text = diverged[0]
+        more = len(diverged) - 1
+        reasons.append(text + (f" (and {more} more stage{'s' if more > 1 else ''} or fold{'s' if more > 1 else ''})" if more else ""))
+        settings.append(stage_rate_setting(cfg, stage))
     oof, prior = scores["oof_logloss"], scores["prior_logloss"]
     if not oof <= prior:  # NaN counts as worse
         reasons.append(f"OOF log loss {oof:.5f} is worse than the prior's {prior:.5f} on the same {scores['n_rows']} rows")
+        settings.append(rate_setting(cfg.model))
     if reasons:
-        reasons.append(f"lower {rate_setting(cfg.model)} or train longer")
+        reasons.append(f"lower {' / '.join(dict.fromkeys(settings))} or train longer")
     return reasons
 
 

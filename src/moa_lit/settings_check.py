@@ -102,6 +102,8 @@ TRAIN: dict[str, Spec] = {
     "predict.clip": Spec(CLIP, nullable=True),
     # data (synthetic and kaggle)
     "data.dir": Spec(PATH, nullable=True),
+    "paths.data_dir": Spec(PATH),
+    "paths.log_dir": Spec(PATH),
     "data.n_samples": _int(50),
     "data.seed": _int(0),
     "data.n_genes": _int(0),
@@ -267,6 +269,8 @@ def refusal(key: str, value: Any, spec: Spec) -> str | None:
         repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1]
         if repeated:
             detail = f" ({repeated[0]} is repeated: each would train into the same folder)"
+    if spec.kind == PATH and isinstance(value, float):
+        detail = f"; a folder name that reads as a number is quoted: {key}='<name>'"
     return f"{key}={_shown(value)}: expected {spec.describe()}{detail}"
 
 

@@ -31,7 +31,7 @@ from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
-from moa_lit.runs.run_dir import RunDir, labels_table
+from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import score_run
 from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import (
@@ -137,7 +137,8 @@ def train(cfg: DictConfig) -> float:
     final_model = str(cfg.get("final_model", "fold_average"))
     refit = typed(cfg.refit, RefitSettings) if "refit" in cfg else RefitSettings()
     check_refit_possible(final_model, plan.pretrain.enabled, plan.stack.enabled, cv.folds is not None)
-    run = RunDir(cfg.paths.output_dir)
+    run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
+    check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     resume = bool(cfg.get("resume", False))
     with run.lock():  # a second writer of this folder gets one line naming this process
         resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
@@ -176,6 +177,8 @@ def train(cfg: DictConfig) -> float:
                     final_model=final_model, refit_seeds=refit.seeds,
                 )
             )
+            # Hydra's own copy is off: written once the folder is this run's and a resume was accepted.
+            run.write_hydra_record(cfg)
 
         dm = MoADataModule(
             data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
@@ -268,13 +271,28 @@ def output_folder_arg(argv: list[str]) -> tuple[str, str]:
     return "paths.log_dir", "outputs"
 
 
+def data_folder_arg(argv: list[str]) -> str | None:
+    """The data folder this command line reads, as given (data.dir, else the
+    synthetic data's paths.data_dir); None when it is left to the config."""
+    def last(key: str) -> str | None:
+        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
+        return values[-1] if values and not any(ch in values[-1] for ch in "${}") else None
+
+    if last("data.dir"):
+        return last("data.dir")
+    return None if last("data") == "kaggle" else (last("paths.data_dir") or "data")
+
+
 def main():
     args = sys.argv[1:]
     try:
         bad = unknown_group_choice(args) or compose_error(args)
         if bad:
             raise MoAError(bad)
-        check_writable_folder(*reversed(output_folder_arg(args)))
+        key, folder = output_folder_arg(args)
+        check_writable_folder(folder, key)
+        if key == "hydra.run.dir":  # before Hydra makes it (inside the data, perhaps)
+            check_apart_from_data(folder, data_folder_arg(args), key)
     except MoAError as err:
         print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -26,7 +26,7 @@ def load_kaggle(
             f"{schema.TRAIN_FEATURES} and {schema.TRAIN_TARGETS_SCORED}"
         )
     return read_dataset(
-        Path(dir).expanduser(),
+        Path(str(dir)).expanduser(),  # a folder named 2024 comes as a number
         n_genes=n_genes,
         n_cells=n_cells,
         use_cache=use_cache,
@@ -55,7 +55,7 @@ def load_synthetic(
         n_nonscored=n_nonscored,
         variant=variant,
     )
-    folder = ensure_synthetic(cfg, Path(dir).expanduser())
+    folder = ensure_synthetic(cfg, Path(str(dir)).expanduser())
     return read_dataset(
         folder,
         n_genes=n_genes,

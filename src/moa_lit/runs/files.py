@@ -21,15 +21,20 @@ FOLDS = "folds.csv"
 OOF = "oof.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
+# The composed config, as Hydra would write it; train writes it (with hydra.yaml
+# and overrides.yaml) once it holds the folder's lock (conf/hydra/default.yaml).
 CONFIG = ".hydra/config.yaml"
-# The settings that fix a run's results, saved when it starts: Hydra rewrites
-# .hydra/config.yaml on every start, so `resume=true` compares against this.
+# The settings that fix a run's results, saved when it starts: .hydra/config.yaml
+# is rewritten on every start, so `resume=true` compares against this.
 SETTINGS = "settings.yaml"
 MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.joblib,best.ckpt,...}
 PREPROCESSOR = "preprocessor.joblib"
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"  # the latest epoch, where an interrupted fold resumes
 FOLD_INFO = "fold.json"
+# Each stage's training loss at its start and per epoch ({"pretrain": {"start": x, "epochs": [...]},
+# "stack inner fold 0": ..., "scored": ...}), whatever the logger: the divergence check reads it.
+TRAIN_LOSSES = "train_losses.json"
 STACK_MODELS = "stack_models.pt"  # the stacked stage's inner models, beside best.ckpt
 # A fold's out-of-fold and test predictions; written last, it marks the fold finished.
 FOLD_PREDICTIONS = "predictions.npz"
@@ -42,7 +47,8 @@ RUN_MANIFEST = "run.json"  # what predict needs: feature layout, targets, seeds,
 LABELS = "labels.csv"  # sig_id, cp_type and the positive targets of every training row
 DATA_FINGERPRINT = "data.json"  # the data files (size, SHA-1) the run started with; resume compares it
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
-# Held (flock) while a process writes the folder; names the holder; removed when it ends.
+HYDRA_CONFIG = ".hydra/hydra.yaml"
+# Held (a POSIX lock, runs/locks.py) while a process writes the folder; names the holder; removed when it ends.
 LOCK = ".lock"
 REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
 REPORT_MD = "report.md"

@@ -24,12 +24,9 @@ replaced only once the new one is complete (:meth:`RunDir.replaced_when_done`)."
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
-import socket
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from omegaconf import OmegaConf
 from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
+from moa_lit.runs.locks import hold_lock, process_alive
 from moa_lit.runs.manifest import RunManifest, parse_manifest
 from moa_lit.runs.tables import read_run_csv
 
@@ -127,6 +125,20 @@ def changed_data_files(saved: dict, current: dict) -> list[str]:
     return changed
 
 
+def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key: str = "hydra.run.dir") -> None:
+    """A run folder is never its data folder, inside it or around it: a run
+    writes and (with overwrite or a later run) replaces its folder's files."""
+    if not data_dir:
+        return
+    out, data = Path(run_dir).expanduser().resolve(), Path(data_dir).expanduser().resolve()
+    if out == data or data in out.parents or out in data.parents:
+        how = "is" if out == data else ("lies inside" if data in out.parents else "holds")
+        raise MoAError(
+            f"{key}={run_dir} {how} the data folder data.dir={data_dir}; expected a run folder apart from the data "
+            "(outputs must not be written among their inputs)"
+        )
+
+
 def labels_table(ids, cp_type, targets: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Each row's sig_id, cp_type and positive targets joined by ``|``
     (readable, and a hundred times smaller than the 0/1 matrix)."""
@@ -177,6 +189,7 @@ class FoldDir:
     last_checkpoint = property(lambda self: self.path / files.LAST_CHECKPOINT)
     stack_models = property(lambda self: self.path / files.STACK_MODELS)
     info_file = property(lambda self: self.path / files.FOLD_INFO)
+    train_losses_file = property(lambda self: self.path / files.TRAIN_LOSSES)
     predictions_file = property(lambda self: self.path / files.FOLD_PREDICTIONS)
 
     def finished(self) -> bool:
@@ -185,6 +198,17 @@ class FoldDir:
     def resume_checkpoint(self) -> Path | None:
         """The checkpoint an interrupted fold goes on from, if any."""
         return self.last_checkpoint if self.last_checkpoint.is_file() else None
+
+    def record_train_losses(self, stage: str, losses: dict) -> None:
+        """A stage's training loss at its start and per epoch (``{"start": x,
+        "epochs": [...]}``), kept as soon as it has trained (a resumed fold does
+        not train its finished stages again)."""
+        recorded = self.train_losses()
+        recorded[stage] = losses
+        files.write_json(recorded, self.train_losses_file)
+
+    def train_losses(self) -> dict[str, dict]:
+        return files.read_json(self.train_losses_file) if self.train_losses_file.is_file() else {}
 
     def write_info(self, info: dict) -> None:
         files.write_json(info, self.info_file)
@@ -322,36 +346,19 @@ class RunDir:
     # -- who writes ---------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Held while this process writes the folder; a second writer gets one
-        line naming the holder. An advisory flock: the system drops it when the
-        process ends, so a killed run leaves no stale lock."""
+        """Held while this process writes the folder (:func:`locks.hold_lock`):
+        a second writer gets one line naming the holder. An overwrite=true
+        replacement that a crash cut short is put right first, under the lock
+        (so never while its writer, perhaps on another host, still holds it)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        path = self.path / files.LOCK
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 400).decode(errors="replace").strip() or "another process"
-                os.close(fd)
-                raise MoAError(
-                    f"{self.path} is being written by {holder}; wait for it to end, or write elsewhere"
-                ) from None
-            try:  # the holder may have removed the file between our open and flock
-                current = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200]
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()} ({command})".encode())
-        try:
+        with hold_lock(self.path / files.LOCK, str(self.path)):
+            if not self.recover_interrupted_swap():
+                yield
+                return
+        # Another folder is in place now: hold its own lock.
+        self.path.mkdir(parents=True, exist_ok=True)
+        with hold_lock(self.path / files.LOCK, str(self.path)):
             yield
-        finally:
-            path.unlink(missing_ok=True)
-            os.close(fd)
 
     def check_new_output(self, inputs: list[Path], key: str, overwrite: bool = False) -> None:
         """Refuse this folder as the output of a command reading ``inputs``:
@@ -371,26 +378,82 @@ class RunDir:
                 "to replace them once the new output is complete"
             )
 
+    def _aside(self, kind: str, pid: int | str) -> Path:
+        """Where an overwrite=true replacement keeps the new output while it is
+        written (``new``) and the old one while they are swapped (``old``)."""
+        return self.path.with_name(f".{self.path.name}.{kind}-{pid}")
+
     @contextmanager
     def replaced_when_done(self) -> Iterator["RunDir"]:
         """The folder to write a new output into: this one when it holds no run,
         else a sibling that takes this one's place only once the block ends
-        without error (the old run is then removed)."""
+        without error (the old run is then removed). A crash part-way is put
+        right by the next command on this output (:meth:`recover_interrupted_swap`)."""
         if not self.holds_outputs():
             yield self
             return
-        staging = RunDir(self.path.with_name(f".{self.path.name}.new-{os.getpid()}"))
+        staging = RunDir(self._aside("new", os.getpid()))
         shutil.rmtree(staging.path, ignore_errors=True)
         try:
             yield staging
         except BaseException:
             shutil.rmtree(staging.path, ignore_errors=True)
             raise
-        old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+        old = self._aside("old", os.getpid())
         os.replace(self.path, old)
         os.replace(staging.path, self.path)
         shutil.rmtree(old, ignore_errors=True)
         log.info("replaced the run in %s (overwrite=true)", self.path)
+
+    def recover_interrupted_swap(self) -> list[str]:
+        """Put right what a process killed during :meth:`replaced_when_done` left
+        (its id ends the names; only for one no longer running), one line each:
+        the new output complete and the folder moved aside -> the swap is finished;
+        the folder moved aside and no new output -> it is restored; the swap done
+        but the old run not yet removed -> it is removed; an unfinished new
+        output -> it is removed. Returns the lines said."""
+        said = []
+        parent, name = self.path.parent, self.path.name
+        if not parent.is_dir():
+            return said
+
+        def dead(prefix: str) -> list[tuple[Path, int]]:
+            found = []
+            for p in parent.iterdir():
+                pid = p.name[len(prefix):]
+                if p.name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
+                    found.append((p, int(pid)))
+            return sorted(found)
+
+        def say(line: str) -> None:
+            log.warning("%s", line)
+            said.append(line)
+
+        def empty(folder: Path) -> bool:  # e.g. made again by Hydra before this ran
+            return folder.is_dir() and all(p.name == files.LOCK for p in folder.iterdir())
+
+        for old, pid in dead(f".{name}.old-"):
+            new = self._aside("new", pid)
+            if new.is_dir() and (not self.path.exists() or empty(self.path)):
+                shutil.rmtree(self.path, ignore_errors=True)
+                os.replace(new, self.path)
+                shutil.rmtree(old, ignore_errors=True)
+                say(f"{self.path}: finished the overwrite=true replacement that process {pid} left half done (the new output was complete)")
+            elif not self.path.exists() or empty(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)
+                os.replace(old, self.path)
+                say(f"{self.path}: restored the run that process {pid} had moved aside to {old.name} before it stopped")
+            elif not new.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                say(f"{self.path}: removed {old.name}, the run that process {pid} had replaced (overwrite=true) before it stopped")
+            else:
+                say(f"{self.path}: {old.name} and {new.name} were left by process {pid}; both kept, check them by hand")
+        for new, pid in dead(f".{name}.new-"):
+            if self._aside("old", pid).exists():
+                continue  # kept above for a check by hand
+            shutil.rmtree(new, ignore_errors=True)
+            say(f"{self.path}: removed {new.name}, an unfinished overwrite=true output of process {pid}")
+        return said
 
     def start(self, settings: dict, resume: bool) -> bool:
         """Check the folder may take this run and record its settings; True when
@@ -500,6 +563,18 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         files.write_text(OmegaConf.to_yaml(OmegaConf.create(config)), self.path / files.CONFIG)
+
+    def write_hydra_record(self, cfg) -> None:
+        """``.hydra/config.yaml`` (the composed config, unresolved), and under a
+        Hydra job ``hydra.yaml`` and ``overrides.yaml``: what Hydra itself would
+        write (``hydra.output_subdir``), written here once the run owns the folder."""
+        from hydra.core.hydra_config import HydraConfig
+
+        files.write_text(OmegaConf.to_yaml(cfg), self.path / files.CONFIG)
+        if HydraConfig.initialized():
+            hydra_cfg = HydraConfig.get()
+            files.write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})), self.path / files.HYDRA_CONFIG)
+            files.write_text(OmegaConf.to_yaml(hydra_cfg.overrides.task), self.path / files.HYDRA_OVERRIDES)
 
     def text(self, name: str) -> str | None:
         path = self.path / name

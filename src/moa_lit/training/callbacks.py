@@ -85,6 +85,41 @@ class StopOnNonFiniteLoss(L.Callback):
             )
 
 
+class EpochTrainLoss(L.Callback):
+    """The training loss where a stage started (its first batch, before any
+    update: one host read) and each epoch's mean (``train_loss``, one host read
+    per epoch), kept whatever logger is chosen (or none) and saved in
+    checkpoints, so a resumed fold still has the epochs before its
+    interruption. The fold records them per stage in ``train_losses.json`` for
+    the divergence check (``run_checks.py``)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.start is None and trainer.current_epoch == 0 and batch_idx == 0:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if loss is not None:
+                self.start = float(loss.detach())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get("train_loss")
+        if value is not None:
+            del self.losses[trainer.current_epoch:]  # an epoch run again after a resume counts once
+            self.losses.append(float(value))
+
+    def record(self) -> dict[str, Any]:
+        return {"start": self.start, "epochs": list(self.losses)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.record()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.start = state_dict.get("start")
+        self.losses = list(state_dict.get("epochs", []))
+
+
 class SeedEachEpoch(L.Callback):
     """Reseeds the global random generators (dropout) at the first batch of
     every training epoch from (seed, fold, epoch). Lightning does not save the

@@ -106,7 +106,7 @@ def refit_final_models(
             L.seed_everything(seed, workers=False, verbose=False)
             module = train_without_validation(
                 plan, RefitStage(epochs), dm, dm.tensors.x_train, dm.targets[~dm.is_control],
-                label=refit_dir.label, root=refit_dir, checkpoint=refit_dir.best_checkpoint,
+                label=refit_dir.label, root=refit_dir, stage="refit", checkpoint=refit_dir.best_checkpoint,
             )
             predictor = FoldPredictor(preprocessor=dm.preprocessor, module=module, where=str(refit_dir.path), seed=seed)
             predictor.save(refit_dir)

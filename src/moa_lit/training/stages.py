@@ -37,7 +37,7 @@ from moa_lit.errors import MoAError
 from moa_lit.runs.run_dir import FoldDir
 from moa_lit.scoring.scores import smoothed_prevalence
 from moa_lit.settings import PretrainSettings, StackSettings
-from moa_lit.training.callbacks import FreezeBody, StopOnNonFiniteLoss
+from moa_lit.training.callbacks import EpochTrainLoss, FreezeBody, StopOnNonFiniteLoss
 from moa_lit.training.checkpoint_io import AtomicCheckpointIO
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.fold_predictor import FoldPredictor, StackedFeatures
@@ -137,17 +137,20 @@ def train_without_validation(
     y: np.ndarray,
     label: str,
     root: FoldDir,
+    stage: str,
     checkpoint: Path | None = None,
 ) -> MoAModule:
     """A model trained for a fixed number of epochs on (x, y), which are
     training rows only; no validation data is passed, so none is seen. An
     auxiliary stage's, or a final model refitted on every row, whose last
     epoch is saved as ``checkpoint`` (Lightning's format: ``predict`` loads it
-    like a fold's best.ckpt)."""
+    like a fold's best.ckpt). Its per-epoch training losses are recorded in
+    the fold as ``stage``."""
     module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
+    losses = EpochTrainLoss()
     trainer = plan.new_trainer(
         max_epochs=int(node.max_epochs),
-        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=plan.stage_rate_setting(node))],
+        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=plan.stage_rate_setting(node)), losses],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -161,6 +164,7 @@ def train_without_validation(
     if checkpoint is not None:
         # Weights and hyperparameters: the model is finished, never resumed.
         trainer.save_checkpoint(checkpoint, weights_only=True)
+    root.record_train_losses(stage, losses.record())
     module.to(dm.device)
     return module
 
@@ -205,7 +209,7 @@ def fit_stacked_features(
             L.seed_everything(seed * 100 + k, workers=False, verbose=False)
             model = train_without_validation(
                 plan, plan.stack, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
-                label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_dir,
+                label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_dir, stage=f"stack inner fold {k}",
             )
         else:
             model = saved.models[k].to(dm.device)
@@ -253,7 +257,8 @@ def fit_fold(
         aux = auxiliary_targets("pretrain", pretrain.targets, scored, nonscored, train_idx, fold)
         L.seed_everything(seed, workers=False, verbose=False)
         stage1 = train_without_validation(
-            plan, pretrain, dm, x_train, aux[train_idx], label=f"seed {seed} fold {fold} pretraining", root=fold_dir
+            plan, pretrain, dm, x_train, aux[train_idx], label=f"seed {seed} fold {fold} pretraining", root=fold_dir,
+            stage="pretrain",
         )
         body_state = stage1.net.body.state_dict()
         info["pretrained_targets"] = aux.shape[1]
@@ -262,7 +267,8 @@ def fit_fold(
     L.seed_everything(seed, workers=False, verbose=False)
     extra = {"body_lr_scale": float(pretrain.body_lr_scale)} if pretrain is not None else {}
     module = _new_module(plan.new_model, x_train.shape[1], scored[train_idx], **extra)
-    callbacks = []
+    scored_losses = EpochTrainLoss()  # in the checkpoints: a resumed fold keeps its earlier epochs
+    callbacks = [scored_losses]
     if body_state is not None:
         module.net.body.load_state_dict(body_state)  # the pretrained body under a new head
     if pretrain is not None and int(pretrain.freeze_body_epochs) > 0:
@@ -279,6 +285,7 @@ def fit_fold(
             ckpt_path=ckpt_path,
         )
 
+    fold_dir.record_train_losses("scored", scored_losses.record())
     result = FittedFold(
         preprocessor=dm.preprocessor, module=module, stack=stack, where=str(fold_dir.path),
         seed=fold_dir.seed, fold=fold_dir.fold, stages=info,

@@ -115,7 +115,7 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
 def test_unknown_preset_is_one_line(tmp_path):
     proc = run_cli("moa_lit.train", ["experiment=xyz"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best"
+    assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best, ensemble"
 
 
 def test_unknown_choice_check_leaves_valid_and_sweep_overrides_alone():

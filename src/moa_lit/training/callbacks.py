@@ -104,7 +104,10 @@ class EpochTrainLoss(L.Callback):
                 self.start = float(loss.detach())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        value = trainer.callback_metrics.get("train_loss")
+        # Read from the module: callbacks run before the module's own
+        # on_train_epoch_end, which logs train_loss, so callback_metrics would
+        # still hold the previous epoch's value here.
+        value = pl_module.epoch_train_loss()
         if value is not None:
             del self.losses[trainer.current_epoch:]  # an epoch run again after a resume counts once
             self.losses.append(float(value))

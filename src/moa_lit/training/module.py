@@ -95,6 +95,11 @@ class MoAModule(L.LightningModule):
         """This epoch's training losses summed so far, on the device (None before the first step)."""
         return self._train_loss_sum
 
+    def epoch_train_loss(self) -> float | None:
+        """This epoch's mean training loss (one host read); None before its first step.
+        Callbacks' on_train_epoch_end runs before this module's, which resets it."""
+        return float(self._train_loss_sum / self._train_count) if self._train_count else None
+
     def on_train_epoch_end(self) -> None:
         if self._train_count:
             self.log("train_loss", (self._train_loss_sum / self._train_count).float())

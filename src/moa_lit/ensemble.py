@@ -37,12 +37,11 @@ from moa_lit import schema
 from moa_lit.blend import load_runs, nested_blend, nested_weights, optimise_weights
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
-from moa_lit.run_checks import untrusted_reasons, untrusted_run_error
+from moa_lit.run_checks import end_untrusted_run, untrusted_reasons
 from moa_lit.runs import files
 from moa_lit.runs.combine import labels_in_fold_order, score_oof, weighted_average, write_combined
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
-from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import CVSettings, check_optimized_metric
 from moa_lit.settings_check import check_train_settings
 from moa_lit.timing import PhaseTimer
@@ -178,9 +177,5 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
             f"Outputs: {run.path}",
             flush=True,
         )
-        if untrusted and not cfg.get("allow_worse_than_prior", False):
-            error = untrusted_run_error(untrusted, run.path)
-            if not failures_go_to_sweeper():
-                raise error
-            log.warning("%s", error)
+        end_untrusted_run(untrusted, run.path, bool(cfg.get("allow_worse_than_prior", False)), log)
         return scores[metric]

@@ -167,3 +167,16 @@ def untrusted_run_error(reasons: list[str], run_dir: Path) -> UntrustedRunError:
         "this run should not be trusted: " + "; ".join(reasons) + f"; outputs kept in {run_dir}; "
         "allow_worse_than_prior=true accepts it"
     )
+
+
+def end_untrusted_run(reasons: list[str], run_dir: Path, allowed: bool, log) -> None:
+    """A run that should not be trusted ends with its one line (exit 3) unless
+    allowed; in a search trial the sweeper records its value and the log says why."""
+    if not reasons or allowed:
+        return
+    from moa_lit.search import failures_go_to_sweeper
+
+    error = untrusted_run_error(reasons, run_dir)
+    if not failures_go_to_sweeper():
+        raise error
+    log.warning("%s", error)

@@ -30,10 +30,9 @@ from moa_lit.interrupts import say_how_to_continue
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
-from moa_lit.run_checks import untrusted_reasons, untrusted_run_error, warn_if_schedule_cannot_run
+from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import score_run
-from moa_lit.search import failures_go_to_sweeper
 from moa_lit.settings import (
     CVSettings,
     FeatureSettings,
@@ -243,11 +242,7 @@ def train(cfg: DictConfig) -> float:
             f"{scores['wall_time_s']:.0f} s\nOutputs: {run.path}",
             flush=True,
         )
-        if untrusted and not cfg.get("allow_worse_than_prior", False):
-            error = untrusted_run_error(untrusted, run.path)
-            if not failures_go_to_sweeper():
-                raise error
-            log.warning("%s", error)  # a search trial: the sweeper records its value, the log says why it is poor
+        end_untrusted_run(untrusted, run.path, bool(cfg.get("allow_worse_than_prior", False)), log)
         return scores[metric]
 
 

@@ -356,3 +356,18 @@ def test_reference_vectors_are_cached_and_reused(planted, tmp_path, monkeypatch)
     assert list(again.drugs) == list(built.drugs) and again.moas == built.moas
     for space in (neighbours.LEARNED, neighbours.FEATURES):
         assert torch.equal(again.vectors[space], built.vectors[space])
+
+
+def test_explain_benchmark_runs_on_a_saved_run(saved, capsys):
+    """The benchmark behind the README's explanation numbers runs end to end on
+    a saved run (a merge once broke its OOF read without any test noticing)."""
+    from moa_lit.bench import explain as explain_bench
+
+    run_dir, _ = saved
+    explain_bench.main([
+        "--run-dir", str(run_dir), "--threads", "1", "--queries", "30", "--fidelity-rows", "3",
+        "--steps", "2,4", "--reference-steps", "8", "--ig-steps", "4",
+    ])
+    out = capsys.readouterr().out
+    for line in ("pooling (OOF rows of", "single rows:", "pooled mean", "Integrated Gradients:"):
+        assert line in out, out

@@ -48,7 +48,7 @@ def pooling_quality(run_dir: Path) -> None:
     inputs = read_report_inputs(run_dir)
     run = RunDir(run_dir)
     folds = pd.read_csv(run.need(files.FOLDS)).set_index(schema.ID)
-    oof_ids = run.read_oof(usecols=[schema.ID])[schema.ID]
+    oof_ids = run.read_oof()[schema.ID]
     drugs = folds.loc[oof_ids, schema.DRUG].to_numpy()
     r = evaluate_pooling(inputs.oof, inputs.labels, drugs, inputs.is_control)
     print(f"pooling (OOF rows of {r.n_drugs} labelled drugs with <= 18 rows, {r.n_rows} rows; drug-weighted; "

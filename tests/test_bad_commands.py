@@ -240,6 +240,10 @@ CASES = [
     # through a real interpreter: Hydra's parsing and the entry point's exit
     Case("cli n_folds text", "train_cli", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
     Case("cli lr ignored", "train_cli", ["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5 has no effect"),
+    Case("cli refit with stacking", "train_cli", ["final_model=refit", "stack.enabled=true"],
+         "final_model=refit with stack.enabled=true: refitting trains the scored model only"),
+    Case("cli ensemble model override", "train_cli", ["experiment=ensemble", "model.net.dropout_input=0.3"],
+         "has no effect in an ensemble run (ensemble.models is set)"),
 ]
 
 
@@ -346,6 +350,7 @@ def test_bad_command_line_is_one_line_through_the_interpreter(case, world, tmp_p
     lines = [line for line in proc.stderr.splitlines() if line.startswith("moa-lit:")]
     assert len(lines) == 1 and case.message in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert tree_hashes(world["root"], own) == before
+    assert not (own / "run").exists()  # refused before Hydra makes the run folder, not even an empty one
 
 
 def test_a_long_message_is_cut_in_the_middle():

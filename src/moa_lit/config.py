@@ -99,7 +99,15 @@ def compose_error(overrides: list[str], config_name: str = "train", config_dir: 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir):
-            compose(config_name=config_name, overrides=plain)
+            cfg = compose(config_name=config_name, overrides=plain)
+        if config_name == "train":
+            # Settings that are valid alone but not together: refused here,
+            # before Hydra makes the run folder, like every other setting.
+            from moa_lit.settings_check import combination_error
+
+            refused = combination_error(cfg, plain)
+            if refused:
+                return refused
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
         if "Got NoneType" in str(cause):  # group=null, which Hydra refuses naming no setting

@@ -316,3 +316,24 @@ def command_line_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def combination_error(cfg, overrides: list[str]) -> str | None:
+    """One line for settings that each pass their own check but cannot run
+    together (final_model=refit with pretraining, model.* in an ensemble, ...),
+    or None. The commands check the same again where they act."""
+    from moa_lit.ensemble import refuse_model_overrides
+    from moa_lit.errors import MoAError
+    from moa_lit.training.refit import check_refit_possible
+
+    try:
+        check_refit_possible(
+            str(cfg.get("final_model", "fold_average")), bool(cfg.pretrain.enabled), bool(cfg.stack.enabled),
+            cfg.cv.folds is not None,
+        )
+        if cfg.get("ensemble") is not None and cfg.ensemble.get("models"):
+            refuse_model_overrides(overrides)
+        _check_ignored_rate(cfg, overrides)
+    except MoAError as err:
+        return str(err)
+    return None

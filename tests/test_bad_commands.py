@@ -169,6 +169,10 @@ CASES = [
          "final_model=refit with pretrain.enabled=true: refitting trains the scored model only"),
     Case("ensemble model override", "train", ["experiment=ensemble", "model.net.hidden_size=32"],
          "model.net.hidden_size=32 has no effect in an ensemble run"),
+    Case("ensemble member null", "train", ["experiment=ensemble", "ensemble.models.linear=null"],
+         "expected a model config, e.g. +model@ensemble.models.linear=linear"),
+    Case("ensemble of one family", "train", ["experiment=ensemble", "~ensemble.models.linear"],
+         "ensemble.models=['mlp']: expected at least two model families"),
     Case("ensemble member setting", "train", ["experiment=ensemble", "ensemble.models.linear.net.dropout_input=1.5"],
          "ensemble.models.linear.net.dropout_input=1.5: expected a number >= 0 and < 1"),
     # files

@@ -42,7 +42,7 @@ from moa_lit.runs import files
 from moa_lit.runs.combine import labels_in_fold_order, score_oof, weighted_average, write_combined
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
-from moa_lit.settings import CVSettings, check_optimized_metric
+from moa_lit.settings import CVSettings, check_optimized_metric, typed
 from moa_lit.settings_check import check_train_settings
 from moa_lit.timing import PhaseTimer
 
@@ -138,7 +138,7 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
     refuse_model_overrides(overrides)
     check_train_settings(cfg, overrides)
     metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
-    cv = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CVSettings), cfg.cv))
+    cv = typed(cfg.cv, CVSettings)
     if len(cv.fold_ids) < 2:
         raise MoAError(
             f"cv.folds={cv.folds}: an ensemble fits each fold's blend weights on the other folds' OOF predictions; "

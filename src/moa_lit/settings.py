@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from moa_lit.errors import MoAError
 from moa_lit.settings_check import STAGE_TARGETS as AUXILIARY_TARGETS, check_fields
@@ -127,6 +128,11 @@ class EnsembleSettings:
             bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_-]+", str(n))]
             if bad:
                 raise MoAError(f"ensemble.models.{bad[0]}: expected member names of letters, digits, _ and - (each is a folder name)")
+            for name, model in self.models.items():
+                if not isinstance(model, dict) or "net" not in model:
+                    raise MoAError(
+                        f"ensemble.models.{name}={'null' if model is None else model!r}: expected a model config, e.g. +model@ensemble.models.{name}=linear"
+                    )
 
 
 @dataclass
@@ -187,3 +193,8 @@ def register() -> None:
 
 
 register()
+
+
+def typed(node, cls):
+    """A composed group as its settings object (its value checks run here)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))

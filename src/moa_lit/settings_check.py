@@ -331,7 +331,9 @@ def combination_error(cfg, overrides: list[str]) -> str | None:
             str(cfg.get("final_model", "fold_average")), bool(cfg.pretrain.enabled), bool(cfg.stack.enabled),
             cfg.cv.folds is not None,
         )
-        if cfg.get("ensemble") is not None and cfg.ensemble.get("models"):
+        from moa_lit.settings import EnsembleSettings, typed
+
+        if cfg.get("ensemble") is not None and typed(cfg.ensemble, EnsembleSettings).models is not None:
             refuse_model_overrides(overrides)
         _check_ignored_rate(cfg, overrides)
     except MoAError as err:

@@ -35,6 +35,7 @@ from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import score_run
 from moa_lit.settings import (
     CVSettings,
+    EnsembleSettings,
     FeatureSettings,
     LoaderSettings,
     PredictSettings,
@@ -42,6 +43,7 @@ from moa_lit.settings import (
     RefitSettings,
     StackSettings,
     check_optimized_metric,
+    typed,
 )
 from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.timing import PhaseTimer
@@ -63,11 +65,6 @@ def multirun_job_number() -> int | None:
         return None
     hydra_cfg = HydraConfig.get()
     return int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
-
-
-def typed(node: DictConfig, cls):
-    """A composed group as its settings object (its value checks run here)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
 
 
 def fold_plan(cfg: DictConfig) -> FoldPlan:
@@ -106,7 +103,7 @@ def memory_settings(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> float:
-    if cfg.get("ensemble") is not None and cfg.ensemble.get("models"):
+    if cfg.get("ensemble") is not None and typed(cfg.ensemble, EnsembleSettings).models is not None:
         from moa_lit.ensemble import train_ensemble
 
         return train_ensemble(cfg, train, command_line_overrides())

@@ -6,7 +6,6 @@ predict on either kind of run gives its submission."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,9 +14,9 @@ import torch
 
 from conftest import compose_train
 from moa_lit.blend import nested_blend, nested_weights, optimise_weights
-from moa_lit.predict import predict_frame
 from moa_lit.run_checks import train_batches_per_epoch
 from moa_lit.runs.run_dir import RunDir
+from moa_lit.training.final_model import RunModel
 from moa_lit.training.refit import refit_epochs
 
 
@@ -119,14 +118,13 @@ def test_predict_matches_the_submission_of_ensemble_and_refit_runs(ensemble_run)
     member = RunDir(out / "members" / "mlp")
     features = read_features(data_dir / "test_features.csv", member.manifest().layout)
     for run in (RunDir(out), member):
-        predicted = predict_frame(run.path, features)
+        predicted = RunModel.load(run.path).predict_proba(features)
         submission = _table(run.path / "submission.csv")
         assert list(predicted.columns) == list(submission.columns)
         np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), submission.iloc[:, 1:].to_numpy(), atol=2e-6)
     # final_model=both is the mean of the fold models' and the refitted models' averages.
-    manifest = member.manifest()
-    folds = predict_frame(member.path, features, replace(manifest, final_model="fold_average"))
-    refit = predict_frame(member.path, features, replace(manifest, final_model="refit"))
+    folds = RunModel.load(member.path, final_model="fold_average").predict_proba(features)
+    refit = RunModel.load(member.path, final_model="refit").predict_proba(features)
     assert np.abs(folds.iloc[:, 1:].to_numpy() - refit.iloc[:, 1:].to_numpy()).max() > 1e-4  # two different models
     both = (folds.iloc[:, 1:].to_numpy() + refit.iloc[:, 1:].to_numpy()) / 2
     np.testing.assert_allclose(both, _table(member.path / "submission.csv").iloc[:, 1:].to_numpy(), atol=2e-6)

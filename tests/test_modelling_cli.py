@@ -99,12 +99,9 @@ def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path
     assert fold_info["n_features"] == 772 + 5 + 2 + 100 + 3 + 1 + 5 + fold_info["stacked_columns"]
     assert (run_dir / "submission.csv").is_file()
     # predict reloads the stacked stage's inner models: it reproduces the submission
-    from moa_lit.data.reader import read_features
-    from moa_lit.predict import predict_frame
-    from moa_lit.runs.run_dir import RunDir
+    import moa_lit
 
-    manifest = RunDir(run_dir).manifest()
-    predicted = predict_frame(run_dir, read_features(folder / "test_features.csv", manifest.layout), manifest)
+    predicted = moa_lit.load_run(run_dir).predict_proba(pd.read_csv(folder / "test_features.csv"))
     submission = pd.read_csv(run_dir / "submission.csv")
     assert list(predicted.columns) == list(submission.columns)
     np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), submission.iloc[:, 1:].to_numpy(), atol=1e-6)

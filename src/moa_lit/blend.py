@@ -34,7 +34,11 @@ from moa_lit.cli import run_and_exit_on_error
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
 from moa_lit.runs import files
-from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finished, score_oof, weighted_average, write_combined
+from moa_lit.run_checks import end_untrusted_run
+from moa_lit.runs.combine import (
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, read_finished, score_oof, weighted_average,
+    write_combined,
+)
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
@@ -48,10 +52,10 @@ WEIGHTS = "weights.json"
 def load_runs(run_dirs: list[Path]) -> list[FinishedRun]:
     """The runs' folds and OOF frames; refuses runs whose OOF rows or fold
     assignment differ from the first run's."""
-    runs = [read_finished(run_dirs[0])]
+    runs = [read_finished(run_dir) for run_dir in run_dirs]
+    check_same_data(runs)
     first = runs[0]
-    for run_dir in run_dirs[1:]:
-        other = read_finished(run_dir)
+    for other in runs[1:]:
         if not other.folds.equals(first.folds):
             raise MoAError(f"runs {first.path} and {other.path} have different folds ({files.FOLDS} differ); blend runs of the same data and cv settings")
         if not other.oof[schema.ID].equals(first.oof[schema.ID]):
@@ -61,7 +65,6 @@ def load_runs(run_dirs: list[Path]) -> list[FinishedRun]:
             )
         if list(other.oof.columns) != list(first.oof.columns):
             raise MoAError(f"runs {first.path} and {other.path} predict different target columns in {files.OOF}")
-        runs.append(other)
     return runs
 
 
@@ -139,6 +142,7 @@ def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> di
         singles[str(r.path)] = {"oof_logloss": s["oof_logloss"], "oof_logloss_treated": s["oof_logloss_treated"]}
     scores["runs"] = singles
     scores["data"] = first.run.data_fingerprint()
+    scores["untrusted"], accepted = carried_untrusted(runs)
 
     submission = None
     if all(r.submission is not None for r in runs):
@@ -153,7 +157,7 @@ def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> di
         out.write_json(WEIGHTS, {str(r): float(w) for r, w in zip(run_dirs, weights)})
         write_combined(out, first.run, manifest, first.folds, oof, submission, scores)
         build_report(out.path)
-    return {"weights": weights, "scores": scores}
+    return {"weights": weights, "scores": scores, "accepted": accepted}
 
 
 
@@ -189,6 +193,7 @@ def run(argv: list[str]) -> dict:
         f"{scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows\nOutputs: {output_dir}",
         flush=True,
     )
+    end_untrusted_run(scores["untrusted"], output_dir, result["accepted"], log)  # exit 3 as train, unless the runs accepted it
     return result
 
 

@@ -21,7 +21,10 @@ from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.report import build_report
 from moa_lit.runs import files
-from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finished, score_oof, write_combined
+from moa_lit.run_checks import end_untrusted_run
+from moa_lit.runs.combine import (
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, read_finished, score_oof, write_combined,
+)
 from moa_lit.runs.run_dir import RunDir, changed_settings
 from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
 
@@ -44,14 +47,17 @@ def load_part(run_dir: Path) -> tuple[FinishedRun, dict, dict]:
 
 
 def check_compatible(parts: list[FinishedRun], settings: list[dict], scores: list[dict]) -> None:
+    """Parts of one cross-validation: the same data files, the same settings but
+    cv.folds, the same fold assignment, each fold in one part; else the first difference."""
+    check_same_data(parts)
     first = parts[0]
     seen_folds: dict[int, Path] = {}
     for part, part_settings, part_scores in zip(parts, settings, scores):
-        if not part.folds.equals(first.folds):
-            raise MoAError(f"runs: {part.path} and {first.path} have different fold assignments (folds.csv); expected parts of one cross-validation")
         changed = changed_settings(settings[0], part_settings, ignore=PER_PART_KEYS)
         if changed:
             raise MoAError(f"runs: {part.path} differs from {first.path} in {changed[0]}; expected runs that differ only in cv.folds")
+        if not part.folds.equals(first.folds):
+            raise MoAError(f"runs: {part.path} and {first.path} have different fold assignments (folds.csv); expected parts of one cross-validation")
         for k in part_scores["folds"]:
             if k in seen_folds:
                 raise MoAError(f"runs: fold {k} was trained in both {seen_folds[k]} and {part.path}; expected each fold in one run")
@@ -90,6 +96,7 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = F
     scores["data"] = part_scores[0].get("data")
     scores["timings_s"] = {"total": round(sum(p["timings_s"]["total"] for p in part_scores), 3)}
     scores["wall_time_s"] = scores["timings_s"]["total"]
+    scores["untrusted"], accepted = carried_untrusted(parts)
 
     submission = None
     if first.submission is not None:
@@ -103,7 +110,7 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = F
     with target.lock(), target.replaced_when_done() as out:
         target.check_new_output([p.path for p in parts], "output_dir", overwrite)  # again, now that no one else writes it
         _write_merged(out, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores)
-    return scores
+    return scores, accepted
 
 
 def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores) -> None:
@@ -128,12 +135,13 @@ def merge(cfg: DictConfig) -> float:
     # str(): a folder named 2024 comes from Hydra as a number
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
     check_writable_folder(output_dir, "output_dir")
-    scores = merge_runs([str(r) for r in cfg.runs or []], output_dir, overwrite=bool(cfg.get("overwrite", False)))
+    scores, accepted = merge_runs([str(r) for r in cfg.runs or []], output_dir, overwrite=bool(cfg.get("overwrite", False)))
     print(
         f"merged {len(cfg.runs)} runs, folds {scores['folds']}: OOF log loss {scores['oof_logloss']:.5f} over all "
         f"{scores['n_rows']} rows (controls at 0), {scores['oof_logloss_treated']:.5f} over treated rows\nOutputs: {output_dir}",
         flush=True,
     )
+    end_untrusted_run(scores["untrusted"], output_dir, accepted, log)  # exit 3 as train, unless the parts accepted it
     return scores["oof_logloss"]
 
 

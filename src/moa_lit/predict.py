@@ -3,12 +3,10 @@ score new profiles with a saved training run, retraining nothing.
 
 Every seed x fold model of the run is loaded (its fitted preprocessor and its
 best checkpoint), the input is checked against the run's feature layout with
-the same one-line errors as training, and the probabilities are averaged over
-folds and seeds exactly as training averages its test predictions (so both
-agree on the same file), control rows set to 0. A run trained with
-``final_model=refit`` predicts with its models refitted on every training
-row instead (``both``: the mean of the two averages), and an ensemble or a
-blend with its members' predictions weighted as in its run.json."""
+the same one-line errors as training, and the run's final model
+(:class:`moa_lit.training.final_model.RunModel`, the one that wrote its
+submission.csv) predicts: the mean over seeds and folds, the refitted models,
+both, or a blend's or ensemble's members weighted as in its run.json."""
 
 from __future__ import annotations
 
@@ -30,30 +28,11 @@ from moa_lit.explain import command as explain_command
 from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
 from moa_lit.runs.locks import hold_lock
-from moa_lit.runs.manifest import RunManifest
-from moa_lit.runs.run_dir import FLOAT_FORMAT, FoldDir, RunDir
+from moa_lit.runs.run_dir import FLOAT_FORMAT, RunDir
 from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
-from moa_lit.training.fold_predictor import FoldPredictor
+from moa_lit.training.final_model import RunModel, output_frame
 
 log = logging.getLogger("moa_lit.predict")
-
-
-def _fold_dirs(run: RunDir, manifest: RunManifest, refit: bool = False) -> list[FoldDir]:
-    """Every fold folder the manifest promises (or, ``refit``, every refitted
-    model's), checked to hold both files first, so a half-copied run is named
-    before anything is loaded."""
-    folders = run.refits_of(manifest) if refit else run.folds_of(manifest)
-    missing = [
-        path for fold_dir in folders for path in (fold_dir.preprocessor, fold_dir.best_checkpoint) if not path.is_file()
-    ]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise MoAError(
-            f"{missing[0]}: missing{more}; the run's {len(folders)} seed x fold models each need "
-            f"{files.PREPROCESSOR} and {files.BEST_CHECKPOINT} (was the run copied whole, "
-            "and trained with callbacks.model_checkpoint on?)"
-        )
-    return folders
 
 
 def inference_device(choice: str | None = "auto") -> torch.device:
@@ -66,85 +45,6 @@ def inference_device(choice: str | None = "auto") -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
     return torch.device(choice)
-
-
-def load_fold_predictors(
-    run: RunDir, manifest: RunManifest, device: torch.device | str = "cpu", refit: bool = False
-) -> list[FoldPredictor]:
-    """The seed x fold models, or (``refit``) the models refitted on every row."""
-    n_targets = len(manifest.target_names)
-    return [FoldPredictor.load(fold_dir, n_targets, device) for fold_dir in _fold_dirs(run, manifest, refit)]
-
-
-def ensemble_probabilities(
-    predictors: list[FoldPredictor], features: pd.DataFrame, clip: tuple[float, float] | None = None
-) -> np.ndarray:
-    """Mean over seeds and folds, summed in training's order (seed, then fold)
-    and in float64, so the result matches training's test predictions."""
-    total = None
-    for predictor in predictors:
-        pred = predictor.predict(features)
-        total = pred if total is None else total + pred
-    probabilities = total / len(predictors)
-    if clip is not None:
-        probabilities = np.clip(probabilities, *clip)
-    probabilities[(features[schema.CP_TYPE] == schema.CONTROL).to_numpy()] = 0.0  # no MoA by definition
-    return probabilities
-
-
-def run_probabilities(
-    run: RunDir,
-    features: pd.DataFrame,
-    manifest: RunManifest,
-    device: torch.device | str = "cpu",
-    predictors: list[FoldPredictor] | None = None,
-) -> np.ndarray:
-    """The run's probabilities (target order of run.json): its fold models'
-    average (``predictors``: already loaded from the run), its refitted
-    models' average, or the mean of both (``final_model``), as training
-    wrote its submission; for a blend or ensemble the weighted average of its
-    member runs'."""
-    if not manifest.is_blend:
-        parts = []
-        if manifest.uses_fold_models:
-            if predictors is None:
-                predictors = load_fold_predictors(run, manifest, device)
-            parts.append(ensemble_probabilities(predictors, features, clip=manifest.clip))
-        if manifest.uses_refit_models:
-            refitted = load_fold_predictors(run, manifest, device, refit=True)
-            parts.append(ensemble_probabilities(refitted, features, clip=manifest.clip))
-        return parts[0] if len(parts) == 1 else (parts[0] + parts[1]) / 2
-    total = np.zeros((len(features), len(manifest.target_names)))
-    for member in manifest.members:
-        member_run = RunDir(member.folder(run.path))
-        member_manifest = member_run.manifest()
-        if member_manifest.target_names != manifest.target_names:
-            raise MoAError(f"{member_run.path}: its targets differ from the blend's run.json; expected the blended runs")
-        total += member.weight * run_probabilities(member_run, features, member_manifest, device)
-    return total
-
-
-def predict_frame(
-    run_dir: Path,
-    features: pd.DataFrame,
-    manifest: RunManifest | None = None,
-    device: torch.device | str = "cpu",
-    predictors: list[FoldPredictor] | None = None,
-) -> pd.DataFrame:
-    """sig_id + one probability column per target, in the run's submission column order."""
-    run = RunDir(run_dir)
-    manifest = manifest or run.manifest()
-    frame = pd.DataFrame(run_probabilities(run, features, manifest, device, predictors), columns=manifest.target_names)
-    frame.insert(0, schema.ID, features[schema.ID].to_numpy())
-    return frame[manifest.output_columns]
-
-
-def model_count(run: RunDir, manifest: RunManifest) -> int:
-    if not manifest.is_blend:
-        folds = len(manifest.seeds) * len(manifest.folds) if manifest.uses_fold_models else 0
-        return folds + (len(manifest.refit_seeds) if manifest.uses_refit_models else 0)
-    members = [RunDir(m.folder(run.path)) for m in manifest.members]
-    return sum(model_count(m, m.manifest()) for m in members)
 
 
 def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -257,15 +157,10 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     features = reader.read_features(source, manifest.layout, role=f"input {source}")
     if features.empty:
         raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    # explain=true needs the fold predictors too: loaded once for both.
-    predictors = load_fold_predictors(run, manifest, device) if explain_settings else None
-    predictions = predict_frame(run_dir, features, manifest, device, predictors)
+    model = RunModel.load(run_dir, device)
+    predictions = output_frame(manifest, features[schema.ID], model.probabilities(features))
     # explain=true: computed (and its inputs checked) before anything is written.
-    explained = (
-        explain_command.explain(explain_settings, run_dir, manifest, features, predictions, predictors)
-        if explain_settings
-        else None
-    )
+    explained = explain_command.explain(explain_settings, model, features, predictions) if explain_settings else None
     files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
     written = [output]
     if top_path is not None:
@@ -276,7 +171,7 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())
     print(
         f"Predicted {len(features)} samples ({n_control} controls at 0) with "
-        f"{model_count(run, manifest)} models of {run_dir}\nOutputs: "
+        f"{model.n_models} models of {run_dir}\nOutputs: "
         + ", ".join(str(p) for p in written),
         flush=True,
     )

@@ -49,6 +49,7 @@ from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.final_model import final_average, output_frame
 from moa_lit.training.folds import assign_folds
 from moa_lit.training.refit import check_refit_possible, refit_epochs, refit_final_models
 from moa_lit.training.stages import FoldPlan, peak_lr_setting
@@ -167,12 +168,11 @@ def train(cfg: DictConfig) -> float:
                 run.check_same_folds(fold_table)
             run.write_folds(fold_table)
             run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
-            run.write_manifest(
-                RunManifest.new(
-                    data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip,
-                    final_model=final_model, refit_seeds=refit.seeds,
-                )
+            manifest = RunManifest.new(
+                data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip,
+                final_model=final_model, refit_seeds=refit.seeds,
             )
+            run.write_manifest(manifest)
             # Hydra's own copy is off: written once the folder is this run's and a resume was accepted.
             run.write_hydra_record(cfg)
 
@@ -200,8 +200,7 @@ def train(cfg: DictConfig) -> float:
                     clip=clip, resume=resume,
                 )
             if test_pred is not None:
-                # As predict.run_probabilities: both = the mean of the two finished averages.
-                test_pred = refitted.test if final_model == "refit" else (preds.test + refitted.test) / 2
+                test_pred = final_average(final_model, preds.test, refitted.test)
 
         with timer("writing"):
             scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
@@ -210,10 +209,7 @@ def train(cfg: DictConfig) -> float:
             oof.insert(0, schema.ID, ids[rows])
             submission = None
             if test_pred is not None:
-                submission = pd.DataFrame(test_pred, columns=names)
-                submission.insert(0, schema.ID, data.test[schema.ID].to_numpy())
-                if data.sample_submission_columns is not None:
-                    submission = submission[data.sample_submission_columns]
+                submission = output_frame(manifest, data.test[schema.ID], test_pred)
                 if data.sample_submission_ids is not None:  # the sample's row order (same ids, checked)
                     submission = submission.set_index(schema.ID).loc[data.sample_submission_ids.to_numpy()].reset_index()
             run.write_predictions(oof, submission)

@@ -33,7 +33,7 @@ from moa_lit.explain import attributions, neighbours
 from moa_lit.explain.batch import load_reference
 from moa_lit.explain.networks import from_fold_predictors
 from moa_lit.explain.pooling import evaluate_pooling
-from moa_lit.predict import ensemble_probabilities, load_fold_predictors
+from moa_lit.training.final_model import RunModel
 from moa_lit.report.inputs import read_report_inputs
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{_load()} at start")
     run = RunDir(args.run_dir)
     manifest = run.manifest()
-    predictors = load_fold_predictors(run, manifest)
-    networks = from_fold_predictors(predictors, manifest.layout.genes, manifest.layout.cells)
+    model = RunModel.load(run.path)
+    networks = from_fold_predictors(model.predictors, manifest.layout.genes, manifest.layout.cells)
     reference = load_reference(args.reference, args.run_dir, manifest.layout, manifest.target_names)
     numeric = manifest.layout.numeric
     print(f"run: {args.run_dir} ({len(networks)} seed x fold models); training data: {reference.source}")
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception:
             test = None
         queries = _queries(reference, test, args.queries)
-        p = ensemble_probabilities(predictors, queries)
+        p = model.probabilities(queries)
         targets = np.argsort(-p, axis=1)[:, :3]
     if "fidelity" not in skip:
         ig_fidelity(networks, queries.iloc[: args.fidelity_rows], numeric, targets[: args.fidelity_rows],

@@ -17,7 +17,6 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from moa_lit import schema
+from moa_lit import load_run, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.data.sources import load_synthetic
-from moa_lit.predict import predict_frame
 from moa_lit.runs.files import read_json, write_json
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
@@ -63,15 +61,9 @@ def split_by_drug(data_dir: Path, n_samples: int, fraction: float, seed: int, ou
 
 
 def held_out_loss(run: RunDir, features: pd.DataFrame, truth: np.ndarray, names: list[str], kind: str) -> float:
-    """Log loss on the held-out rows of ``run`` predicting with ``kind`` final models."""
-    manifest = run.manifest()
-    if manifest.is_blend:  # the ensemble: its members with the kind, weighted as in run.json
-        total = 0.0
-        for m in manifest.members:
-            member = RunDir(m.folder(run.path))
-            total = total + m.weight * predict_frame(member.path, features, replace(member.manifest(), final_model=kind))[names].to_numpy()
-        return mean_logloss(truth, total)
-    return mean_logloss(truth, predict_frame(run.path, features, replace(manifest, final_model=kind))[names].to_numpy())
+    """Log loss on the held-out rows of ``run`` predicting with ``kind`` final
+    models (an ensemble: its members with the kind, weighted as in run.json)."""
+    return mean_logloss(truth, load_run(run.path, final_model=kind).predict_proba(features)[names].to_numpy())
 
 
 @with_allowed_targets

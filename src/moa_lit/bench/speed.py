@@ -314,14 +314,12 @@ def print_full_run(label: str, cfg, fr: dict) -> None:
 
 def bench_inference(run_dir: Path, test_file: Path) -> dict:
     """Rows/s of predicting the synthetic test file with the saved run (all folds)."""
+    from moa_lit import load_run
     from moa_lit.data.reader import read_features
-    from moa_lit.predict import predict_frame
-    from moa_lit.runs.run_dir import RunDir
 
     t0 = time.perf_counter()
-    manifest = RunDir(run_dir).manifest()
-    features = read_features(test_file, manifest.layout)
-    out = predict_frame(run_dir, features, manifest)
+    model = load_run(run_dir)
+    out = model.predict_proba(read_features(test_file, model.manifest.layout))
     seconds = time.perf_counter() - t0
     return {"rows": len(out), "seconds": seconds, "rows_per_s": len(out) / seconds}
 

@@ -145,8 +145,15 @@ def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None)
     role = role or path.name
     header = read_header(path, role)
     checks.check_columns(role, header.names, layout.columns, hint=_layout_hint(header.names, layout))
-    raw = _parse_rows(path, role, header, _feature_types(layout))
+    return checked_features(_parse_rows(path, role, header, _feature_types(layout)), layout, role=role)
 
+
+def checked_features(raw: pd.DataFrame, layout: FeatureLayout, *, role: str) -> pd.DataFrame:
+    """Feature rows (a parsed file, or a frame given to ``RunModel.predict_proba``)
+    checked as a features file is: columns in `layout` order, cp_time int64, g-*/c-* float32."""
+    names = [str(name) for name in raw.columns]
+    checks.check_columns(role, names, layout.columns, hint=_layout_hint(names, layout))
+    raw = raw.reset_index(drop=True)
     ids = raw[ID]
     checks.check_ids(role, ids)
     checks.check_choice(role, CP_TYPE, raw[CP_TYPE], CP_TYPES, ids)

@@ -1,5 +1,5 @@
 """``explain=true`` of ``python -m moa_lit.predict``: the settings checked, the
-batch explained with the fold predictors predict loaded. Kept apart from
+batch explained with the networks of the final model predict loaded. Kept apart from
 predict.py so predict only calls ``check`` before and ``explain`` after
 scoring."""
 
@@ -19,7 +19,7 @@ from moa_lit.explain.batch import ExplainedBatch, reference_cache_path, check_co
 from moa_lit.explain.networks import from_fold_predictors
 from moa_lit.explain.pooling import COMPOUND, POOLINGS
 from moa_lit.runs.manifest import RunManifest
-from moa_lit.training.fold_predictor import FoldPredictor
+from moa_lit.training.final_model import RunModel
 
 DEFAULT_TOP_K = 3
 # Measured better than the mean log-odds on OOF drugs of the built-in synthetic data,
@@ -63,14 +63,16 @@ def check(cfg: DictConfig, top_k: int, manifest: RunManifest, run_dir: Path, out
                            str(cfg.get("compound_column") or COMPOUND), cfg.get("reference"), pooling)
 
 
-def explain(settings: ExplainSettings, run_dir: Path, manifest: RunManifest, features: pd.DataFrame,
-            predictions: pd.DataFrame, predictors: list[FoldPredictor]) -> ExplainedBatch:
+def explain(settings: ExplainSettings, model: RunModel, features: pd.DataFrame, predictions: pd.DataFrame) -> ExplainedBatch:
+    """The calls of ``model`` (the run's final model, which made ``predictions``)
+    explained with the networks it averages."""
+    run_dir, manifest = model.path, model.manifest
     compounds = (read_compounds(settings.compounds, features[schema.ID], settings.compound_column)
                  if settings.compounds else features[schema.ID].to_numpy(dtype=object))
     reference = load_reference(settings.reference, run_dir, manifest.layout, manifest.target_names)
     n_reference = len(pd.unique(reference.drugs[reference.labels.sum(axis=1) > 0]))
     check_count("k", settings.k, n_reference, f"the number of labelled reference compounds in {reference.source}")
-    networks = from_fold_predictors(predictors, manifest.layout.genes, manifest.layout.cells)
+    networks = from_fold_predictors(model.predictors, manifest.layout.genes, manifest.layout.cells)
     probabilities = predictions[manifest.target_names].to_numpy(dtype=np.float64)
     return explain_batch(
         networks, features, probabilities, manifest.target_names, manifest.layout.numeric, compounds, reference,

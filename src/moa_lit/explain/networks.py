@@ -33,9 +33,9 @@ class FoldNetwork:
 
 
 def from_fold_predictors(predictors: Sequence[FoldPredictor], genes: Sequence[str], cells: Sequence[str]) -> list[FoldNetwork]:
-    """Adapter from the run's :class:`FoldPredictor` s (preprocessor, optional
-    stack, network), as ``predict`` loads them: the explanations see the same
-    inputs and the same device as the predictions."""
+    """Adapter from the :class:`FoldPredictor` s (preprocessor, optional stack,
+    network) of the run's final model, as ``predict`` loads them: the
+    explanations see the same networks, inputs and device as the predictions."""
     networks = []
     for p in predictors:
         net = p.module.net.eval()
@@ -44,7 +44,7 @@ def from_fold_predictors(predictors: Sequence[FoldPredictor], genes: Sequence[st
             return p.network_input(p.transform(features))
 
         n_stacked = p.module.hparams.n_features - _n_preprocessed(p.preprocessor, genes, cells)
-        label = f"seed {p.seed} fold {p.fold}"
+        label = f"seed {p.seed} " + ("refit" if p.fold is None else f"fold {p.fold}")
         networks.append(
             FoldNetwork(
                 label=label,

@@ -19,8 +19,9 @@ def fmt(value) -> str:
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731  a target named "a|b" stays one cell
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return lines
 
 

@@ -1,7 +1,9 @@
-"""What ``merge`` and ``blend`` share: reading finished runs, scoring combined
-out-of-fold predictions with the labels the runs hold (``labels.csv``, so no
-training data is read and the working directory does not matter), and
-writing the result as a complete run that ``predict`` and ``report`` read."""
+"""What ``merge`` and ``blend`` share: reading finished runs, refusing runs
+of other data (their recorded SHA-1s differ), carrying their ``untrusted``
+marks over, scoring combined out-of-fold predictions with the labels the runs
+hold (``labels.csv``, so no training data is read and the working directory
+does not matter), and writing the result as a complete run that ``predict``
+and ``report`` read."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
-from moa_lit.runs.run_dir import Labels, RunDir
+from moa_lit.runs.run_dir import Labels, RunDir, changed_data_files
 from moa_lit.scoring.scores import score_run
 
 FINISHED = "a finished run directory of python -m moa_lit.train"
@@ -38,6 +40,31 @@ def read_finished(path: Path) -> FinishedRun:
     folds = run.read_folds(FINISHED)
     oof = run.read_oof(FINISHED)
     return FinishedRun(run=run, folds=folds, oof=oof, submission=run.read_submission())
+
+
+def check_same_data(runs: list[FinishedRun]) -> None:
+    """Every run was trained on the data files of the first (the SHA-1s of its ``data.json``)."""
+    first = runs[0]
+    for other in runs[1:]:
+        changed = changed_data_files(first.run.data_fingerprint() or {}, other.run.data_fingerprint() or {})
+        if changed:
+            raise MoAError(
+                f"runs: {other.path} was trained on other data than {first.path}: {changed[0]}; "
+                f"expected runs of the same data files ({files.DATA_FINGERPRINT})"
+            )
+
+
+def carried_untrusted(runs: list[FinishedRun]) -> tuple[list[str], bool]:
+    """The ``untrusted`` marks of the runs (scores.json), one line per marked
+    run, which a merge or blend of them carries; and whether every marked run
+    was accepted as it is (trained with ``allow_worse_than_prior=true``)."""
+    marks, accepted = [], True
+    for r in runs:
+        reasons = r.run.read_scores().get("untrusted") if r.run.has(files.SCORES) else None
+        if reasons:
+            marks.append(f"{r.path} is untrusted ({'; '.join(reasons)})")
+            accepted = accepted and bool((r.run.settings() or {}).get("allow_worse_than_prior"))
+    return marks, accepted
 
 
 def labels_in_fold_order(source: RunDir, folds: pd.DataFrame, names: list[str]) -> Labels:

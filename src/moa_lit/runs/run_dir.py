@@ -24,6 +24,7 @@ replaced only once the new one is complete (:meth:`RunDir.replaced_when_done`)."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -46,7 +47,6 @@ from moa_lit.runs.tables import read_run_csv
 log = logging.getLogger(__name__)
 
 FLOAT_FORMAT = "%.7g"  # predictions on [0, 1]: < 5e-8 absolute rounding
-LABEL_SEPARATOR = "|"
 POSITIVES = "positives"
 
 # Settings that do not change the predictions of a (seed, fold), so they may
@@ -140,10 +140,11 @@ def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key:
 
 
 def labels_table(ids, cp_type, targets: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Each row's sig_id, cp_type and positive targets joined by ``|``
-    (readable, and a hundred times smaller than the 0/1 matrix)."""
-    names = np.asarray(names)
-    positives = [LABEL_SEPARATOR.join(names[row > 0.5]) for row in np.asarray(targets)]
+    """Each row's sig_id, cp_type and positive targets as a JSON list of names
+    (readable, a hundred times smaller than the 0/1 matrix, and any character
+    of a target name survives: ``|`` and ``,`` included)."""
+    names = np.asarray(names, dtype=object)
+    positives = [json.dumps(list(names[row > 0.5]), ensure_ascii=False) for row in np.asarray(targets)]
     return pd.DataFrame({schema.ID: np.asarray(ids), schema.CP_TYPE: np.asarray(cp_type), POSITIVES: positives})
 
 
@@ -606,8 +607,14 @@ class RunDir:
         column = {name: j for j, name in enumerate(names)}
         targets = np.zeros((len(table), len(names)), dtype=np.float64)
         for i, text in enumerate(table[POSITIVES].to_numpy()):
-            for name in text.split(LABEL_SEPARATOR) if text else ():
-                if name not in column:
+            try:
+                positives = json.loads(text)
+            except ValueError:
+                positives = None
+            if not isinstance(positives, list):
+                raise MoAError(f"{path}: row {i + 1} has positives {text[:40]!r}; expected a JSON list of target names")
+            for name in positives:
+                if not isinstance(name, str) or name not in column:
                     raise MoAError(f"{path}: target {name!r} is not one of the run's targets; expected files of one run")
                 targets[i, column[name]] = 1.0
         return Labels(

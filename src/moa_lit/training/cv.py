@@ -1,7 +1,7 @@
 """Cross-validation around Lightning: for each fold and seed, fit the fold's
 features, train, keep the best epoch, predict the fold's validation rows
-(out-of-fold) and the test rows with the fold's predictor. Control rows are
-predicted exactly 0.
+(out-of-fold) and the test rows with the fold's predictor, averaged by the
+final model's rule (``final_model.mean_probabilities``: control rows exactly 0).
 
 With ``resume=true`` a fold whose predictions are on disk is not trained again,
 and a fold interrupted mid-training goes on from its ``last.ckpt``."""
@@ -24,6 +24,7 @@ from moa_lit.runs.run_dir import FoldDir, FoldPredictions, RunDir
 from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
 from moa_lit.training.checkpoint_io import AtomicCheckpointIO
 from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.final_model import mean_probabilities
 from moa_lit.training.resources import out_of_memory_as_user_error
 from moa_lit.training.stages import FoldPlan, fit_fold
 from moa_lit.timing import PhaseTimer
@@ -127,17 +128,13 @@ class CrossValidation:
                 _add_fold_predictions(preds, oof_sum, test_sum)
                 summaries.append(summary)
 
+        # The final model's rule on both: a row's OOF value is the mean over seeds of
+        # its fold's models, a test row's the mean over every seed x fold model.
         run_rows = np.isin(dm.folds, fold_ids)
-        oof[run_rows] = oof_sum[run_rows] / len(seeds)
-        if clip is not None:
-            oof[run_rows] = np.clip(oof[run_rows], *clip)
-        oof[run_rows & dm.is_control] = 0.0  # controls have no MoA by definition
+        oof[run_rows] = mean_probabilities(oof_sum[run_rows], len(seeds), clip, dm.is_control[run_rows])
         test_pred = None
         if test_sum is not None:
-            test_pred = test_sum / (len(seeds) * len(fold_ids))
-            if clip is not None:
-                test_pred = np.clip(test_pred, *clip)
-            test_pred[test.is_control] = 0.0
+            test_pred = mean_probabilities(test_sum, len(seeds) * len(fold_ids), clip, test.is_control)
         return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
 
     def _train_fold(self, fold_dir: FoldDir) -> tuple[FoldPredictions, dict]:

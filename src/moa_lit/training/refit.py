@@ -25,6 +25,7 @@ import numpy as np
 from moa_lit.errors import MoAError
 from moa_lit.runs.run_dir import FoldPredictions, RunDir
 from moa_lit.training.datamodule import MoADataModule
+from moa_lit.training.final_model import mean_probabilities
 from moa_lit.training.fold_predictor import FoldPredictor
 from moa_lit.training.stages import FoldPlan, train_without_validation
 
@@ -122,12 +123,6 @@ def refit_final_models(
             log.info("%s: %d epochs on %d rows, %.1f s", refit_dir.label, epochs, n_rows, time.perf_counter() - t0)
         if test_sum is not None:
             test_sum += saved.test
-    test = None
-    if test_sum is not None:
-        # As predict.ensemble_probabilities: mean in seed order, clip, controls at 0.
-        test = test_sum / len(seeds)
-        if clip is not None:
-            test = np.clip(test, *clip)
-        test[np.asarray(test_is_control, dtype=bool)] = 0.0
+    test = None if test_sum is None else mean_probabilities(test_sum, len(seeds), clip, test_is_control)
     summary = {"epochs": epochs, "seeds": list(seeds), "n_train_rows": n_rows}
     return RefitResult(epochs=epochs, test=test, summary=summary)

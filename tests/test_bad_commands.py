@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,16 @@ def world(tmp_path_factory):
     train(cfg)
     (neighbour / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, neighbour / run_files.CONFIG)  # as Hydra saves it, for merge
+    # Runs that differ from the neighbour in one recorded fact, as merge reads them:
+    # the SHA-1 of a data file (data.json), or one setting (settings.yaml).
+    other_data = shutil.copytree(neighbour, root / "runs" / "other_data")
+    fingerprint = json.loads((other_data / run_files.DATA_FINGERPRINT).read_text())
+    fingerprint[schema.TRAIN_FEATURES]["sha1"] = "0" * 40
+    (other_data / run_files.DATA_FINGERPRINT).write_text(json.dumps(fingerprint))
+    other_setting = shutil.copytree(neighbour, root / "runs" / "other_setting")
+    settings = OmegaConf.load(other_setting / run_files.SETTINGS)
+    settings.model.net.hidden_size = 32
+    OmegaConf.save(settings, other_setting / run_files.SETTINGS)
     data_dir = next((root / "data").glob("synthetic-*"))
     test_file = root / "inputs" / "new.csv"
     test_file.parent.mkdir()
@@ -248,6 +259,13 @@ CASES = [
          "final_model=refit with stack.enabled=true: refitting trains the scored model only"),
     Case("cli ensemble model override", "train_cli", ["experiment=ensemble", "model.net.dropout_input=0.3"],
          "has no effect in an ensemble run (ensemble.models is set)"),
+    # merge and blend are honest (issue 20, point 6): parts of one cross-validation, runs of one data
+    Case("merge parts of other data", "merge", ["runs=[{neighbour},{root}/runs/other_data]"],
+         "runs: {root}/runs/other_data was trained on other data than {neighbour}: train_features.csv (SHA-1 "),
+    Case("merge parts with another setting", "merge", ["runs=[{neighbour},{root}/runs/other_setting]"],
+         "runs: {root}/runs/other_setting differs from {neighbour} in model.net.hidden_size: 64 -> 32; expected runs that differ only in cv.folds"),
+    Case("blend runs of other data", "blend", ["runs=[{neighbour},{root}/runs/other_data]", "output_dir={own}/blend"],
+         "was trained on other data than {neighbour}: train_features.csv (SHA-1 "),
 ]
 
 
@@ -419,3 +437,30 @@ def test_two_predicts_writing_one_output_the_second_gets_one_line_naming_the_fir
         holder.wait()
     assert predict(settings) == output and output.is_file()  # the killed holder's lock is gone with it
     assert not lock_file(output).exists()
+
+
+def test_a_merge_or_blend_of_an_untrusted_run_is_untrusted(world, tmp_path, monkeypatch, capsys):
+    """The untrusted mark carries over: scores.json names the untrusted run, and
+    merge and blend end as train did for it (exit status 3, outputs kept)."""
+    import moa_lit.train as train_module
+    from moa_lit.blend import main as blend_main
+    from moa_lit.merge import merge
+
+    part = tmp_path / "diverged"
+    monkeypatch.setattr(train_module, "command_line_overrides", lambda: [])
+    overrides = [*world["overrides"], "model.scheduler.max_lr=1000", "trainer.max_epochs=2", f"paths.output_dir={part}"]
+    with pytest.raises(SystemExit) as trained:
+        run_and_exit_on_error(train_module.train, compose_train(overrides))
+    assert trained.value.code == 3
+    mark = f"{part} is untrusted ({'; '.join(json.loads((part / 'scores.json').read_text())['untrusted'])})"
+    merged, blended = tmp_path / "merged", tmp_path / "blended"
+    for command, out in (
+        (lambda: run_and_exit_on_error(merge, OmegaConf.create({"runs": [str(part)], "output_dir": str(merged), "paths": {"output_dir": str(merged)}})), merged),
+        (lambda: blend_main([f"runs=[{world['neighbour']},{part}]", f"output_dir={blended}"]), blended),
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            command()
+        assert done.value.code == 3, capsys.readouterr().err[-2000:]
+        assert "moa-lit: warning: this run should not be trusted: " in capsys.readouterr().err
+        assert mark in json.loads((out / "scores.json").read_text())["untrusted"]

@@ -3,9 +3,11 @@ weighted average of several runs' predictions whose non-negative weights,
 summing to one, minimise the out-of-fold log loss.
 
 The weights are fitted on the OOF predictions of the rows the runs share, so
-the runs must have the same rows and the same folds (otherwise an OOF row of
-one run may have been a training row of another's fold model); mismatched runs
-are refused. Writes a complete run: ``oof.csv``, ``scores.json`` (the blended
+the runs must have the same rows, the same folds (otherwise an OOF row of
+one run may have been a training row of another's fold model) and the same
+data files (the SHA-1s of ``data.json``); mismatched runs are refused. A run
+marked untrusted makes the blend untrusted (``scores.json``, and exit status 3
+as train's unless that run was trained with ``allow_worse_than_prior=true``). Writes a complete run: ``oof.csv``, ``scores.json`` (the blended
 OOF log loss over all rows and treated rows, as ``train`` reports it),
 ``weights.json``, ``folds.csv``, ``labels.csv``, ``run.json`` naming the member
 runs and their weights (``predict`` averages the members' predictions with

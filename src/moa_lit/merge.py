@@ -3,7 +3,13 @@ trained a subset of the folds (e.g. ``-m cv.folds=[0],[1],[2],[3],[4]`` with a
 parallel Hydra launcher) into one run directory with the same outputs and
 scores as a single run over all those folds: a complete run, which
 ``predict`` and ``report`` read like any other. Labels come from the parts'
-own ``labels.csv``, so it runs from any working directory."""
+own ``labels.csv``, so it runs from any working directory.
+
+The parts must have read the same data files (the SHA-1s of ``data.json``)
+with the same settings but ``cv.folds``; otherwise one line names the first
+difference. A part marked untrusted makes the merged run untrusted
+(``scores.json``, and exit status 3 as train's unless the part was trained
+with ``allow_worse_than_prior=true``)."""
 
 from __future__ import annotations
 

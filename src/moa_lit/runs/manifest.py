@@ -20,7 +20,8 @@ from moa_lit.errors import MoAError
 from moa_lit.runs import files
 
 # 2: labels.csv (every training row), data.json, clip and blend members in run.json.
-FORMAT_VERSION = 2
+# 3: labels.csv lists each row's positive targets as a JSON list (names may hold "|").
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ class RunModel:
             if not models:
                 return None
             total = np.zeros((len(features), len(self.manifest.target_names)))
-            for model in models:  # summed in float64 in training's order: seed, then fold
+            for model in models:  # float64 sum of float32 predictions, as training sums them
                 total += model.predict(features)
             return mean_probabilities(total, len(models), self.manifest.clip, is_control)
 

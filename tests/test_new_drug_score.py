@@ -185,3 +185,31 @@ def test_run_without_drug_ids_has_no_new_drug_score_and_warns(runs):
     assert len(warnings) == 1 and "no drug ids" in warnings[0] and "oof_logloss_treated" in warnings[0]
     (line,) = [line for line in proc.stdout.splitlines() if line.startswith("OOF log loss ")]
     assert line.startswith(f"OOF log loss {scores['oof_logloss']:.5f} over all") and "new drugs" not in line
+
+
+def test_ensemble_fits_nested_weights_on_and_returns_the_new_drug_rows(tmp_path, capsys):
+    from conftest import compose_train
+    from moa_lit.train import train
+
+    out = tmp_path / "ensemble"
+    value = train(compose_train([
+        "experiment=ensemble", "data.n_samples=400", "data.n_scored=20", f"data.dir={tmp_path / 'data'}", "cv.n_folds=2",
+        "cv.drug_threshold=6", "trainer.max_epochs=2", "ensemble.models.mlp.net.hidden_size=32", "loader.batch_size=64",
+        "callbacks.progress_bar.refresh_rate=0", "allow_worse_than_prior=true", "num_threads=1", f"paths.output_dir={out}",
+    ]))
+    scores = json.loads((out / "scores.json").read_text())
+    expected, rows = new_drug_loss_of(out)
+    assert list(scores)[0] == NEW_DRUGS and value == scores[NEW_DRUGS] == pytest.approx(expected, rel=1e-5)
+    assert all(list(m)[0] == NEW_DRUGS for m in scores["ensemble"]["members"].values())
+    assert capsys.readouterr().out.splitlines()[-2].startswith(f"Ensemble (nested) OOF log loss {value:.5f} over {rows.sum()} rows of new drugs")
+    # The recorded nested weights are those fitted on the other fold's new-drug rows.
+    names = list(scores["ensemble"]["weights"])
+    oof = RunDir(out).read_oof()
+    targets = list(oof.columns[1:])
+    labels = RunDir(out).labels(targets)
+    pos = labels.rows_of(oof[schema.ID], out)
+    folds = RunDir(out).read_folds()["fold"].to_numpy()[pos]
+    preds = [RunDir(out / "members" / n).read_oof()[targets].to_numpy() for n in names]
+    again = nested_weights(labels.targets[pos], preds, folds, [0, 1], rows[pos])
+    for k, w in scores["ensemble"]["weights_per_fold"].items():
+        np.testing.assert_allclose(again[int(k)], [w[n] for n in names], atol=1e-6)

@@ -54,7 +54,7 @@ def new_drugs_of(run: FinishedRun, labels: Labels) -> tuple[np.ndarray | None, i
     """A finished run's new-drug rows (``scores.new_drug_rows``, as train found
     them: the drug ids of its folds.csv, the cv.drug_threshold its scores.json
     records) and that threshold."""
-    threshold = run.run.read_scores().get(DRUG_THRESHOLD)
+    threshold = run.run.read_scores().get(DRUG_THRESHOLD) if run.run.has(files.SCORES) else None
     drug = run.folds[schema.DRUG] if schema.DRUG in run.folds else None
     return new_drug_rows(drug, labels.is_control, threshold), threshold
 

@@ -17,6 +17,7 @@ from moa_lit.blend import nested_weights, optimise_weights
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
 from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_run
+from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.folds import assign_folds
 
 # A planted run: drugs a and b (2 rows each) are kept whole (threshold 3), the
@@ -213,3 +214,19 @@ def test_ensemble_fits_nested_weights_on_and_returns_the_new_drug_rows(tmp_path,
     again = nested_weights(labels.targets[pos], preds, folds, [0, 1], rows[pos])
     for k, w in scores["ensemble"]["weights_per_fold"].items():
         np.testing.assert_allclose(again[int(k)], [w[n] for n in names], atol=1e-6)
+
+
+def test_validation_batches_are_the_folds_new_drug_rows_else_its_treated_rows():
+    from test_features import make_frame
+
+    frame, targets, layout = make_frame(n=60)
+    is_control = (frame[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    folds = np.arange(60) % 2
+    new_drugs = (np.arange(60) % 4 == 0) & ~is_control  # fold 0 only
+    dm = MoADataModule(frame, targets, folds, is_control, list(layout.genes), list(layout.cells),
+                       feature_params={"rank_gauss": False}, batch_size=16, new_drugs=new_drugs)
+    for fold, chosen in ((0, new_drugs & (folds == 0)), (1, (folds == 1) & ~is_control)):
+        dm.set_fold(fold)
+        (x, y), = list(dm.val_dataloader())
+        np.testing.assert_array_equal(y.numpy(), targets[chosen])
+        assert len(dm.tensors.x_val) == len(dm.val_rows(fold))  # every treated row is still predicted out of fold

@@ -50,8 +50,9 @@ def scores_section(scores: dict) -> list[str]:
           change(scores[k], scores[k.replace("oof_", "prior_")])] for k in headline_scores(scores)],
     )
     if NEW_DRUGS not in scores:
-        lines += ["", "No new-drug rows: the run had no drug ids (train_drug.csv), so every drug may have rows in "
-                      "training and validation and these scores read optimistic for compounds never profiled."]
+        lines += ["", "No new-drug score: the run had no drug ids (train_drug.csv) or no drug kept whole in its fold, "
+                      "so a drug may have rows in training and validation and these scores read optimistic for "
+                      "compounds never profiled."]
     summaries = {(s["seed"], s["fold"]): s for s in scores.get("fold_summaries", [])}
     seeds = scores.get("seeds", sorted({s for s, _ in summaries}))
     rows = []
@@ -88,8 +89,8 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
     lines += ["", "## Learning curves", ""]
     if inputs.curves:
         lines += ["Training loss (dashed; on smoothed labels, with dropout) and validation log loss (solid; the "
-                  "fold's new-drug rows, or its treated rows where it has none) by epoch. The star is the epoch whose checkpoint predicts: a star well before "
-                  "the last epoch means the later epochs overfit.", "",
+                  "fold's new-drug rows, or its treated rows where it has none) by epoch. The star is the epoch "
+                  "whose checkpoint predicts: a star well before the last epoch means the later epochs overfit.", "",
                   f"![learning curves]({run_files.LEARNING_CURVES_PNG})"]
     else:
         lines += [f"No per-epoch logs in `{run_files.LOGS}/` (a run with `logger=null`, or a blend)."]

@@ -32,7 +32,9 @@ def new_drug_rows(drug, is_control, drug_threshold: int | None) -> np.ndarray | 
     their fold. None, with one warning saying why, where there are no drug ids
     (or no such row); the callers then use the treated rows."""
     if drug is None or drug_threshold is None:
-        why = "no drug ids (train_drug.csv; drug_id in a run's folds.csv)" if drug is None else "no cv.drug_threshold recorded in scores.json"
+        why = "no cv.drug_threshold recorded in scores.json"
+        if drug is None:
+            why = "no drug ids (train_drug.csv; drug_id in a run's folds.csv)"
     else:
         rows = kept_whole(drug, drug_threshold) & ~np.asarray(is_control, dtype=bool)
         if rows.any():
@@ -106,22 +108,22 @@ def score_run(targets, oof, folds, is_control, fold_ids, target_names, new_drugs
     ``drug_threshold``: the run's cv.drug_threshold, recorded for merge and blend."""
     rows = np.isin(folds, fold_ids)
     treated = rows & ~is_control
-    new = None if new_drugs is None else rows & new_drugs
+    new = rows & (False if new_drugs is None else new_drugs)
     prior = fold_prior_predictions(targets, folds, is_control, fold_ids)
     per_target = per_target_logloss(targets[rows], oof[rows])
     per_fold = {}
     for k in fold_ids:
         r = folds == k
         t = r & ~is_control
+        n = r & new
         per_fold[str(k)] = {
+            **({NEW_DRUGS: mean_logloss(targets[n], oof[n])} if n.any() else {}),
             "oof_logloss": mean_logloss(targets[r], oof[r]),
             "oof_logloss_treated": mean_logloss(targets[t], oof[t]),
             "rows": int(r.sum()),
         }
-        if new is not None and (new & r).any():
-            per_fold[str(k)] = {NEW_DRUGS: mean_logloss(targets[new & r], oof[new & r]), **per_fold[str(k)]}
     headline = {}
-    if new is not None and new.any():
+    if new.any():
         headline = {
             NEW_DRUGS: mean_logloss(targets[new], oof[new]),
             "prior_logloss_new_drugs": mean_logloss(targets[new], prior[new]),

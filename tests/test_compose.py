@@ -38,7 +38,7 @@ def test_composed_run_on_a_subset_of_folds(compose_cfg, tmp_path):
     cfg = compose_cfg([*tiny_run_overrides(tmp_path, n_samples=500, epochs=1), "cv.folds=[1]", f"paths.output_dir={tmp_path / 'run'}"])
     value = train(cfg)
     scores = json.loads((tmp_path / "run" / "scores.json").read_text())
-    assert value == pytest.approx(scores["oof_logloss"])
+    assert value == pytest.approx(scores["oof_logloss_new_drugs"])  # the default optimized_metric
     assert scores["folds"] == [1]
     folds = pd.read_csv(tmp_path / "run" / "folds.csv")
     oof = pd.read_csv(tmp_path / "run" / "oof.csv")
@@ -56,7 +56,7 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
     value = train(compose_cfg([*base, "optimized_metric=oof_logloss_treated", f"paths.output_dir={tmp_path / 'run'}"]))
     scores = json.loads((tmp_path / "run" / "scores.json").read_text())
     assert value == pytest.approx(scores["oof_logloss_treated"]) and value != pytest.approx(scores["oof_logloss"])
-    with pytest.raises(MoAError, match=r"^optimized_metric='val_loss': expected one of \['oof_logloss', 'oof_logloss_treated'\]$"):
+    with pytest.raises(MoAError, match=r"^optimized_metric='val_loss': expected one of \['oof_logloss_new_drugs', 'oof_logloss', 'oof_logloss_treated'\]$"):
         train(compose_cfg([*base, "optimized_metric=val_loss", f"paths.output_dir={tmp_path / 'refused'}"]))
     assert not (tmp_path / "refused").exists()  # refused before anything is written
 

@@ -45,13 +45,19 @@ def test_report_numbers_match_scores_and_labels(saved):
     text = (run_dir / "report" / "report.md").read_text()
     scores = json.loads((run_dir / "scores.json").read_text())
 
+    new = _row(text, "new drugs (treated rows of drugs kept whole in their fold)")
+    assert new[1:4] == [str(scores["n_new_drug_rows"]), f"{scores['oof_logloss_new_drugs']:.5f}",
+                        f"{scores['prior_logloss_new_drugs']:.5f}"]
+    table = [line for line in text.split("## Scores")[1].splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| new drugs ")  # the honest number first, under the header
     all_rows = _row(text, "all rows (controls at 0)")
     assert all_rows[1:4] == [str(scores["n_rows"]), f"{scores['oof_logloss']:.5f}", f"{scores['prior_logloss']:.5f}"]
     treated = _row(text, "treated rows")
     assert treated[1:4] == [str(scores["n_treated_rows"]), f"{scores['oof_logloss_treated']:.5f}",
                             f"{scores['prior_logloss_treated']:.5f}"]
     for fold, per in scores["per_fold"].items():
-        assert _row(text, fold)[1:4] == [str(per["rows"]), f"{per['oof_logloss']:.5f}", f"{per['oof_logloss_treated']:.5f}"]
+        assert _row(text, fold)[1:5] == [str(per["rows"]), f"{per['oof_logloss_new_drugs']:.5f}", f"{per['oof_logloss']:.5f}",
+                                         f"{per['oof_logloss_treated']:.5f}"]
 
     # The worst target named first is scores.json's worst, with its positive count from the labels.
     worst = max(scores["per_target"], key=scores["per_target"].get)

@@ -1,6 +1,8 @@
 """``python -m moa_lit.blend runs=[dir1,dir2,...] [output_dir=...]``: the
 weighted average of several runs' predictions whose non-negative weights,
-summing to one, minimise the out-of-fold log loss.
+summing to one, minimise the out-of-fold log loss over the new-drug rows
+(treated rows of drugs kept whole in their fold; the treated rows where the
+runs have no drug ids).
 
 The weights are fitted on the OOF predictions of the rows the runs share, so
 the runs must have the same rows, the same folds (otherwise an OOF row of
@@ -15,7 +17,7 @@ them; the members stay where they are) and, when every run has one, the
 blended ``submission.csv``. Labels come from the runs' own ``labels.csv``, so
 it runs from any working directory.
 
-The weights are fitted on the same OOF rows they are scored on, so the blended
+The weights are fitted on OOF rows they are scored on, so the blended
 score is slightly optimistic (a handful of weights fitted on ~20k rows).
 """
 
@@ -38,12 +40,13 @@ from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, read_finished, score_oof, weighted_average,
-    write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, score_oof,
+    weighted_average, write_combined,
 )
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
+from moa_lit.scoring.scores import brief_scores, choosing_rows, headline_scores, score_line
 from moa_lit.targets import with_allowed_targets
 
 log = logging.getLogger("moa_lit.blend")
@@ -96,15 +99,19 @@ def optimise_weights(truth: np.ndarray, predictions: list[np.ndarray]) -> np.nda
     return w
 
 
-def nested_weights(truth: np.ndarray, predictions: list[np.ndarray], fold_of_row: np.ndarray, fold_ids: list[int]) -> dict[int, np.ndarray]:
+def nested_weights(
+    truth: np.ndarray, predictions: list[np.ndarray], fold_of_row: np.ndarray, fold_ids: list[int], choosing: np.ndarray | None = None
+) -> dict[int, np.ndarray]:
     """For each fold k, the weights of :func:`optimise_weights` fitted on the
-    other folds' rows only, so the rows of fold k never choose the weights
-    they are blended with (what ``experiment=ensemble`` reports as its OOF)."""
+    other folds' rows only (of them, the ``choosing`` rows: the new-drug rows),
+    so the rows of fold k never choose the weights they are blended with (what
+    ``experiment=ensemble`` reports as its OOF)."""
     if len(fold_ids) < 2:
         raise MoAError(f"nested blend weights need at least two folds' OOF predictions, got folds {list(fold_ids)}")
+    choosing = np.ones(len(fold_of_row), dtype=bool) if choosing is None else choosing
     weights = {}
     for k in fold_ids:
-        fit = np.isin(fold_of_row, fold_ids) & (fold_of_row != k)
+        fit = np.isin(fold_of_row, fold_ids) & (fold_of_row != k) & choosing
         weights[int(k)] = optimise_weights(truth[fit], [p[fit] for p in predictions])
     return weights
 
@@ -134,14 +141,15 @@ def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> di
     labels = labels_in_fold_order(first.run, first.folds, names)
     predictions = [r.oof[names].to_numpy(dtype=np.float64) for r in runs]
     rows = labels.rows_of(first.oof[schema.ID], first.path / files.OOF)
-    weights = optimise_weights(labels.targets[rows], predictions)
+    new_drugs = new_drugs_of(first, labels)
+    fit = choosing_rows(new_drugs[0], labels.is_control)[rows]  # the new-drug rows, else the treated rows
+    weights = optimise_weights(labels.targets[rows][fit], [p[fit] for p in predictions])
 
     oof = weighted_average([r.oof for r in runs], weights, files.OOF, [r.path for r in runs])
-    scores, _ = score_oof(labels, first.folds, oof, names)
+    scores, _ = score_oof(labels, first.folds, oof, names, *new_drugs)
     singles = {}
     for r in runs:
-        s, _ = score_oof(labels, first.folds, r.oof, names)
-        singles[str(r.path)] = {"oof_logloss": s["oof_logloss"], "oof_logloss_treated": s["oof_logloss_treated"]}
+        singles[str(r.path)] = headline_scores(score_oof(labels, first.folds, r.oof, names, *new_drugs)[0])
     scores["runs"] = singles
     scores["data"] = first.run.data_fingerprint()
     scores["untrusted"], accepted = carried_untrusted(runs)
@@ -189,10 +197,9 @@ def run(argv: list[str]) -> dict:
     scores = result["scores"]
     for run_dir, w in zip(run_dirs, result["weights"]):
         single = scores["runs"][str(run_dir)]
-        print(f"weight {w:.4f}  {run_dir}  (OOF {single['oof_logloss']:.5f} all rows, {single['oof_logloss_treated']:.5f} treated)")
+        print(f"weight {w:.4f}  {run_dir}  ({brief_scores(single)})")
     print(
-        f"Blended OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows (controls at 0), "
-        f"{scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows\nOutputs: {output_dir}",
+        f"Blended {score_line(scores)}\nOutputs: {output_dir}",
         flush=True,
     )
     end_untrusted_run(scores["untrusted"], output_dir, result["accepted"], log)  # exit 3 as train, unless the runs accepted it

@@ -7,7 +7,7 @@ has the MLP and the linear model) is trained by ``train`` into
 ``members/<name>/``, a complete run with the ensemble's data, cv, seeds and
 ``final_model`` settings, so every member has the same folds. The blend
 reuses ``blend``'s weights (non-negative, summing to one, minimising the mean
-column-wise log loss: a handful of numbers per fold, fitted on thousands of
+column-wise log loss over the new-drug rows: a handful of numbers per fold, fitted on thousands of
 rows, where per-target weights would be fitted on a few positives each):
 
 - nested OOF: the rows of fold k are blended with weights fitted on the
@@ -39,9 +39,10 @@ from moa_lit.errors import MoAError
 from moa_lit.report import build_report
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons
 from moa_lit.runs import files
-from moa_lit.runs.combine import labels_in_fold_order, score_oof, weighted_average, write_combined
+from moa_lit.runs.combine import labels_in_fold_order, new_drugs_of, score_oof, weighted_average, write_combined
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
+from moa_lit.scoring.scores import NEW_DRUGS, choosing_rows, headline_scores, optimized_score, score_line
 from moa_lit.settings import CVSettings, check_optimized_metric, typed
 from moa_lit.settings_check import check_train_settings
 from moa_lit.timing import PhaseTimer
@@ -49,7 +50,8 @@ from moa_lit.timing import PhaseTimer
 log = logging.getLogger("moa_lit.train")
 
 WEIGHTS_METHOD = (
-    "non-negative weights summing to 1 minimising the mean column-wise log loss; "
+    "non-negative weights summing to 1 minimising the mean column-wise log loss over the new-drug rows "
+    "(treated rows where there are no drug ids); "
     "OOF rows of fold k blended with weights fitted on the other folds' OOF only"
 )
 
@@ -94,16 +96,17 @@ def blend_members(run: RunDir, names: list[str]) -> dict:
     fold_of_row = first.folds["fold"].to_numpy()[rows]
     predictions = [r.oof[targets].to_numpy(dtype=np.float64) for r in runs]
     fold_ids = sorted(int(k) for k in np.unique(fold_of_row))
-    per_fold = nested_weights(truth, predictions, fold_of_row, fold_ids)
-    final = optimise_weights(truth, predictions)
+    new_drugs = new_drugs_of(first, labels)
+    fit = choosing_rows(new_drugs[0], labels.is_control)[rows]  # the new-drug rows, else the treated rows
+    per_fold = nested_weights(truth, predictions, fold_of_row, fold_ids, fit)
+    final = optimise_weights(truth[fit], [p[fit] for p in predictions])
 
     oof = pd.DataFrame(nested_blend(predictions, fold_of_row, per_fold), columns=targets)
     oof.insert(0, schema.ID, first.oof[schema.ID].to_numpy())
-    scores, _ = score_oof(labels, first.folds, oof, targets)
+    scores, _ = score_oof(labels, first.folds, oof, targets, *new_drugs)
     member_scores = {}
     for name, r in zip(names, runs):
-        s, _ = score_oof(labels, first.folds, r.oof, targets)
-        member_scores[name] = {"oof_logloss": s["oof_logloss"], "oof_logloss_treated": s["oof_logloss_treated"]}
+        member_scores[name] = headline_scores(score_oof(labels, first.folds, r.oof, targets, *new_drugs)[0])
     scores["ensemble"] = {
         "method": WEIGHTS_METHOD,
         "members": member_scores,
@@ -137,7 +140,7 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
     timer = PhaseTimer()
     refuse_model_overrides(overrides)
     check_train_settings(cfg, overrides)
-    metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
+    metric = check_optimized_metric(cfg.get("optimized_metric", NEW_DRUGS))
     cv = typed(cfg.cv, CVSettings)
     if len(cv.fold_ids) < 2:
         raise MoAError(
@@ -171,11 +174,10 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
         build_report(run.path)
         shown = ", ".join(f"{n} {w:.3f}" for n, w in scores["ensemble"]["weights"].items())
         print(
-            f"Ensemble (nested) OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
-            f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
-            f"prior {scores['prior_logloss']:.5f}; weights on all OOF: {shown}; {scores['wall_time_s']:.0f} s\n"
+            f"Ensemble (nested) {score_line(scores, prior=True)}; weights fitted on all folds: {shown}; "
+            f"{scores['wall_time_s']:.0f} s\n"
             f"Outputs: {run.path}",
             flush=True,
         )
         end_untrusted_run(untrusted, run.path, bool(cfg.get("allow_worse_than_prior", False)), log)
-        return scores[metric]
+        return optimized_score(scores, metric)

@@ -29,9 +29,11 @@ from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, read_finished, score_oof, write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, score_oof,
+    write_combined,
 )
 from moa_lit.runs.run_dir import RunDir, changed_settings
+from moa_lit.scoring.scores import score_line
 from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
 
 log = logging.getLogger("moa_lit.merge")
@@ -95,7 +97,7 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = F
     rows = np.isin(fold_table["fold"].to_numpy(), fold_ids)
     oof_frame = pd.DataFrame(oof[rows], columns=names)
     oof_frame.insert(0, schema.ID, labels.ids[rows])
-    scores, _ = score_oof(labels, fold_table, oof_frame, names)
+    scores, _ = score_oof(labels, fold_table, oof_frame, names, *new_drugs_of(first, labels))
     scores["seeds"] = part_scores[0].get("seeds")
     scores["merged_from"] = [str(p.path) for p in parts]
     scores["fold_summaries"] = [s for p in part_scores for s in p.get("fold_summaries", [])]
@@ -143,8 +145,7 @@ def merge(cfg: DictConfig) -> float:
     check_writable_folder(output_dir, "output_dir")
     scores, accepted = merge_runs([str(r) for r in cfg.runs or []], output_dir, overwrite=bool(cfg.get("overwrite", False)))
     print(
-        f"merged {len(cfg.runs)} runs, folds {scores['folds']}: OOF log loss {scores['oof_logloss']:.5f} over all "
-        f"{scores['n_rows']} rows (controls at 0), {scores['oof_logloss_treated']:.5f} over treated rows\nOutputs: {output_dir}",
+        f"merged {len(cfg.runs)} runs, folds {scores['folds']}: {score_line(scores)}\nOutputs: {output_dir}",
         flush=True,
     )
     end_untrusted_run(scores["untrusted"], output_dir, accepted, log)  # exit 3 as train, unless the parts accepted it

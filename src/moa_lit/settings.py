@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from moa_lit.errors import MoAError
 from moa_lit.settings_check import STAGE_TARGETS as AUXILIARY_TARGETS, check_fields
 
-OPTIMIZED_METRICS = ("oof_logloss", "oof_logloss_treated")
+OPTIMIZED_METRICS = ("oof_logloss_new_drugs", "oof_logloss", "oof_logloss_treated")
 
 
 @dataclass

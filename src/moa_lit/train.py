@@ -32,7 +32,7 @@ from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
-from moa_lit.scoring.scores import score_run
+from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_line, score_run
 from moa_lit.settings import (
     CVSettings,
     EnsembleSettings,
@@ -121,7 +121,7 @@ def train(cfg: DictConfig) -> float:
     busy = busy_machine_line(threads)
     if busy:
         log.warning("%s", busy)
-    metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
+    metric = check_optimized_metric(cfg.get("optimized_metric", NEW_DRUGS))
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise MoAError("seeds=[]: expected at least one seed")
@@ -158,6 +158,7 @@ def train(cfg: DictConfig) -> float:
 
         with timer("folds"):
             folds = assign_folds(targets, data.drug, n_folds=cv.n_folds, seed=cv.seed, drug_threshold=cv.drug_threshold)
+        new_drugs = new_drug_rows(data.drug, is_control, cv.drug_threshold)  # scores and best epochs
         warn_if_schedule_cannot_run(cfg, {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids})
         ids = data.train[schema.ID].to_numpy()
         with timer("writing"):
@@ -179,7 +180,7 @@ def train(cfg: DictConfig) -> float:
         dm = MoADataModule(
             data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
             feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
-            device=device,
+            device=device, new_drugs=new_drugs,
         )
         cross_validation = CrossValidation(
             dm, run, plan, trainers, timer,
@@ -203,7 +204,7 @@ def train(cfg: DictConfig) -> float:
                 test_pred = final_average(final_model, preds.test, refitted.test)
 
         with timer("writing"):
-            scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names)
+            scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names, new_drugs, cv.drug_threshold)
             rows = np.isin(folds, fold_ids)
             oof = pd.DataFrame(preds.oof[rows], columns=names)
             oof.insert(0, schema.ID, ids[rows])
@@ -229,14 +230,12 @@ def train(cfg: DictConfig) -> float:
 
         source = "built-in synthetic data" if "synthetic" in str(cfg.data.get("_target_", "")) else "data"
         print(
-            f"OOF log loss {scores['oof_logloss']:.5f} over all {scores['n_rows']} rows "
-            f"(controls at 0), {scores['oof_logloss_treated']:.5f} over {scores['n_treated_rows']} treated rows; "
-            f"prior {scores['prior_logloss']:.5f} / {scores['prior_logloss_treated']:.5f} ({source}); "
+            f"{score_line(scores, prior=True)} ({source}); "
             f"{scores['wall_time_s']:.0f} s\nOutputs: {run.path}",
             flush=True,
         )
         end_untrusted_run(untrusted, run.path, bool(cfg.get("allow_worse_than_prior", False)), log)
-        return scores[metric]
+        return optimized_score(scores, metric)
 
 
 def continue_on_interrupt(cfg: DictConfig):

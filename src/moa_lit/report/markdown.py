@@ -10,6 +10,7 @@ import pandas as pd
 
 from moa_lit.runs import files as run_files
 from moa_lit.report.inputs import ReportInputs
+from moa_lit.scoring.scores import NEW_DRUGS, headline_scores
 
 DIGITS = 5  # scores are shown as f"{value:.5f}"
 
@@ -42,23 +43,26 @@ def scores_section(scores: dict) -> list[str]:
     lines = ["## Scores", "",
              "Mean column-wise binary log loss of the out-of-fold predictions (lower is better); "
              "the prior predicts each target's rate in the fold's training rows.", ""]
+    kinds = {NEW_DRUGS: ("new drugs (treated rows of drugs kept whole in their fold)", "n_new_drug_rows"),
+             "oof_logloss": ("all rows (controls at 0)", "n_rows"), "oof_logloss_treated": ("treated rows", "n_treated_rows")}
     lines += _table(
         ["rows", "count", "OOF log loss", "prior log loss", "change vs prior (negative: better)"],
-        [
-            ["all rows (controls at 0)", scores["n_rows"], fmt(scores["oof_logloss"]), fmt(scores["prior_logloss"]),
-             change(scores["oof_logloss"], scores["prior_logloss"])],
-            ["treated rows", scores["n_treated_rows"], fmt(scores["oof_logloss_treated"]),
-             fmt(scores["prior_logloss_treated"]), change(scores["oof_logloss_treated"], scores["prior_logloss_treated"])],
-        ],
+        [[kinds[k][0], scores[kinds[k][1]], fmt(scores[k]), fmt(scores[k.replace("oof_", "prior_")]),
+          change(scores[k], scores[k.replace("oof_", "prior_")])] for k in headline_scores(scores)],
     )
+    if NEW_DRUGS not in scores:
+        lines += ["", "No new-drug score: the run had no drug ids (train_drug.csv) or no drug kept whole in its fold, "
+                      "so a drug may have rows in training and validation and these scores read optimistic for "
+                      "compounds never profiled."]
     summaries = {(s["seed"], s["fold"]): s for s in scores.get("fold_summaries", [])}
     seeds = scores.get("seeds", sorted({s for s, _ in summaries}))
     rows = []
     for fold, per in scores.get("per_fold", {}).items():
         best = ", ".join(str(summaries.get((s, int(fold)), {}).get("best_epoch")) for s in seeds)
-        rows.append([fold, per["rows"], fmt(per["oof_logloss"]), fmt(per["oof_logloss_treated"]), best])
+        rows.append([fold, per["rows"], fmt(per.get(NEW_DRUGS)), fmt(per["oof_logloss"]), fmt(per["oof_logloss_treated"]), best])
     lines += ["", "Per fold:", ""]
-    lines += _table(["fold", "rows", "OOF log loss, all rows", "treated rows", f"best epoch (seed {', '.join(map(str, seeds))})"], rows)
+    lines += _table(["fold", "rows", "OOF log loss, new drugs", "all rows", "treated rows",
+                     f"best epoch (seed {', '.join(map(str, seeds))})"], rows)
     return lines
 
 
@@ -85,9 +89,9 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
 
     lines += ["", "## Learning curves", ""]
     if inputs.curves:
-        lines += ["Training loss (dashed; on smoothed labels, with dropout) and validation log loss (solid; treated "
-                  "rows of the fold) by epoch. The star is the epoch whose checkpoint predicts: a star well before "
-                  "the last epoch means the later epochs overfit.", "",
+        lines += ["Training loss (dashed; on smoothed labels, with dropout) and validation log loss (solid; the "
+                  "fold's new-drug rows, or its treated rows where it has none) by epoch. The star is the epoch "
+                  "whose checkpoint predicts: a star well before the last epoch means the later epochs overfit.", "",
                   f"![learning curves]({run_files.LEARNING_CURVES_PNG})"]
     else:
         lines += [f"No per-epoch logs in `{run_files.LOGS}/` (a run with `logger=null`, or a blend)."]

@@ -18,7 +18,7 @@ from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import Labels, RunDir, changed_data_files
-from moa_lit.scoring.scores import score_run
+from moa_lit.scoring.scores import DRUG_THRESHOLD, new_drug_rows, score_run
 
 FINISHED = "a finished run directory of python -m moa_lit.train"
 
@@ -77,15 +77,26 @@ def labels_in_fold_order(source: RunDir, folds: pd.DataFrame, names: list[str]) 
     return labels
 
 
-def score_oof(labels: Labels, folds: pd.DataFrame, oof: pd.DataFrame, names: list[str]) -> tuple[dict, np.ndarray]:
+def new_drugs_of(run: FinishedRun, labels: Labels) -> tuple[np.ndarray | None, int | None]:
+    """A finished run's new-drug rows (``scores.new_drug_rows``, as train found
+    them: the drug ids of its folds.csv, the cv.drug_threshold its scores.json
+    records) and that threshold."""
+    threshold = run.run.read_scores().get(DRUG_THRESHOLD) if run.run.has(files.SCORES) else None
+    drug = run.folds[schema.DRUG] if schema.DRUG in run.folds else None
+    return new_drug_rows(drug, labels.is_control, threshold), threshold
+
+
+def score_oof(labels: Labels, folds: pd.DataFrame, oof: pd.DataFrame, names: list[str], new_drugs=None,
+              drug_threshold=None) -> tuple[dict, np.ndarray]:
     """scores.json's numbers for OOF predictions of some of the rows, as train
-    computes them; also the rows' positions among all rows."""
+    computes them (``new_drugs``, ``drug_threshold``: :func:`new_drugs_of`);
+    also the rows' positions among all rows."""
     fold_of_row = folds["fold"].to_numpy()
     rows = labels.rows_of(oof[schema.ID], Path(files.OOF))
     full = np.full(labels.targets.shape, np.nan)
     full[rows] = oof[names].to_numpy(dtype=np.float64)
     fold_ids = sorted(int(k) for k in np.unique(fold_of_row[rows]))
-    return score_run(labels.targets, full, fold_of_row, labels.is_control, fold_ids, names), rows
+    return score_run(labels.targets, full, fold_of_row, labels.is_control, fold_ids, names, new_drugs, drug_threshold), rows
 
 
 def weighted_average(frames: list[pd.DataFrame], weights, what: str, paths: list[Path]) -> pd.DataFrame:

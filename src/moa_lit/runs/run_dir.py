@@ -224,7 +224,7 @@ class FoldDir:
             "seed": info["seed"],
             "fold": info["fold"],
             "best_epoch": info["best_epoch"],
-            "val_logloss_treated": info["best_val_logloss_treated"],
+            "val_logloss": info["best_val_logloss"],
             "seconds": info.get("seconds"),
             "peak_gpu_memory_mb": info.get("peak_gpu_memory_mb"),
         }

@@ -1,12 +1,86 @@
-"""The run's score report: OOF log loss over all rows (controls at 0) and over
-treated rows only (they differ by about 8%, so both are always given), the
-per-fold and per-target losses, and the prior baseline on the same rows."""
+"""The run's score report. First the OOF log loss over the rows that behave like
+new drugs (treated rows of drugs kept whole in their fold, which no fold model
+saw in training): the number that says how the model does on a compound nobody
+has profiled. Then over all rows (controls at 0) and over treated rows only
+(they differ by about 8%, so both are always given), the per-fold and
+per-target losses, and the prior baseline on the same rows."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pandas as pd
 
 from moa_lit.scoring.metric import mean_logloss, per_target_logloss
+
+log = logging.getLogger(__name__)
+
+NEW_DRUGS = "oof_logloss_new_drugs"
+DRUG_THRESHOLD = "drug_threshold"  # recorded in scores.json: merge and blend use the run's own
+
+
+def kept_whole(drug, drug_threshold: int) -> np.ndarray:
+    """Rows of drugs with at most ``drug_threshold`` rows: ``assign_folds`` puts
+    each such drug into one fold whole."""
+    drug = pd.Series(np.asarray(drug))
+    return (drug.map(drug.value_counts()) <= drug_threshold).to_numpy()
+
+
+def new_drug_rows(drug, is_control, drug_threshold: int | None) -> np.ndarray | None:
+    """The rows that behave like new drugs: treated rows of drugs kept whole in
+    their fold. None, with one warning saying why, where there are no drug ids
+    (or no such row); the callers then use the treated rows."""
+    if drug is None or drug_threshold is None:
+        why = "no cv.drug_threshold recorded in scores.json"
+        if drug is None:
+            why = "no drug ids (train_drug.csv; drug_id in a run's folds.csv)"
+    else:
+        rows = kept_whole(drug, drug_threshold) & ~np.asarray(is_control, dtype=bool)
+        if rows.any():
+            return rows
+        why = f"no treated drug has at most cv.drug_threshold={drug_threshold} rows"
+    log.warning(
+        "%s: no %s (the OOF log loss over treated rows of drugs kept whole in their fold); best epochs, blend "
+        "weights and optimized_metric=%s use the treated rows (oof_logloss_treated) instead",
+        why, NEW_DRUGS, NEW_DRUGS,
+    )
+    return None
+
+
+def choosing_rows(new_drugs: np.ndarray | None, is_control) -> np.ndarray:
+    """The rows that choose epochs and blend weights: the new-drug rows, else the treated rows."""
+    return ~np.asarray(is_control, dtype=bool) if new_drugs is None else new_drugs
+
+
+def optimized_score(scores: dict, metric: str) -> float:
+    """What train and the ensemble return: ``oof_logloss_new_drugs`` falls back
+    to ``oof_logloss_treated`` where it is absent (new_drug_rows warned)."""
+    return scores[metric] if metric in scores else scores["oof_logloss_treated"]
+
+
+def headline_scores(scores: dict) -> dict:
+    """The OOF log losses of a run, new drugs first (a blend's or an ensemble's members)."""
+    return {k: scores[k] for k in (NEW_DRUGS, "oof_logloss", "oof_logloss_treated") if k in scores}
+
+
+def brief_scores(scores: dict) -> str:
+    """``headline_scores`` in a few words: "OOF 0.01786 new drugs, 0.01519 all rows, 0.01650 treated"."""
+    words = {NEW_DRUGS: "new drugs", "oof_logloss": "all rows", "oof_logloss_treated": "treated"}
+    return "OOF " + ", ".join(f"{v:.5f} {words[k]}" for k, v in headline_scores(scores).items())
+
+
+def score_line(scores: dict, prior: bool = False) -> str:
+    """The scores of an end-of-run line (train, merge, blend, ensemble), new
+    drugs first; ``prior``: the prior's on the same rows after them."""
+    keys = list(headline_scores(scores))
+    rows = {NEW_DRUGS: f"{scores.get('n_new_drug_rows')} rows of new drugs (treated, drugs kept whole in their fold)",
+            "oof_logloss": f"all {scores['n_rows']} rows (controls at 0)",
+            "oof_logloss_treated": f"{scores['n_treated_rows']} treated rows"}
+    line = "OOF log loss " + ", ".join(f"{scores[k]:.5f} over {rows[k]}" for k in keys)
+    if prior:
+        line += "; prior " + " / ".join(f"{scores[k.replace('oof_', 'prior_')]:.5f}" for k in keys)
+    return line
 
 
 def smoothed_prevalence(targets: np.ndarray) -> np.ndarray:
@@ -29,27 +103,41 @@ def fold_prior_predictions(targets, folds, is_control, fold_ids) -> np.ndarray:
     return prior
 
 
-def score_run(targets, oof, folds, is_control, fold_ids, target_names) -> dict:
+def score_run(targets, oof, folds, is_control, fold_ids, target_names, new_drugs=None, drug_threshold=None) -> dict:
+    """``new_drugs``: the rows of :func:`new_drug_rows` (None: no new-drug scores);
+    ``drug_threshold``: the run's cv.drug_threshold, recorded for merge and blend."""
     rows = np.isin(folds, fold_ids)
     treated = rows & ~is_control
+    new = rows & (False if new_drugs is None else new_drugs)
     prior = fold_prior_predictions(targets, folds, is_control, fold_ids)
     per_target = per_target_logloss(targets[rows], oof[rows])
     per_fold = {}
     for k in fold_ids:
         r = folds == k
         t = r & ~is_control
+        n = r & new
         per_fold[str(k)] = {
+            **({NEW_DRUGS: mean_logloss(targets[n], oof[n])} if n.any() else {}),
             "oof_logloss": mean_logloss(targets[r], oof[r]),
             "oof_logloss_treated": mean_logloss(targets[t], oof[t]),
             "rows": int(r.sum()),
         }
+    headline = {}
+    if new.any():
+        headline = {
+            NEW_DRUGS: mean_logloss(targets[new], oof[new]),
+            "prior_logloss_new_drugs": mean_logloss(targets[new], prior[new]),
+            "n_new_drug_rows": int(new.sum()),
+        }
     return {
+        **headline,
         "oof_logloss": float(per_target.mean()),
         "oof_logloss_treated": mean_logloss(targets[treated], oof[treated]),
         "prior_logloss": mean_logloss(targets[rows], prior[rows]),
         "prior_logloss_treated": mean_logloss(targets[treated], prior[treated]),
         "n_rows": int(rows.sum()),
         "n_treated_rows": int(treated.sum()),
+        **({} if drug_threshold is None else {DRUG_THRESHOLD: int(drug_threshold)}),
         "folds": [int(k) for k in fold_ids],
         "per_fold": per_fold,
         "per_target": {name: float(v) for name, v in zip(target_names, per_target)},

@@ -149,7 +149,7 @@ class CrossValidation:
             "seed": seed,
             "fold": fold,
             "best_epoch": best_epoch,
-            "val_logloss_treated": best_score,
+            "val_logloss": best_score,  # of the rows that chose the epoch (MoADataModule.val_batches)
             "seconds": round(time.perf_counter() - t0, 2),
             "peak_gpu_memory_mb": peak.megabytes,
         }
@@ -160,7 +160,7 @@ class CrossValidation:
                     "seed": seed,
                     "fold": fold,
                     "best_epoch": best_epoch,
-                    "best_val_logloss_treated": best_score,
+                    "best_val_logloss": best_score,
                     "n_features": fitted.module.hparams.n_features,
                     "n_train_rows": len(dm.train_rows(fold)),
                     "n_val_rows": len(preds.val_rows),
@@ -174,7 +174,7 @@ class CrossValidation:
             fold_dir.save_predictions(preds)
             fold_dir.drop_last_checkpoint()
         log.info(
-            "%s: best epoch %s, validation log loss %.5f (treated rows), %.1f s",
+            "%s: best epoch %s, validation log loss %.5f (new-drug rows, else treated rows), %.1f s",
             fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
         )
         return preds, summary

@@ -4,6 +4,7 @@ a tabular MLP)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import lightning as L
@@ -13,8 +14,11 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from moa_lit.errors import MoAError
+from moa_lit.scoring.scores import choosing_rows
 from moa_lit.training.features import build_feature_pipeline, fit_transform_features
 
+
+log = logging.getLogger(__name__)
 
 # The random state of the feature pipeline's randomised steps (the quantile
 # transform's subsample, PCA's randomized solver, factor analysis): one fixed
@@ -91,6 +95,7 @@ class FoldTensors:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    val_choosing: torch.Tensor  # positions among the validation rows of those that choose the best epoch
 
 
 # The fold number of a model trained on every treated row (it seeds the
@@ -116,6 +121,7 @@ class MoADataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 8192,
         device: str | torch.device = "cpu",
+        new_drugs: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.features = features
@@ -127,6 +133,9 @@ class MoADataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.device = torch.device(device)
+        # The rows whose validation loss chooses the best epoch: new-drug rows
+        # (scoring.scores.new_drug_rows), else treated rows.
+        self.choosing = choosing_rows(new_drugs, self.is_control)
         self.fold: int | None = None
         self.seed = 0
         self.preprocessor: Pipeline | None = None
@@ -174,6 +183,10 @@ class MoADataModule(L.LightningDataModule):
         self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
         self.feature_fits += 1
         x_train = self._finite(x_train, fold)
+        choosing = self.choosing[val_idx]
+        if len(val_idx) and not choosing.any():
+            log.info("%s has no new-drug rows: its best epoch is chosen on its treated rows", what)
+            choosing = np.ones(len(val_idx), dtype=bool)
         x_val = (
             self._finite(self.preprocessor.transform(self.features.iloc[val_idx]), fold)
             if len(val_idx)
@@ -184,6 +197,7 @@ class MoADataModule(L.LightningDataModule):
             y_train=self.tensor(self.targets[train_idx]),
             x_val=self.tensor(x_val),
             y_val=self.tensor(self.targets[val_idx]),
+            val_choosing=torch.from_numpy(np.flatnonzero(choosing)).to(self.device),
         )
         return self
 
@@ -217,5 +231,13 @@ class MoADataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self.batches(self.tensors.x_train, self.tensors.y_train, train=True)
 
+    def val_batches(self, x_val: torch.Tensor | None = None) -> TensorBatches:
+        """The validation batches whose log loss chooses the best epoch: the
+        fold's new-drug rows, or its treated rows where it has none; ``x_val``:
+        other features of the validation rows (stacked columns appended)."""
+        t = self.tensors
+        x = t.x_val if x_val is None else x_val
+        return self.batches(x[t.val_choosing], t.y_val[t.val_choosing], train=False)
+
     def val_dataloader(self):
-        return self.batches(self.tensors.x_val, self.tensors.y_val, train=False)
+        return self.val_batches()

@@ -17,6 +17,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from moa_lit.errors import MoAError
+from moa_lit.scoring.scores import kept_whole
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ def assign_folds(
         return _stratified_fold_ids(targets, n_folds, seed)
 
     drug = pd.Series(np.asarray(drug), name="drug_id")
-    counts = drug.map(drug.value_counts())
-    small = (counts <= drug_threshold).to_numpy()
+    small = kept_whole(drug, drug_threshold)  # the new-drug rows of the scores (scoring/scores.py)
     fold = np.full(n_rows, -1, dtype=np.int64)
 
     # Whole drugs: one label row per drug (all its rows carry the same labels).

@@ -123,6 +123,8 @@ class MoAModule(L.LightningModule):
         self._val_count += y.numel()
 
     def on_validation_epoch_end(self) -> None:
+        # Over the validation rows the datamodule serves: those that choose the
+        # best epoch (MoADataModule.val_batches: the fold's new-drug rows).
         if self._val_count:
             self.log("val_logloss", (self._val_loss_sum / self._val_count).float(), prog_bar=True)
 

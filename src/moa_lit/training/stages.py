@@ -281,7 +281,7 @@ def fit_fold(
         trainer.fit(
             module,
             train_dataloaders=dm.batches(x_train, y.y_train, train=True),
-            val_dataloaders=dm.batches(x_val, y.y_val, train=False),
+            val_dataloaders=dm.val_batches(x_val),
             ckpt_path=ckpt_path,
         )
 

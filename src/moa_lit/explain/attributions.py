@@ -26,7 +26,7 @@ from moa_lit.explain.inputs import NetworkInput
 from moa_lit.explain.networks import FoldNetwork
 from moa_lit.progress import QUIET, Progress
 
-DEFAULT_STEPS = 16  # the most steps within the 3-minute goal for 4,000 rows (bench.explain): see README
+DEFAULT_STEPS = 16  # the most steps within the 3-minute goal for 4,000 rows (bench.explain): docs/benchmarks.md
 
 
 def neutral_profiles(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:

@@ -370,3 +370,33 @@ def test_explain_benchmark_runs_on_a_saved_run(saved, capsys):
     out = capsys.readouterr().out
     for line in ("pooling (OOF rows of", "single rows:", "pooled mean", "Integrated Gradients:"):
         assert line in out, out
+
+
+def test_explain_says_each_phase_and_its_count_on_stderr(planted, tmp_path, capsys, monkeypatch):
+    """explain=true took minutes in silence on a few thousand rows: every phase
+    now prints a line on stderr, and counted phases their done/total."""
+    from moa_lit.explain import batch
+    from moa_lit.progress import Progress
+
+    rng, signature_genes, networks = planted
+    numeric = [*schema.gene_columns(N_GENES), *schema.cell_columns(N_CELLS)]
+    train, labels, drugs = _planted(rng, 120, signature_genes, drugs_of=6)
+    queries, _, query_drugs = _planted(rng, 30, signature_genes, drugs_of=3)
+    monkeypatch.setattr(batch, "Progress", lambda what: Progress(what, every_s=0))  # every count printed
+    out = batch.explain_batch(networks, queries, np.full((30, N_TARGETS), 0.5), [f"moa{t}" for t in range(N_TARGETS)],
+                              numeric, query_drugs, batch.ReferenceData(train, drugs, labels, "planted"), top_k=2,
+                              k=2, ig_steps=4)
+    out.write(tmp_path / "explained")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert all(line.startswith("explain: ") and line.endswith(" s)") for line in lines), lines
+    phases = ["preprocessing 30 treated rows, model", "Integrated Gradients, 30 rows x 2 MoAs x 2 models at 4 steps",
+              "reference vectors of", "nearest of 10 compounds", "top inputs of each call, compound",
+              "rendering the page of 10 compounds", f"writing {tmp_path / 'explained'}", "done"]
+    firsts = [next(i for i, line in enumerate(lines) if line.startswith(f"explain: {p}")) for p in phases]
+    assert firsts == sorted(firsts), lines
+    for phase, total in (("preprocessing", 2), ("Integrated Gradients", 2), ("reference vectors", 2),
+                         ("top inputs", 10)):
+        counted = [line for line in lines if line.startswith(f"explain: {phase}")]
+        assert f" 0/{total} (" in counted[0] and f" {total}/{total} (" in counted[-1], counted

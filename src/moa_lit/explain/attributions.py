@@ -24,8 +24,9 @@ from captum.attr import IntegratedGradients
 
 from moa_lit.explain.inputs import NetworkInput
 from moa_lit.explain.networks import FoldNetwork
+from moa_lit.progress import QUIET, Progress
 
-DEFAULT_STEPS = 16  # the most steps within the 3-minute goal for 4,000 rows (bench.explain): see README
+DEFAULT_STEPS = 16  # the most steps within the 3-minute goal for 4,000 rows (bench.explain): docs/benchmarks.md
 
 
 def neutral_profiles(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
@@ -52,6 +53,7 @@ def integrated_gradients(
     method: str = "gausslegendre",
     batch_rows: int = 8192,
     inputs_per_model: list[torch.Tensor] | None = None,
+    progress: Progress = QUIET,
 ) -> Attributions:
     """``targets``: (n_rows, t) target indices to attribute for each row (e.g.
     its compound's top t MoAs). ``inputs_per_model``: each model's transform of
@@ -70,6 +72,11 @@ def integrated_gradients(
     gap = np.zeros((n, t))
     baseline_rows = neutral_profiles(features, numeric)
     flat_targets = torch.from_numpy(targets.reshape(-1))
+    # captum batches the steps of one example, not the examples: chunk them so
+    # one pass holds about batch_rows interpolated rows.
+    chunk = max(1, batch_rows // n_steps)
+    progress.phase(f"Integrated Gradients, {n} rows x {t} MoAs x {len(networks)} models at {n_steps} steps, chunk",
+                   total=len(networks) * -(-n * t // chunk))
     for i, net in enumerate(networks):
         # One transform call for rows and baselines: the preprocessing has a fixed cost per call.
         if inputs_per_model is None:
@@ -80,9 +87,6 @@ def integrated_gradients(
         xr, br = x.repeat_interleave(t, dim=0), b.repeat_interleave(t, dim=0)
         flat_targets = flat_targets.to(xr.device)
         ig = IntegratedGradients(net.network)
-        # captum batches the steps of one example, not the examples: chunk them so
-        # one pass holds about batch_rows interpolated rows.
-        chunk = max(1, batch_rows // n_steps)
         parts, errors = [], []
         with torch.enable_grad():
             for start in range(0, len(xr), chunk):
@@ -91,6 +95,7 @@ def integrated_gradients(
                                     method=method, return_convergence_delta=True)
                 parts.append(a.detach().cpu())
                 errors.append(e.detach().cpu())
+                progress.advance()
         attr, err = torch.cat(parts), torch.cat(errors)
         with torch.no_grad():
             logits_x = net.network(xr).gather(1, flat_targets[:, None])[:, 0]

@@ -25,6 +25,7 @@ from moa_lit.targets import ALLOWED_TARGETS, check_targets
 from moa_lit.explain import attributions, neighbours, page
 from moa_lit.explain.networks import FoldNetwork
 from moa_lit.explain.pooling import COMPOUND, compound_calls
+from moa_lit.progress import QUIET, Progress
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
 
@@ -179,12 +180,15 @@ class ExplainedBatch:
     calls: pd.DataFrame
     explanations: dict
     html: str
+    progress: Progress = QUIET
 
     def write(self, folder: Path) -> list[Path]:
         folder = Path(folder)
+        self.progress.phase(f"writing {folder}")
         files.write_csv(self.calls, folder / CALLS, float_format=FLOAT_FORMAT)
         files.write_json(self.explanations, folder / EXPLANATIONS)
         files.write_text(self.html, folder / PAGE)
+        self.progress.end()
         return [folder / name for name in OUTPUTS]
 
 
@@ -217,6 +221,7 @@ def explain_batch(
     reference_cache: Path | None = None,
 ) -> ExplainedBatch:
     t0 = time.perf_counter()
+    progress = Progress("explain")  # minutes on a few thousand rows: say what is being done
     is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
     compounds = np.asarray(compounds, dtype=object)
     calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control, pooling)
@@ -232,12 +237,18 @@ def explain_batch(
     row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
 
     if len(rows) == 0:  # only control rows: nothing to call, explain or compare
-        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0, pooling)
-    q_inputs = [net.transform(rows) for net in networks]
+        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0,
+                          pooling, progress)
+    progress.phase(f"preprocessing {len(rows)} treated rows, model", total=len(networks))
+    q_inputs = []
+    for net in networks:
+        q_inputs.append(net.transform(rows))
+        progress.advance()
     attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
-                                             inputs_per_model=q_inputs)
+                                             inputs_per_model=q_inputs, progress=progress)
     t_attr = time.perf_counter() - t0
-    ref = cached_reference(networks, reference, target_names, reference_cache)
+    ref = cached_reference(networks, reference, target_names, reference_cache, progress)
+    progress.phase(f"nearest of {len(q_ids)} compounds among {len(ref.drugs)} known compounds")
     near = {}
     for space in (neighbours.LEARNED, neighbours.FEATURES):
         s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
@@ -247,6 +258,7 @@ def explain_batch(
     calls_of = {c: g.sort_values("rank") for c, g in calls.groupby(COMPOUND, sort=False)}
     compounds_out = []
     derived: dict[str, dict] = {}
+    progress.phase("top inputs of each call, compound", total=len(q_ids))
     for g, compound in enumerate(q_ids):
         mine = q_codes == g
         entry = {
@@ -273,12 +285,13 @@ def explain_batch(
                 }
             )
         compounds_out.append(entry)
+        progress.advance()
     return _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title,
-                      derived, t_attr, t_near, pooling)
+                      derived, t_attr, t_near, pooling, progress)
 
 
 def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title, derived,
-               t_attr, t_near, pooling) -> ExplainedBatch:
+               t_attr, t_near, pooling, progress) -> ExplainedBatch:
     controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
     explanations = {
         "title": title,
@@ -298,17 +311,20 @@ def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, ref
         "control_only_compounds": controls,
         "derived_inputs": derived,
     }
-    return ExplainedBatch(calls, explanations, page.render(explanations))
+    progress.phase(f"rendering the page of {len(compounds_out)} compounds")
+    return ExplainedBatch(calls, explanations, page.render(explanations), progress)
 
 
 def cached_reference(networks: list[FoldNetwork], reference: ReferenceData, target_names: list[str],
-                     cache: Path | None) -> neighbours.Reference:
+                     cache: Path | None, progress: Progress = QUIET) -> neighbours.Reference:
     """The reference compounds' vectors, from the cache when it holds them."""
     if cache is not None and cache.is_file():
+        progress.phase(f"reference vectors from {cache}")
         ref = neighbours.load_reference(cache)
         if ref is not None and ref.n_models == len(networks):
             return ref
-    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names)
+    ref = neighbours.build_reference(networks, reference.features, reference.drugs, reference.labels, target_names,
+                                     progress)
     if cache is not None:
         try:
             neighbours.save_reference(ref, cache)

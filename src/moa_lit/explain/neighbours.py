@@ -24,6 +24,7 @@ import torch
 
 from moa_lit.explain.inputs import COLUMN
 from moa_lit.explain.networks import FoldNetwork
+from moa_lit.progress import QUIET, Progress
 from moa_lit.runs import files
 
 LEARNED, FEATURES = "learned", "features"
@@ -58,7 +59,7 @@ class Reference:
 
 
 def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: np.ndarray, labels: np.ndarray,
-                    names: list[str]) -> Reference:
+                    names: list[str], progress: Progress = QUIET) -> Reference:
     """From training rows (those of drugs with at least one MoA are kept)."""
     keep = labels.sum(axis=1) > 0
     codes, uniques = pd.factorize(pd.Series(np.asarray(drugs)[keep]), sort=False)
@@ -68,10 +69,13 @@ def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: 
     moas = [list(names[y[i] > 0.5]) for i in first]
     rows = features.loc[keep]
     vectors = {LEARNED: [], FEATURES: []}
+    progress.phase(f"reference vectors of {len(uniques)} labelled training compounds ({len(rows)} rows), model",
+                   total=len(networks))
     for net in networks:
         x = net.transform(rows)
         for space in vectors:
             vectors[space].append(compound_vectors(net, x, codes, len(uniques), space))
+        progress.advance()
     return Reference(np.asarray(uniques), moas, {k: torch.cat(v, dim=1) for k, v in vectors.items()}, len(networks))
 
 

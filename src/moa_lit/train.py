@@ -136,8 +136,9 @@ def train(cfg: DictConfig) -> float:
     run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
     check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     resume = bool(cfg.get("resume", False))
-    with run.lock():  # a second writer of this folder gets one line naming this process
-        resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
+    # A new or empty folder, or (resume=true) this moa-lit's run; locked while written.
+    with run.claimed("hydra.run.dir", resume) as resuming:
+        run.start(OmegaConf.to_container(cfg, resolve=True), resuming)
         if resuming:
             run.check_resume_keeps_outputs(seeds, fold_ids)
 
@@ -173,7 +174,7 @@ def train(cfg: DictConfig) -> float:
                     final_model=final_model, refit_seeds=refit.seeds,
                 )
             )
-            # Hydra's own copy is off: written once the folder is this run's and a resume was accepted.
+            # Hydra's own copy is off (conf/hydra/default.yaml): written once the folder is this run's.
             run.write_hydra_record(cfg)
 
         dm = MoADataModule(

@@ -117,9 +117,7 @@ def train(cfg: DictConfig) -> float:
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
     threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
-    busy = busy_machine_line(threads)
-    if busy:
-        log.warning("%s", busy)
+    busy = busy_machine_line(threads)  # said once the folder is this run's (a log line opens train.log there)
     metric = check_optimized_metric(cfg.get("optimized_metric", "oof_logloss"))
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
@@ -139,6 +137,8 @@ def train(cfg: DictConfig) -> float:
     # A new or empty folder, or (resume=true) this moa-lit's run; locked while written.
     with run.claimed("hydra.run.dir", resume) as resuming:
         run.start(OmegaConf.to_container(cfg, resolve=True), resuming)
+        if busy:
+            log.warning("%s", busy)
         if resuming:
             run.check_resume_keeps_outputs(seeds, fold_ids)
 

@@ -136,8 +136,8 @@ def changed_data_files(saved: dict, current: dict) -> list[str]:
 
 
 def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key: str = "hydra.run.dir") -> None:
-    """A run folder is never its data folder, inside it or around it: a run
-    writes and (with overwrite or a later run) replaces its folder's files."""
+    """A run folder is never its data folder, inside it or around it: outputs
+    are never written among their inputs."""
     if not data_dir:
         return
     out, data = Path(run_dir).expanduser().resolve(), Path(data_dir).expanduser().resolve()

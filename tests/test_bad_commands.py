@@ -80,6 +80,10 @@ def world(tmp_path_factory):
     for name in ("labels.csv", "submission.csv", "report/notes.md"):
         (theirs / name).write_text("the user's\n")
     (root / "inputs" / "null_link").symlink_to("/dev/null")
+    (root / "other_run").mkdir()
+    (root / "other_run" / run_files.RUN_MANIFEST).write_text("{}\n")  # a marker is enough to be left alone
+    (root / "link_explained").mkdir()
+    (root / "link_explained" / "calls.csv").symlink_to("/dev/null")
     try:  # a character device like /dev/null (root only), else a named pipe: special files both
         os.mknod(root / "inputs" / "device", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
@@ -268,6 +272,10 @@ CASES = [
     Case("predict over a link to a device", "predict", ["output={root}/inputs/null_link"], "null_link is a symbolic link"),
     Case("predict over a device node", "predict", ["output={root}/inputs/device"],
          "output={root}/inputs/device is not a regular file (a device, pipe or socket)"),
+    Case("predict explanations over a link", "predict", ["explain=true", "explain_dir={root}/link_explained"],
+         "explain_dir={root}/link_explained/calls.csv is a symbolic link"),
+    Case("predict explanations into another run", "predict", ["explain=true", "explain_dir={root}/other_run/explained"],
+         "explain_dir={root}/other_run/explained is inside a run's output folder ({root}/other_run)"),
     Case("predict over another file", "predict", ["output={root}/inputs/a_file"], "a_file exists and is not a predictions file of this run"),
     Case("train into the user's folder", "train", ["paths.output_dir={root}/theirs"],
          "hydra.run.dir={root}/theirs holds files moa-lit did not write there (labels.csv, report, submission.csv) and no run.json"),

@@ -195,9 +195,10 @@ DATA_FILES = (schema.TRAIN_FEATURES, schema.TEST_FEATURES, schema.SAMPLE_SUBMISS
 
 
 def check_not_in_a_run(path: Path, run: RunDir, key: str = "output") -> None:
-    """Nothing predict writes lands in a run folder (the one it reads, or any
-    other: a folder holding run.json, or inside one)."""
-    where = path.expanduser().absolute().parent.resolve()
+    """Nothing predict writes (a file, or the explanations folder) lands in a
+    run folder: the one it reads, or any other (a folder holding run.json)."""
+    path = path.expanduser().absolute()
+    where = path.parent.resolve() / path.name
     for folder in (where, *where.parents):
         if (folder / files.RUN_MANIFEST).is_file():
             which = "the run it reads" if folder == run.path.resolve() else "a run's output folder"
@@ -281,7 +282,7 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
     if explain_settings:
         check_explain_folder_apart(explain_settings.folder, run, explain_settings.reference)
-        check_not_in_a_run(explain_settings.folder / "x", run, "explain_dir")
+        check_not_in_a_run(explain_settings.folder, run, "explain_dir")
         for name in explain_outputs:  # the folder holds nothing else (explain_command.check)
             check_not_a_link_or_special(explain_settings.folder / name, "explain_dir")
     # Held until every output is written: a second predict writing the same

@@ -14,7 +14,9 @@ import errno
 import gzip
 import hashlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -83,6 +85,20 @@ def world(tmp_path_factory):
         frame.loc[0, schema.ID] = "id_not_in_test"
         frame.to_csv(path, index=False)
 
+    # issue 20, one rule for writing: a folder of the user's files, a link to a device, a device node
+    theirs = root / "theirs"
+    (theirs / "report").mkdir(parents=True)
+    for name in ("labels.csv", "submission.csv", "report/notes.md"):
+        (theirs / name).write_text("the user's\n")
+    (root / "inputs" / "null_link").symlink_to("/dev/null")
+    (root / "other_run").mkdir()
+    (root / "other_run" / run_files.RUN_MANIFEST).write_text("{}\n")  # a marker is enough to be left alone
+    (root / "link_explained").mkdir()
+    (root / "link_explained" / "calls.csv").symlink_to("/dev/null")
+    try:  # a character device like /dev/null (root only), else a named pipe: special files both
+        os.mknod(root / "inputs" / "device", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        os.mkfifo(root / "inputs" / "device")
     gz_input = root / "inputs" / "gz.csv"
     gz_input.write_bytes(gzip.compress(test_file.read_bytes()))
     mounts = {}
@@ -223,14 +239,14 @@ CASES = [
     Case("train over a finished run", "train", ["paths.output_dir={neighbour}"], "already holds a run; add resume=true"),
     Case("merge into its own run", "merge", ["runs=[{neighbour}]", "output_dir={neighbour}"],
          "is or holds {neighbour}, one of the runs this command reads"),
+    # issue 20: no overwrite=true any more (replacing a run means deleting it first)
     Case("merge into another run", "merge", ["runs=[{root}/runs/missing]", "output_dir={neighbour}"],
-         "output_dir={neighbour} already holds a run's outputs; choose a new output_dir, or add overwrite=true"),
+         "output_dir={neighbour} already holds a run; delete it first, or choose a new output_dir"),
     Case("merge runs named like numbers", "merge", ["runs=[2024,7]"], "runs: 2024 is not a folder"),
-    Case("merge overwrite text", "merge", ["runs=[{neighbour}]", "overwrite=maybe"], "overwrite='maybe': expected true or false"),
     Case("blend into one of its runs", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={neighbour}/blend"],
          "is or holds {neighbour}, one of the runs this command reads"),
     Case("blend into another run", "blend", ["runs=[{root}/runs/a,{root}/runs/b]", "output_dir={neighbour}"],
-         "already holds a run's outputs"),
+         "output_dir={neighbour} already holds a run; delete it first"),
     Case("predict into its run", "predict", ["output={neighbour}/preds.csv"], "is inside the run it reads ({neighbour})"),
     Case("predict over the run's submission", "predict", ["output={neighbour}/submission.csv"],
          "is inside the run it reads"),
@@ -266,6 +282,31 @@ CASES = [
          "runs: {root}/runs/other_setting differs from {neighbour} in model.net.hidden_size: 64 -> 32; expected runs that differ only in cv.folds"),
     Case("blend runs of other data", "blend", ["runs=[{neighbour},{root}/runs/other_data]", "output_dir={own}/blend"],
          "was trained on other data than {neighbour}: train_features.csv (SHA-1 "),
+    # issue 20, one rule for writing: only into a folder moa-lit made; predict never over what is not its own
+    Case("predict over the training data", "predict", ["output={data_dir}/train_features.csv"],
+         "output={data_dir}/train_features.csv exists in a data folder"),
+    Case("predict over the sample submission", "predict", ["output={data_dir}/sample_submission.csv"],
+         "output={data_dir}/sample_submission.csv exists in a data folder"),
+    Case("predict over a link to a device", "predict", ["output={root}/inputs/null_link"], "null_link is a symbolic link"),
+    Case("predict over a device node", "predict", ["output={root}/inputs/device"],
+         "output={root}/inputs/device is not a regular file (a device, pipe or socket)"),
+    Case("predict explanations over a link", "predict", ["explain=true", "explain_dir={root}/link_explained"],
+         "explain_dir={root}/link_explained/calls.csv is a symbolic link"),
+    Case("predict explanations into another run", "predict", ["explain=true", "explain_dir={root}/other_run/explained"],
+         "explain_dir={root}/other_run/explained is inside a run's output folder ({root}/other_run)"),
+    Case("predict over another file", "predict", ["output={root}/inputs/a_file"], "a_file exists and is not a predictions file of this run"),
+    Case("train into the user's folder", "train", ["paths.output_dir={root}/theirs"],
+         "hydra.run.dir={root}/theirs holds files moa-lit did not write there (labels.csv, report, submission.csv) and no run.json"),
+    Case("resume in the user's folder", "train", ["paths.output_dir={root}/theirs", "resume=true"],
+         "holds files moa-lit did not write there"),
+    Case("merge into the user's folder", "merge", ["runs=[{neighbour}]", "output_dir={root}/theirs"],
+         "output_dir={root}/theirs holds files moa-lit did not write there"),
+    Case("blend into the user's folder", "blend", ["runs=[{neighbour},{neighbour}]", "output_dir={root}/theirs"],
+         "output_dir={root}/theirs holds files moa-lit did not write there"),
+    Case("ensemble into its data folder", "train", ["experiment=ensemble", "data=kaggle", "data.dir={data_dir}", "paths.output_dir={data_dir}"],
+         "paths.output_dir={data_dir} is the data folder data.dir={data_dir}"),
+    Case("ensemble inside its data folder", "train", ["experiment=ensemble", "data=kaggle", "data.dir={data_dir}", "paths.output_dir={data_dir}/ens"],
+         "paths.output_dir={data_dir}/ens lies inside the data folder"),
 ]
 
 

@@ -123,38 +123,25 @@ def test_cli_blend_and_its_one_line_errors(runs, tmp_path):
         assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_blend_never_writes_over_its_runs_or_another_run_unless_overwrite(runs, tmp_path, monkeypatch):
+def test_blend_never_writes_over_its_runs_another_run_or_other_files(runs, tmp_path):
     import shutil
-
-    import moa_lit.blend as blend_module
 
     tmp, dirs, _ = runs
     for target in (dirs[1], dirs[0] / "sub"):  # one of its runs, or a folder inside one
         before = hash_tree(dirs[0].parent)
         with pytest.raises(MoAError, match=r"is or holds .*, one of the runs this command reads"):
-            blend(dirs[:2], target, overwrite=True)
+            blend(dirs[:2], target)
         assert hash_tree(dirs[0].parent) == before
     victim = tmp_path / "victim"
     shutil.copytree(dirs[2], victim)
     before = hash_tree(victim)
-    with pytest.raises(MoAError, match=r"already holds a run's outputs; choose a new output_dir, or add overwrite=true"):
+    # No overwrite: replacing a run means deleting it first.
+    with pytest.raises(MoAError, match=rf"output_dir={victim} already holds a run; delete it first, or choose a new output_dir"):
         blend(dirs[:2], victim)
     assert hash_tree(victim) == before
-    # overwrite=true: a blend that fails leaves the old run as it was ...
-    def fail(*args, **kwargs):
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(blend_module, "build_report", fail)
-    with pytest.raises(OSError, match="disk gone"):
-        blend(dirs[:2], victim, overwrite=True)
-    assert hash_tree(victim) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # no half-written folder left beside it
-    monkeypatch.undo()
-    # ... one that ends replaces it whole.
-    blend(dirs[:2], victim, overwrite=True)
-    assert (victim / "weights.json").is_file()
+    shutil.rmtree(victim)
+    blend(dirs[:2], victim)
     assert json.loads((victim / "weights.json").read_text()).keys() == {str(d) for d in dirs[:2]}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
 
 
 def hash_tree(folder):

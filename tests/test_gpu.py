@@ -47,7 +47,7 @@ def check_run(run_dir: Path, n_folds: int) -> dict:
         assert (run_dir / name).is_file(), name
     for fold in range(n_folds):
         fold_dir = run_files.fold_dir(run_dir, 0, fold)
-        for name in ["best.ckpt", "preprocessor.joblib", "fold.json", "predictions.npz"]:
+        for name in ["best.ckpt", "preprocessor.skops", "fold.json", "predictions.npz"]:
             assert (fold_dir / name).is_file(), fold_dir / name
         info = json.loads((fold_dir / "fold.json").read_text())
         assert info["device"].startswith(DEVICE)

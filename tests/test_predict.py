@@ -90,8 +90,8 @@ def test_input_missing_a_column_names_it(saved, tmp_path, monkeypatch):
     [
         (lambda run: (run / "run.json").unlink(), "run.json: missing"),
         (lambda run: (run / "models" / "seed0" / "fold1" / "best.ckpt").unlink(), "fold1/best.ckpt: missing"),
-        (lambda run: (run / "models" / "seed0" / "fold0" / "preprocessor.joblib").write_bytes(b"junk"),
-         "fold0/preprocessor.joblib: cannot be loaded"),
+        (lambda run: (run / "models" / "seed0" / "fold0" / run_files.PREPROCESSOR).write_bytes(b"junk"),
+         f"fold0/{run_files.PREPROCESSOR}: cannot be loaded"),
         (lambda run: (run / "run.json").write_text(
             json.dumps({**json.loads((run / "run.json").read_text()), "format_version": 99})),
          "run format version 99"),
@@ -136,17 +136,40 @@ def test_input_without_rows_is_refused(saved, tmp_path, monkeypatch):
         _predict(run_dir, empty, tmp_path, monkeypatch)
 
 
-def test_output_inside_a_run_is_refused_unless_overwrite(saved, run_copy, tmp_path, monkeypatch):
+def test_output_inside_a_run_is_refused(saved, run_copy, tmp_path, monkeypatch):
     _, data_dir = saved
     before = (run_copy / "submission.csv").read_bytes()
-    with pytest.raises(MoAError, match=r"output=.*submission.csv is inside the run it reads .*add overwrite=true"):
+    with pytest.raises(MoAError, match=r"output=.*submission.csv is inside the run it reads .*expected a path outside run folders"):
         _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch, output=str(run_copy / "submission.csv"))
     assert (run_copy / "submission.csv").read_bytes() == before
     elsewhere = tmp_path / "another"
     shutil.copytree(run_copy, elsewhere)
-    with pytest.raises(MoAError, match=r"is inside a run's output folder"):
-        _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch, output=str(elsewhere / "p.csv"), top_k=2)
-    assert not (elsewhere / "p.csv").exists()
-    written = _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch,
-                       output=str(run_copy / "predictions.csv"), overwrite=True)
-    assert (run_copy / "predictions.csv").is_file() and written is not None
+    for output in (elsewhere / "p.csv", elsewhere / "models" / "p.csv"):  # in another run, or deeper in one
+        with pytest.raises(MoAError, match=r"is inside a run's output folder"):
+            _predict(run_copy, data_dir / "test_features.csv", tmp_path, monkeypatch, output=str(output), top_k=2)
+        assert not output.exists()
+
+
+def test_output_replaces_only_an_earlier_predictions_file_and_gz_is_gzip(saved, tmp_path, monkeypatch):
+    import gzip
+
+    run_dir, data_dir = saved
+    source = data_dir / "test_features.csv"
+    gz = tmp_path / "p.csv.gz"
+    _predict(run_dir, source, tmp_path, monkeypatch, output=str(gz), top_k=2)
+    with gzip.open(gz, "rt") as f:  # gzip, as the name says; the same predictions
+        written = pd.read_csv(f)
+    plain = _predict(run_dir, source, tmp_path, monkeypatch, output=str(tmp_path / "p.csv"), top_k=2)
+    pd.testing.assert_frame_equal(written, pd.read_csv(plain))
+    assert list(pd.read_csv(tmp_path / "p_top2.csv").columns) == ["sig_id", "rank", "moa", "probability"]
+    # Run again over its own outputs (predictions and top-k table): replaced.
+    _predict(run_dir, source, tmp_path, monkeypatch, output=str(plain), top_k=2)
+    theirs = tmp_path / "notes.csv"
+    theirs.write_text("sig_id,comment\nid_1,mine\n")
+    with pytest.raises(MoAError, match=rf"output={theirs} exists and is not a predictions file of this run"):
+        _predict(run_dir, source, tmp_path, monkeypatch, output=str(theirs))
+    assert theirs.read_text() == "sig_id,comment\nid_1,mine\n"
+    (tmp_path / "q_top2.csv").write_text("sig_id,comment\n")  # the top-k table's name, not a top-k table
+    with pytest.raises(MoAError, match=r"q_top2.csv exists and is not a predictions file"):
+        _predict(run_dir, source, tmp_path, monkeypatch, output=str(tmp_path / "q.csv"), top_k=2)
+    assert not (tmp_path / "q.csv").exists()

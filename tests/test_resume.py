@@ -73,7 +73,7 @@ def test_every_run_output_is_written_atomically(reference):
     ]
     names = {p.name for p in outputs}
     assert {"oof.csv", "submission.csv", "scores.json", "folds.csv", "settings.yaml", "best.ckpt",
-            "preprocessor.joblib", "fold.json", "predictions.npz"} <= names
+            run_files.PREPROCESSOR, "fold.json", "predictions.npz"} <= names
     # last.ckpt is removed when its fold finishes; on an epoch that improved it is
     # a link to best.ckpt, otherwise a full write through atomic_path (checked in
     # test_atomic_outputs.py).

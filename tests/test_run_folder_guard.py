@@ -1,9 +1,9 @@
-"""Outputs never overwrite inputs or another run (issue 12, point 1): a run
-folder is locked while a process writes it; merge and blend refuse an output
-folder that is one of their runs or holds another run (``overwrite=true``
-replaces it, only once the new output is complete); a folder whose run
-trained nothing can take a new run without ``resume=true``. The table of bad
-commands (test_bad_commands.py) holds the one-line refusals of each command."""
+"""One rule for writing (issue 20, point 2): a command writes a folder it
+creates or finds empty, its marker (run.json) first; a folder holding
+anything else is refused, one holding a run is continued only by
+``resume=true`` (there is no overwrite: replacing a run means deleting it).
+A run folder is locked while a process writes it. The table of bad commands
+(test_bad_commands.py) holds the one-line refusals of each command."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from conftest import run_cli, tiny_run_overrides
 
 from moa_lit.errors import MoAError
 from moa_lit.runs import files as run_files
+from moa_lit.runs.manifest import FORMAT_VERSION
 from moa_lit.runs.run_dir import RunDir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -74,31 +75,54 @@ def test_a_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_lea
     assert not (folder / run_files.LOCK).exists()  # removed when released
 
 
-def test_a_folder_whose_run_trained_nothing_takes_a_new_run(tmp_path):
+def test_a_folder_is_written_only_when_new_empty_or_marked_as_this_runs(tmp_path):
+    import json
+    import shutil
+
     from conftest import compose_train
 
+    from moa_lit.cli import user_error
     from moa_lit.train import train
 
     folder = tmp_path / "run"
     overrides = [*tiny_run_overrides(tmp_path, n_samples=300, epochs=1, n_scored=20), "num_threads=1", f"paths.output_dir={folder}"]
-    from moa_lit.cli import user_error
-
     kaggle = [o for o in overrides if not o.startswith("data.")]  # the generator's keys are not the reader's
     with pytest.raises(Exception) as failed:  # fails after the folder was started
         train(compose_train([*kaggle, "data=kaggle", f"data.dir={tmp_path / 'nowhere'}"]))
     assert "data folder not found" in str(user_error(failed.value))
-    assert (folder / run_files.SETTINGS).is_file() and RunDir(folder).holds_a_run()
-    train(compose_train(overrides))  # no resume=true needed: nothing was trained there
+    # The marker was written first: the folder is this moa-lit's, and only resume=true goes on there.
+    assert json.loads((folder / run_files.RUN_MANIFEST).read_text())["format_version"] == FORMAT_VERSION
+    before = hashes(folder)
+    with pytest.raises(MoAError, match=rf"hydra.run.dir={folder} already holds a run; add resume=true to continue it, or delete it first"):
+        train(compose_train(overrides))
+    assert hashes(folder) == before
+    with pytest.raises(MoAError, match="run.json: the run stopped before it read its data"):
+        RunDir(folder).manifest()  # what predict and report say of it
+    shutil.rmtree(folder)  # replacing a run: delete it first
+    train(compose_train(overrides))
     assert (folder / run_files.OOF).is_file()
-    # A folder with a checkpoint (an interrupted fold) is work: resume=true or a new folder.
-    other = tmp_path / "interrupted"
-    (other / "models" / "seed0" / "fold0").mkdir(parents=True)
-    (other / run_files.SETTINGS).write_text("{}\n")
-    (other / "models" / "seed0" / "fold0" / run_files.LAST_CHECKPOINT).write_bytes(b"x")
-    before = hashes(other)
-    with pytest.raises(MoAError, match="already holds a run; add resume=true"):
-        train(compose_train([*overrides, f"paths.output_dir={other}"]))
-    assert hashes(other) == before
+    # A folder of the user's files, even with resume=true: not a byte changed.
+    theirs = tmp_path / "theirs"
+    (theirs / "report").mkdir(parents=True)
+    for name in ("labels.csv", "submission.csv", "report/notes.md"):
+        (theirs / name).write_text("the user's\n")
+    before = hashes(theirs)
+    for extra in ([], ["resume=true"]):
+        with pytest.raises(MoAError, match=rf"hydra.run.dir={theirs} holds files moa-lit did not write there \(labels.csv, report, submission.csv\) and no run.json"):
+            train(compose_train([*overrides, f"paths.output_dir={theirs}", *extra]))
+        assert hashes(theirs) == before and sorted(p.name for p in theirs.iterdir()) == ["labels.csv", "report", "submission.csv"]
+
+
+def test_a_run_of_another_format_version_is_one_line(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / run_files.RUN_MANIFEST).write_text('{"format_version": 2, "moa_lit_version": "0.9"}')
+    (folder / run_files.SETTINGS).write_text("{}\n")
+    for resume in (True, False, None):
+        with pytest.raises(MoAError, match=r"run.json: run format version 2 \(written by moa-lit 0.9\); this moa-lit .* reads format \d+"):
+            RunDir(folder).check_may_write("hydra.run.dir", resume)
+    with pytest.raises(MoAError, match=r"run format version 2"):
+        RunDir(folder).manifest()
 
 
 def test_resuming_a_finished_run_with_fewer_folds_or_seeds_is_refused(tmp_path):
@@ -141,69 +165,3 @@ def test_a_lock_left_by_a_dead_process_is_said_and_taken_over(tmp_path, caplog):
     with RunDir(folder).lock(), pytest.raises(MoAError, match="is being written by this process already"):
         with RunDir(folder).lock():
             pass
-
-
-CRASH_IN_SWAP = """
-import os, sys
-from moa_lit.runs import run_dir
-from moa_lit.runs.run_dir import RunDir
-target, when = RunDir(sys.argv[1]), sys.argv[2]
-real, calls = os.replace, []
-def replace(a, b):
-    calls.append(a)
-    if when == "between" and len(calls) == 2:
-        os._exit(9)  # killed between moving the old run aside and moving the new one in
-    real(a, b)
-run_dir.os.replace = replace
-if when == "before_cleanup":
-    real_rmtree = run_dir.shutil.rmtree
-    run_dir.shutil.rmtree = lambda p, **k: os._exit(9) if ".old-" in str(p) else real_rmtree(p, **k)
-with target.replaced_when_done() as out:
-    (out.path / "oof.csv").parent.mkdir(parents=True, exist_ok=True)
-    (out.path / "oof.csv").write_text("new\\n")
-    if when == "writing":
-        os._exit(9)
-"""
-
-
-@pytest.mark.parametrize(
-    "when, said, content",
-    [
-        ("between", "finished the overwrite=true replacement that process", "new\n"),
-        ("before_cleanup", "the run that process", "new\n"),
-        ("writing", "an unfinished overwrite=true output of process", "old\n"),
-    ],
-)
-def test_an_overwrite_cut_short_is_put_right_by_the_next_command(tmp_path, caplog, when, said, content):
-    import logging
-
-    target = tmp_path / "merged"
-    target.mkdir()
-    (target / run_files.OOF).write_text("old\n")
-    env = {**os.environ, "PYTHONPATH": SRC}
-    done = subprocess.run([sys.executable, "-c", CRASH_IN_SWAP, str(target), when], env=env)
-    assert done.returncode == 9
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert len(left) > 1, left  # something was left aside
-    with caplog.at_level(logging.WARNING), RunDir(target).lock():  # what merge, blend and train take first
-        pass
-    lines = [r.getMessage() for r in caplog.records if str(target) in r.getMessage()]
-    assert len(lines) == 1 and said in lines[0], lines
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
-    assert (target / run_files.OOF).read_text() == content
-
-
-def test_a_run_folder_moved_aside_with_no_new_output_is_restored(tmp_path, caplog):
-    import logging
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    aside = tmp_path / f".merged.old-{dead.pid}"
-    aside.mkdir()
-    (aside / run_files.OOF).write_text("old\n")
-    target = tmp_path / "merged"
-    target.mkdir()  # as Hydra makes a run folder before train runs
-    with caplog.at_level(logging.WARNING), RunDir(target).lock():
-        pass
-    assert [r.getMessage() for r in caplog.records if "restored" in r.getMessage()]
-    assert (target / run_files.OOF).read_text() == "old\n" and not aside.exists()

@@ -27,7 +27,7 @@ def test_run_writes_every_output(tiny_run):
         assert (run_dir / name).is_file(), name
     for fold in (0, 1):
         fold_dir = run_dir / "models" / "seed0" / f"fold{fold}"
-        for name in ["best.ckpt", "preprocessor.joblib", "fold.json"]:
+        for name in ["best.ckpt", "preprocessor.skops", "fold.json"]:
             assert (fold_dir / name).is_file(), fold_dir / name
         assert (run_dir / "logs" / f"seed0_fold{fold}" / "metrics.csv").is_file()
     assert "OOF log loss" in proc.stdout

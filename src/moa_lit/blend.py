@@ -126,11 +126,12 @@ def nested_blend(predictions: list[np.ndarray], fold_of_row: np.ndarray, weights
     return out
 
 
-def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> dict:
+def blend(run_dirs: list[Path], output_dir: Path) -> dict:
     if len(run_dirs) < 2:
         raise MoAError(f"runs={[str(r) for r in run_dirs]}: expected at least two run directories, e.g. runs=[dir1,dir2]")
     target = RunDir(output_dir)
-    target.check_new_output(run_dirs, "output_dir", overwrite)  # before anything is read or written
+    target.check_apart_from(run_dirs, "output_dir")
+    target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
     runs = load_runs(run_dirs)
     first = runs[0]
     names = list(first.oof.columns[1:])
@@ -161,39 +162,34 @@ def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> di
         log.info("not every run has a %s: no blended submission written", files.SUBMISSION)
     members = [BlendMember(str(r.path.resolve()), float(w)) for r, w in zip(runs, weights)]
     manifest = replace(manifests[0].with_folds(scores["folds"]), seeds=[], clip=None, members=members)
-    with target.lock(), target.replaced_when_done() as out:
-        target.check_new_output(run_dirs, "output_dir", overwrite)  # again, now that no one else writes it
-        out.path.mkdir(parents=True, exist_ok=True)
-        out.write_json(WEIGHTS, {str(r): float(w) for r, w in zip(run_dirs, weights)})
-        write_combined(out, first.run, manifest, first.folds, oof, submission, scores)
-        build_report(out.path)
+    with target.claimed("output_dir"):
+        target.write_json(WEIGHTS, {str(r): float(w) for r, w in zip(run_dirs, weights)})
+        write_combined(target, first.run, manifest, first.folds, oof, submission, scores)
+        build_report(target.path)
     return {"weights": weights, "scores": scores, "accepted": accepted}
 
 
 
 
-def _parse(argv: list[str]) -> tuple[list[Path], Path, bool]:
+def _parse(argv: list[str]) -> tuple[list[Path], Path]:
     try:
         cli = OmegaConf.from_dotlist(argv)
     except Exception as err:  # omegaconf's grammar errors are multi-line
         raise MoAError(f"could not read the arguments {argv}: expected runs=[dir1,dir2] [output_dir=DIR] ({type(err).__name__})") from None
-    unknown = set(cli.keys()) - {"runs", "output_dir", "overwrite"}
+    unknown = set(cli.keys()) - {"runs", "output_dir"}
     if unknown:
-        raise MoAError(f"unknown argument(s) {sorted(unknown)}: expected runs=[dir1,dir2] [output_dir=DIR] [overwrite=true]")
-    overwrite = cli.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise MoAError(f"overwrite={overwrite!r}: expected true or false")
+        raise MoAError(f"unknown argument(s) {sorted(unknown)}: expected runs=[dir1,dir2] [output_dir=DIR]")
     runs = cli.get("runs")
     if runs is None:
         raise MoAError("runs= is missing: expected runs=[dir1,dir2,...], the run directories to blend")
     runs = list(runs) if OmegaConf.is_list(runs) else [runs]
     output_dir = cli.get("output_dir") or f"outputs/blend/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    return [Path(str(r)).expanduser() for r in runs], Path(str(output_dir)).expanduser(), overwrite
+    return [Path(str(r)).expanduser() for r in runs], Path(str(output_dir)).expanduser()
 
 
 def run(argv: list[str]) -> dict:
-    run_dirs, output_dir, overwrite = _parse(argv)
-    result = blend(run_dirs, output_dir, overwrite)
+    run_dirs, output_dir = _parse(argv)
+    result = blend(run_dirs, output_dir)
     scores = result["scores"]
     for run_dir, w in zip(run_dirs, result["weights"]):
         single = scores["runs"][str(run_dir)]

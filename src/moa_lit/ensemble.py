@@ -41,7 +41,7 @@ from moa_lit.run_checks import end_untrusted_run, untrusted_reasons
 from moa_lit.runs import files
 from moa_lit.runs.combine import labels_in_fold_order, new_drugs_of, score_oof, weighted_average, write_combined
 from moa_lit.runs.manifest import BlendMember
-from moa_lit.runs.run_dir import RunDir
+from moa_lit.runs.run_dir import RunDir, check_apart_from_data
 from moa_lit.scoring.scores import NEW_DRUGS, choosing_rows, headline_scores, optimized_score, score_line
 from moa_lit.settings import CVSettings, check_optimized_metric, typed
 from moa_lit.settings_check import check_train_settings
@@ -147,17 +147,17 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
             f"cv.folds={cv.folds}: an ensemble fits each fold's blend weights on the other folds' OOF predictions; "
             "expected at least two folds"
         )
-    run = RunDir(Path(cfg.paths.output_dir))
+    run = RunDir(Path(str(cfg.paths.output_dir)))
+    # Before anything is written: the members' folders lie inside this one.
+    check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     members = member_configs(cfg, run)
     for name, member in members.items():  # every member's settings before any training
         check_member_settings(name, member)
     names = list(members)
-    with run.lock():
-        run.start(OmegaConf.to_container(cfg, resolve=True), bool(cfg.get("resume", False)))
+    with run.claimed("hydra.run.dir", bool(cfg.get("resume", False))) as resuming:
+        run.start(OmegaConf.to_container(cfg, resolve=True), resuming)
         for name, member in members.items():
             log.info("ensemble: training member %s into %s", name, member.paths.output_dir)
-            RunDir(member.paths.output_dir).path.mkdir(parents=True, exist_ok=True)
-            files.write_text(OmegaConf.to_yaml(member), Path(member.paths.output_dir) / files.CONFIG)
             with timer(f"member {name}"):
                 train_member(member)
         with timer("blend"):

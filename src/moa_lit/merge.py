@@ -74,11 +74,12 @@ def check_compatible(parts: list[FinishedRun], settings: list[dict], scores: lis
             raise MoAError(f"runs: {part.path} and {first.path} differ in having a submission.csv")
 
 
-def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = False) -> dict:
+def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
     if not run_dirs:
         raise MoAError("runs=[]: expected the run folders to merge, e.g. runs=[outputs/a,outputs/b]")
     target = RunDir(output_dir)
-    target.check_new_output([Path(d) for d in run_dirs], "output_dir", overwrite)  # before anything is read or written
+    target.check_apart_from([Path(d) for d in run_dirs], "output_dir")
+    target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
     loaded = [load_part(Path(d)) for d in run_dirs]
     parts, settings, part_scores = (list(x) for x in zip(*loaded))
     check_compatible(parts, settings, part_scores)
@@ -115,9 +116,8 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path, overwrite: bool = F
         submission = pd.DataFrame(values, columns=columns[1:])
         submission.insert(0, columns[0], first.submission[columns[0]].to_numpy())
 
-    with target.lock(), target.replaced_when_done() as out:
-        target.check_new_output([p.path for p in parts], "output_dir", overwrite)  # again, now that no one else writes it
-        _write_merged(out, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores)
+    with target.claimed("output_dir"):
+        _write_merged(target, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores)
     return scores, accepted
 
 
@@ -143,7 +143,7 @@ def merge(cfg: DictConfig) -> float:
     # str(): a folder named 2024 comes from Hydra as a number
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
     check_writable_folder(output_dir, "output_dir")
-    scores, accepted = merge_runs([str(r) for r in cfg.runs or []], output_dir, overwrite=bool(cfg.get("overwrite", False)))
+    scores, accepted = merge_runs([str(r) for r in cfg.runs or []], output_dir)
     print(
         f"merged {len(cfg.runs)} runs, folds {scores['folds']}: {score_line(scores)}\nOutputs: {output_dir}",
         flush=True,

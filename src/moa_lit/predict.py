@@ -11,7 +11,9 @@ both, or a blend's or ensemble's members weighted as in its run.json."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from moa_lit.cli import configure_threads, hydra_command, parallel_jobs, this_jo
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.explain import command as explain_command
+from moa_lit.explain.batch import OUTPUTS as explain_outputs
 from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
 from moa_lit.runs.locks import hold_lock
@@ -47,6 +50,9 @@ def inference_device(choice: str | None = "auto") -> torch.device:
     return torch.device(choice)
 
 
+TOP_K_COLUMNS = [schema.ID, "rank", "moa", "probability"]
+
+
 def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
     """The k most likely MoAs of each sample, one row each, most likely first.
     Zero probabilities (control rows) are left out: they rank nothing."""
@@ -62,7 +68,7 @@ def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
             "probability": top.ravel(),
         }
     )
-    return table[table["probability"] > 0].reset_index(drop=True)
+    return table[table["probability"] > 0].reset_index(drop=True)[TOP_K_COLUMNS]
 
 
 def _stem(path: Path) -> str:
@@ -85,16 +91,45 @@ def _top_k(value, n_targets: int) -> int:
     return value
 
 
-def check_not_in_a_run(path: Path, run: RunDir, overwrite: bool) -> None:
-    """A predictions file is never written into the run it reads, nor into
-    another run's folder, unless ``overwrite=true``."""
-    folder = RunDir(path.parent)
-    inside = path.resolve().parent == run.path.resolve() or run.path.resolve() in path.resolve().parents
-    if (inside or folder.holds_outputs()) and not overwrite:
-        which = "the run it reads" if inside else "a run's output folder"
+DATA_FILES = (schema.TRAIN_FEATURES, schema.TEST_FEATURES, schema.SAMPLE_SUBMISSION, schema.TRAIN_TARGETS_SCORED)
+
+
+def check_not_in_a_run(path: Path, run: RunDir, key: str = "output") -> None:
+    """Nothing predict writes (a file, or the explanations folder) lands in a
+    run folder: the one it reads, or any other (a folder holding run.json)."""
+    path = path.expanduser().absolute()
+    where = path.parent.resolve() / path.name
+    for folder in (where, *where.parents):
+        if (folder / files.RUN_MANIFEST).is_file():
+            which = "the run it reads" if folder == run.path.resolve() else "a run's output folder"
+            raise MoAError(f"{key}={path} is inside {which} ({folder}); expected a path outside run folders")
+
+
+def check_not_a_link_or_special(path: Path, key: str) -> None:
+    """Never written over a link (nor through it) or a device, pipe or socket."""
+    if path.is_symlink():
+        raise MoAError(f"{key}={path} is a symbolic link; expected a new file or an earlier predictions file (links are not written through)")
+    if os.path.lexists(path) and not stat.S_ISREG(path.stat().st_mode):
+        raise MoAError(f"{key}={path} is not a regular file (a device, pipe or socket); expected a file name")
+
+
+def check_replaceable(path: Path, columns: list[str], key: str = "output") -> None:
+    """An existing file is replaced only when it is an earlier predictions file:
+    a regular file (not a link, nor a device, pipe or socket) with these
+    columns, outside a data folder. Anything else is not predict's to write over."""
+    if not os.path.lexists(path):
+        return
+    check_not_a_link_or_special(path, key)
+    if any(next(path.parent.glob(f"{name}*"), None) for name in DATA_FILES):
+        raise MoAError(f"{key}={path} exists in a data folder (it holds {' or '.join(DATA_FILES[:3])}); expected a path outside the data")
+    try:
+        found = list(pd.read_csv(path, nrows=0).columns)
+    except Exception:  # binary, empty or unparsable: not a predictions file either way
+        found = None
+    if found != columns:
         raise MoAError(
-            f"output={path} is inside {which} ({run.path if inside else folder.path}); expected a path outside run "
-            "folders, or add overwrite=true"
+            f"{key}={path} exists and is not a predictions file of this run (columns {', '.join(columns[:2])}, ...); "
+            "expected a new file, or an earlier predictions file to replace"
         )
 
 
@@ -138,14 +173,18 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
             f"output={output} with top_k={top_k} would write the top-{top_k} table to {top_path}, the input file; "
             "expected another output name"
         )
-    for path in (output, top_path):
+    for path, columns in ((output, manifest.output_columns), (top_path, TOP_K_COLUMNS)):
         if path is not None:
-            check_not_in_a_run(path, run, bool(cfg.get("overwrite", False)))
+            check_not_in_a_run(path, run)
+            check_replaceable(path, columns)
     if not source.is_file():
         raise MoAError(f"input={source}: no such file; expected a features CSV in the layout of {schema.TEST_FEATURES}")
     explain_settings = explain_command.check(cfg, top_k, manifest, run_dir, output) if cfg.get("explain") else None
     if explain_settings:
         check_explain_folder_apart(explain_settings.folder, run, explain_settings.reference)
+        check_not_in_a_run(explain_settings.folder, run, "explain_dir")
+        for name in explain_outputs:  # the folder holds nothing else (explain_command.check)
+            check_not_a_link_or_special(explain_settings.folder / name, "explain_dir")
     # Held until every output is written: a second predict writing the same
     # output (or explanations folder) gets one line naming this process.
     held.enter_context(hold_lock(lock_file(output), f"output={output}"))

@@ -166,7 +166,6 @@ TRAIN: dict[str, Spec] = {
 }
 
 PREDICT: dict[str, Spec] = {
-    "overwrite": BOOLEAN,
     "run_dir": Spec(PATH),
     "input": Spec(PATH),
     "output": Spec(PATH, nullable=True),
@@ -176,7 +175,6 @@ PREDICT: dict[str, Spec] = {
 
 MERGE: dict[str, Spec] = {
     "output_dir": Spec(PATH, nullable=True),
-    "overwrite": BOOLEAN,
 }
 
 _ABSENT = object()

@@ -118,9 +118,7 @@ def train(cfg: DictConfig) -> float:
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
     threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
-    busy = busy_machine_line(threads)
-    if busy:
-        log.warning("%s", busy)
+    busy = busy_machine_line(threads)  # said once the folder is this run's (a log line opens train.log there)
     metric = check_optimized_metric(cfg.get("optimized_metric", NEW_DRUGS))
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
@@ -137,8 +135,11 @@ def train(cfg: DictConfig) -> float:
     run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
     check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     resume = bool(cfg.get("resume", False))
-    with run.lock():  # a second writer of this folder gets one line naming this process
-        resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
+    # A new or empty folder, or (resume=true) this moa-lit's run; locked while written.
+    with run.claimed("hydra.run.dir", resume) as resuming:
+        run.start(OmegaConf.to_container(cfg, resolve=True), resuming)
+        if busy:
+            log.warning("%s", busy)
         if resuming:
             run.check_resume_keeps_outputs(seeds, fold_ids)
 
@@ -174,7 +175,7 @@ def train(cfg: DictConfig) -> float:
                 final_model=final_model, refit_seeds=refit.seeds,
             )
             run.write_manifest(manifest)
-            # Hydra's own copy is off: written once the folder is this run's and a resume was accepted.
+            # Hydra's own copy is off (conf/hydra/default.yaml): written once the folder is this run's.
             run.write_hydra_record(cfg)
 
         dm = MoADataModule(

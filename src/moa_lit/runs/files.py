@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+from pandas.io.common import infer_compression
 
 from moa_lit import fs_errors
 
@@ -22,13 +23,13 @@ OOF = "oof.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
 # The composed config, as Hydra would write it; train writes it (with hydra.yaml
-# and overrides.yaml) once it holds the folder's lock (conf/hydra/default.yaml).
+# and overrides.yaml) once the folder is its own (conf/hydra/default.yaml says why).
 CONFIG = ".hydra/config.yaml"
 # The settings that fix a run's results, saved when it starts: .hydra/config.yaml
 # is rewritten on every start, so `resume=true` compares against this.
 SETTINGS = "settings.yaml"
-MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.joblib,best.ckpt,...}
-PREPROCESSOR = "preprocessor.joblib"
+MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.skops,best.ckpt,...}
+PREPROCESSOR = "preprocessor.skops"  # the fitted scikit-learn pipeline, skops.io (no pickle)
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"  # the latest epoch, where an interrupted fold resumes
 FOLD_INFO = "fold.json"
@@ -107,8 +108,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
+    """Compressed as the final name says (``p.csv.gz``: gzip), as pandas would
+    infer it; the temporary name ends in .tmp, so it is named here."""
+    method = infer_compression(str(path), "infer")
+    compression = {"method": method, **({"archive_name": Path(path).name[: -len(".zip")]} if method == "zip" else {})}
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=float_format)
+        frame.to_csv(tmp, index=False, float_format=float_format, compression=compression if method else None)
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -116,11 +121,9 @@ def write_json(obj: Any, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_joblib(obj: Any, path: Path) -> None:
-    import joblib
-
+def write_bytes(data: bytes, path: Path) -> None:
     with atomic_path(path) as tmp:
-        joblib.dump(obj, tmp)
+        tmp.write_bytes(data)
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -5,10 +5,14 @@ were fitted on (g-*/c-* names), the target names in model-output and
 submission order, the seeds and folds whose models make the ensemble, the
 prediction clip, and for a blend its member runs and weights.
 
+``run.json`` is also the marker of a folder moa-lit made: a command writes it
+first (:func:`started_marker`, replaced by the full manifest once the data is
+read), and writes only into a folder it creates, an empty one, or one holding
+its marker (:meth:`moa_lit.runs.run_dir.RunDir.check_may_write`).
+
 ``FORMAT_VERSION`` changes whenever a run directory written by one moa-lit
-cannot be read by another (file names, the preprocessor's pickled objects,
-the checkpoint's hyperparameters); other versions are refused with a one-line
-message instead of failing somewhere deep in unpickling."""
+cannot be read by another (file names, the preprocessor's saved form, the
+checkpoint's hyperparameters); other versions are refused with one line."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from moa_lit.errors import MoAError
 from moa_lit.runs import files
 
 # 2: labels.csv (every training row), data.json, clip and blend members in run.json.
-# 3: labels.csv lists each row's positive targets as a JSON list (names may hold "|").
+# 3: labels.csv lists each row's positive targets as a JSON list (names may hold "|");
+#    preprocessor.skops (skops.io, no pickle) instead of preprocessor.joblib; run.json written first.
 FORMAT_VERSION = 3
 
 
@@ -94,13 +99,14 @@ class RunManifest:
         }
 
 
-def parse_manifest(path: Path) -> RunManifest:
-    """The manifest at ``path``, or a one-line MoAError saying what is wrong with it."""
-    if not path.is_file():
-        raise MoAError(
-            f"{path}: missing; expected the run.json that `python -m moa_lit.train` writes into every run "
-            f"(is run_dir a training run of moa-lit {__version__}?)"
-        )
+def started_marker() -> dict:
+    """What run.json holds from a run's start until its manifest is written."""
+    return {"format_version": FORMAT_VERSION, "moa_lit_version": __version__}
+
+
+def check_format_version(path: Path) -> dict:
+    """The JSON at ``path``, or a one-line MoAError when it is not valid JSON or
+    of another format version than this moa-lit reads."""
     try:
         raw = files.read_json(path)
     except ValueError as err:
@@ -112,6 +118,20 @@ def parse_manifest(path: Path) -> RunManifest:
             f"{path}: run format version {version} (written by moa-lit {written_by}); this moa-lit "
             f"{__version__} reads format {FORMAT_VERSION}: use the moa-lit version that trained it, or retrain"
         )
+    return raw
+
+
+def parse_manifest(path: Path) -> RunManifest:
+    """The manifest at ``path``, or a one-line MoAError saying what is wrong with it."""
+    if not path.is_file():
+        raise MoAError(
+            f"{path}: missing; expected the run.json that `python -m moa_lit.train` writes into every run "
+            f"(is run_dir a training run of moa-lit {__version__}?)"
+        )
+    raw = check_format_version(path)
+    version = raw["format_version"]
+    if raw.keys() == started_marker().keys():
+        raise MoAError(f"{path}: the run stopped before it read its data (run.json holds only its start); expected a finished run")
     try:
         clip = raw.get("clip")
         manifest = RunManifest(

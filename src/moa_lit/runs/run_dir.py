@@ -9,25 +9,22 @@ training row's cp_type and positive targets, so scoring a merged or blended
 run needs no training data), ``oof.csv``, ``scores.json``, optionally
 ``submission.csv``, ``models/seed<s>/fold<k>/`` and ``logs/``.
 
+One rule for writing (:meth:`RunDir.check_may_write`): ``train``, ``merge``
+and ``blend`` write a folder they create or find empty, writing its marker
+(``run.json``) first; a folder holding anything else is refused with one line,
+and one holding a run is written again only by ``resume=true``. Replacing a
+run means deleting it first. A process writing a run folder holds its lock
+(:meth:`RunDir.lock`): a second writer gets one line naming the holder.
+
 Resume (``resume=true hydra.run.dir=<run>``): the folder must have been
 started with the same settings and the same data; finished folds are reused
 (their ``predictions.npz`` is written last), an unfinished fold goes on from
-its ``last.ckpt``. Without ``resume=true`` a run never writes into a folder
-that already holds a run (except one that trained nothing: no finished fold,
-no checkpoint), so a failing run cannot overwrite another's outputs.
-
-A process writing a run folder holds its lock (:meth:`RunDir.lock`): a second
-writer gets one line naming the holder. ``merge`` and ``blend`` refuse an
-output folder that is one of their inputs, or holds another run unless
-``overwrite=true`` (:meth:`RunDir.check_new_output`), and then the old run is
-replaced only once the new one is complete (:meth:`RunDir.replaced_when_done`)."""
+its ``last.ckpt``."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +37,8 @@ from omegaconf import OmegaConf
 from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
-from moa_lit.runs.locks import hold_lock, process_alive
-from moa_lit.runs.manifest import RunManifest, parse_manifest
+from moa_lit.runs.locks import hold_lock
+from moa_lit.runs.manifest import RunManifest, check_format_version, parse_manifest, started_marker
 from moa_lit.runs.tables import read_run_csv
 
 log = logging.getLogger(__name__)
@@ -67,6 +64,19 @@ MAY_CHANGE_ON_RESUME = (
     "trainer.log_every_n_steps",
     "optimized_metric",
 )
+
+
+def _made_for_this_job(folder: Path) -> set[str]:
+    """What a folder may hold that no earlier command put there: the lock, and
+    in the run folder Hydra made for this job, its log file and its
+    ``output_subdir`` (a command's first log line opens the log file)."""
+    names = {files.LOCK}
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and Path(HydraConfig.get().runtime.output_dir).resolve() == folder.resolve():
+        hydra = HydraConfig.get()
+        names |= {f"{hydra.job.name}.log", *([hydra.output_subdir] if hydra.output_subdir else [])}
+    return names
 
 
 class InvalidPredictionsError(MoAError):
@@ -126,8 +136,8 @@ def changed_data_files(saved: dict, current: dict) -> list[str]:
 
 
 def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key: str = "hydra.run.dir") -> None:
-    """A run folder is never its data folder, inside it or around it: a run
-    writes and (with overwrite or a later run) replaces its folder's files."""
+    """A run folder is never its data folder, inside it or around it: outputs
+    are never written among their inputs."""
     if not data_dir:
         return
     out, data = Path(run_dir).expanduser().resolve(), Path(data_dir).expanduser().resolve()
@@ -326,45 +336,30 @@ class RunDir:
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
 
-    # -- starting and resuming ---------------------------------------------
-    def holds_a_run(self) -> bool:
-        return any((self.path / name).exists() for name in (files.SETTINGS, files.FOLDS, files.MODELS, files.MEMBERS))
+    # -- the one rule for writing ---------------------------------------------
+    def check_may_write(self, key: str, resume: bool | None = None) -> bool:
+        """moa-lit writes a run folder only when it creates it, finds it empty, or
+        (``resume=true``) finds its own marker there: ``run.json`` of this
+        format version. True when the folder holds a run to continue; else a
+        one-line MoAError before anything is written. ``resume``: None for a
+        command that cannot continue a run (merge, blend)."""
+        theirs = sorted(p.name for p in self.path.iterdir() if p.name not in _made_for_this_job(self.path)) if self.path.is_dir() else []
+        if not theirs:
+            return False
+        marker = self.path / files.RUN_MANIFEST
+        if not marker.is_file():
+            raise MoAError(
+                f"{key}={self.path} holds files moa-lit did not write there ({', '.join(theirs[:3])}"
+                f"{', ...' if len(theirs) > 3 else ''}) and no {files.RUN_MANIFEST}; expected a new or empty folder"
+            )
+        check_format_version(marker)
+        if not resume:
+            hint = "add resume=true to continue it, or " if resume is not None else ""
+            raise MoAError(f"{key}={self.path} already holds a run; {hint}delete it first, or choose a new {key}")
+        return True
 
-    def holds_outputs(self) -> bool:
-        """Whether the folder holds a run's outputs (a training run, a merge or a blend)."""
-        names = (files.SETTINGS, files.FOLDS, files.MODELS, files.MEMBERS, files.OOF, files.SUBMISSION, files.SCORES, files.RUN_MANIFEST)
-        return any((self.path / name).exists() for name in names)
-
-    def trained_anything(self) -> bool:
-        """A finished fold, a checkpoint or run-level predictions: work a new run must not overwrite."""
-        if any(self.has(name) for name in (files.OOF, files.SCORES)):
-            return True
-        patterns = (files.FOLD_PREDICTIONS, files.BEST_CHECKPOINT, files.LAST_CHECKPOINT)
-        # models/: this run's folds; members/: an ensemble's member runs.
-        folders = [self.path / files.MODELS, self.path / files.MEMBERS]
-        return any(d.is_dir() and next(d.rglob(p), None) is not None for d in folders for p in patterns)
-
-    # -- who writes ---------------------------------------------------------
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Held while this process writes the folder (:func:`locks.hold_lock`):
-        a second writer gets one line naming the holder. An overwrite=true
-        replacement that a crash cut short is put right first, under the lock
-        (so never while its writer, perhaps on another host, still holds it)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with hold_lock(self.path / files.LOCK, str(self.path)):
-            if not self.recover_interrupted_swap():
-                yield
-                return
-        # Another folder is in place now: hold its own lock.
-        self.path.mkdir(parents=True, exist_ok=True)
-        with hold_lock(self.path / files.LOCK, str(self.path)):
-            yield
-
-    def check_new_output(self, inputs: list[Path], key: str, overwrite: bool = False) -> None:
-        """Refuse this folder as the output of a command reading ``inputs``:
-        one of them (or inside or around one), or another run's folder unless
-        ``overwrite``."""
+    def check_apart_from(self, inputs: list[Path], key: str) -> None:
+        """Never one of the runs a command reads, inside one or around one."""
         out = self.path.resolve()
         for source in inputs:
             source = Path(source).resolve()
@@ -373,115 +368,41 @@ class RunDir:
                     f"{key}={self.path} is or holds {source}, one of the runs this command reads; "
                     f"expected a new {key} (it would be overwritten)"
                 )
-        if self.holds_outputs() and not overwrite:
-            raise MoAError(
-                f"{key}={self.path} already holds a run's outputs; choose a new {key}, or add overwrite=true "
-                "to replace them once the new output is complete"
-            )
-
-    def _aside(self, kind: str, pid: int | str) -> Path:
-        """Where an overwrite=true replacement keeps the new output while it is
-        written (``new``) and the old one while they are swapped (``old``)."""
-        return self.path.with_name(f".{self.path.name}.{kind}-{pid}")
 
     @contextmanager
-    def replaced_when_done(self) -> Iterator["RunDir"]:
-        """The folder to write a new output into: this one when it holds no run,
-        else a sibling that takes this one's place only once the block ends
-        without error (the old run is then removed). A crash part-way is put
-        right by the next command on this output (:meth:`recover_interrupted_swap`)."""
-        if not self.holds_outputs():
-            yield self
-            return
-        staging = RunDir(self._aside("new", os.getpid()))
-        shutil.rmtree(staging.path, ignore_errors=True)
-        try:
-            yield staging
-        except BaseException:
-            shutil.rmtree(staging.path, ignore_errors=True)
-            raise
-        old = self._aside("old", os.getpid())
-        os.replace(self.path, old)
-        os.replace(staging.path, self.path)
-        shutil.rmtree(old, ignore_errors=True)
-        log.info("replaced the run in %s (overwrite=true)", self.path)
-
-    def recover_interrupted_swap(self) -> list[str]:
-        """Put right what a process killed during :meth:`replaced_when_done` left
-        (its id ends the names; only for one no longer running), one line each:
-        the new output complete and the folder moved aside -> the swap is finished;
-        the folder moved aside and no new output -> it is restored; the swap done
-        but the old run not yet removed -> it is removed; an unfinished new
-        output -> it is removed. Returns the lines said."""
-        said = []
-        parent, name = self.path.parent, self.path.name
-        if not parent.is_dir():
-            return said
-
-        def dead(prefix: str) -> list[tuple[Path, int]]:
-            found = []
-            for p in parent.iterdir():
-                pid = p.name[len(prefix):]
-                if p.name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
-                    found.append((p, int(pid)))
-            return sorted(found)
-
-        def say(line: str) -> None:
-            log.warning("%s", line)
-            said.append(line)
-
-        def empty(folder: Path) -> bool:  # e.g. made again by Hydra before this ran
-            return folder.is_dir() and all(p.name == files.LOCK for p in folder.iterdir())
-
-        for old, pid in dead(f".{name}.old-"):
-            new = self._aside("new", pid)
-            if new.is_dir() and (not self.path.exists() or empty(self.path)):
-                shutil.rmtree(self.path, ignore_errors=True)
-                os.replace(new, self.path)
-                shutil.rmtree(old, ignore_errors=True)
-                say(f"{self.path}: finished the overwrite=true replacement that process {pid} left half done (the new output was complete)")
-            elif not self.path.exists() or empty(self.path):
-                shutil.rmtree(self.path, ignore_errors=True)
-                os.replace(old, self.path)
-                say(f"{self.path}: restored the run that process {pid} had moved aside to {old.name} before it stopped")
-            elif not new.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                say(f"{self.path}: removed {old.name}, the run that process {pid} had replaced (overwrite=true) before it stopped")
-            else:
-                say(f"{self.path}: {old.name} and {new.name} were left by process {pid}; both kept, check them by hand")
-        for new, pid in dead(f".{name}.new-"):
-            if self._aside("old", pid).exists():
-                continue  # kept above for a check by hand
-            shutil.rmtree(new, ignore_errors=True)
-            say(f"{self.path}: removed {new.name}, an unfinished overwrite=true output of process {pid}")
-        return said
-
-    def start(self, settings: dict, resume: bool) -> bool:
-        """Check the folder may take this run and record its settings; True when
-        resuming an earlier run there. Raises MoAError before anything is written
-        when it may not."""
+    def lock(self) -> Iterator[None]:
+        """Held while this process writes the folder (:func:`locks.hold_lock`):
+        a second writer gets one line naming the holder."""
         self.path.mkdir(parents=True, exist_ok=True)
+        with hold_lock(self.path / files.LOCK, str(self.path)):
+            yield
+
+    @contextmanager
+    def claimed(self, key: str, resume: bool | None = None) -> Iterator[bool]:
+        """The folder, locked (a second writer is told who writes it) and checked
+        (:meth:`check_may_write`), with its marker written first; yields whether
+        a run there is continued. A refused folder keeps every byte it had."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MoAError(f"{key}={self.path} is a file; expected a folder")
+        with self.lock():
+            resuming = self.check_may_write(key, resume)
+            if not resuming:
+                files.write_json(started_marker(), self.path / files.RUN_MANIFEST)
+            yield resuming
+
+    def start(self, settings: dict, resuming: bool) -> None:
+        """Record the settings of a new run, or check that a continued run
+        (``resume=true``) was started with these settings."""
         settings_path = self.path / files.SETTINGS
-        if not resume:
-            if self.holds_a_run() and not self.trained_anything():
-                log.info("%s holds a run that trained nothing (no finished fold, no checkpoint); starting anew there", self.path)
-            elif self.holds_a_run():
-                raise MoAError(
-                    f"hydra.run.dir={self.path} already holds a run; add resume=true to continue it, "
-                    "or choose a new hydra.run.dir"
-                )
+        if not resuming:
             self.write_settings(settings)
             log.info("if this run is interrupted, continue it with the same command plus: resume=true hydra.run.dir=%s", self.path)
-            return False
+            return
         if not settings_path.is_file():
-            if self.holds_a_run():
-                raise MoAError(
-                    f"resume=true: {self.path} holds outputs but no {files.SETTINGS}, so it cannot be "
-                    "checked that they were made with these settings; start a new run"
-                )
-            log.info("resume=true: %s holds no run yet; starting one", self.path)
-            self.write_settings(settings)
-            return False
+            raise MoAError(
+                f"resume=true: {self.path} holds no {files.SETTINGS}, so it cannot be checked that its outputs "
+                "were made with these settings; start a new run"
+            )
         changed = changed_settings(self.settings(), settings)
         if changed:
             shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
@@ -491,7 +412,6 @@ class RunDir:
             )
         stale = files.remove_temporaries(self.path)
         log.info("resume=true: continuing %s (%d temporary files of the interrupted run removed)", self.path, len(stale))
-        return True
 
     def record_data(self, fingerprint: dict, resuming: bool) -> None:
         """Write the data fingerprint when a run starts; on resume, refuse data

@@ -2,15 +2,20 @@
 stacked stage's inner models and the network at its best epoch. Training
 predicts the fold's validation and test rows with it and saves it in the
 fold's folder; ``predict`` loads it from there. Both go through
-:meth:`FoldPredictor.predict_features`, so they agree on the same rows."""
+:meth:`FoldPredictor.predict_features`, so they agree on the same rows.
+
+A run folder may come from a stranger: nothing ``predict`` reads from it can
+run code. The preprocessing is saved with ``skops.io`` and loaded with the
+list of types a feature pipeline is made of (:data:`TRUSTED`), the networks
+are tensors read with ``torch.load(weights_only=True)``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
 import pandas as pd
+import skops.io as sio
 import torch
 from sklearn.pipeline import Pipeline
 
@@ -18,6 +23,16 @@ from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import FoldDir
 from moa_lit.training.module import MoAModule
+
+
+# The types of a fitted feature pipeline (training/features.py) besides
+# scikit-learn's and numpy's, which skops.io trusts itself; a preprocessor file
+# naming any other type is refused before any object is built.
+TRUSTED = [
+    "moa_lit.training.features.ProjectedPCA",
+    "moa_lit.training.features._to_float32",
+    "moa_lit.training.features.row_statistics",
+]
 
 
 @dataclass
@@ -100,7 +115,7 @@ class FoldPredictor:
 
     def save(self, fold_dir: FoldDir) -> None:
         """The preprocessing and stacked models; best.ckpt is the checkpoint callback's."""
-        files.write_joblib(self.preprocessor, fold_dir.preprocessor)
+        files.write_bytes(sio.dumps(self.preprocessor), fold_dir.preprocessor)
         if self.stack is not None and not fold_dir.stack_models.is_file():
             self.stack.save(fold_dir)
 
@@ -121,8 +136,8 @@ class FoldPredictor:
 def _load_preprocessor(fold_dir: FoldDir) -> Pipeline:
     path = fold_dir.preprocessor
     try:
-        return joblib.load(path)
-    except Exception as err:  # unpickling fails in many ways; all mean the same to a user
+        return sio.load(path, trusted=TRUSTED)
+    except Exception as err:  # a damaged file, other versions, or a type not in TRUSTED
         raise MoAError(
             f"{path}: cannot be loaded ({type(err).__name__}: {_first_line(err)}); "
             "expected a preprocessor saved by the same moa-lit and scikit-learn versions"

@@ -8,7 +8,7 @@ its shape (OneCycle over the refit's epochs); with K folds each refit epoch
 already has K/(K-1) times a fold's optimiser steps, so the default scale is 1.
 
 Each refitted model lives in ``models/refit/seed<s>/`` with the files a
-fold's model has (``preprocessor.joblib``, ``best.ckpt``: its last epoch,
+fold's model has (``preprocessor.skops``, ``best.ckpt``: its last epoch,
 ``fold.json``, ``predictions.npz``: the test rows only), so ``predict``
 loads it like a fold model and a resumed run reuses a finished one.
 """

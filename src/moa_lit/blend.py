@@ -20,17 +20,15 @@ score is slightly optimistic (a handful of weights fitted on ~20k rows).
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from scipy.optimize import minimize
 
 from moa_lit import schema
-from moa_lit.cli import run_and_exit_on_error
+from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
 from moa_lit.runs import files
@@ -38,7 +36,7 @@ from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finishe
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
-from moa_lit.targets import with_allowed_targets
+from moa_lit.settings import BlendConfig, check_config
 
 log = logging.getLogger("moa_lit.blend")
 
@@ -158,28 +156,15 @@ def blend(run_dirs: list[Path], output_dir: Path, overwrite: bool = False) -> di
 
 
 
-def _parse(argv: list[str]) -> tuple[list[Path], Path, bool]:
-    try:
-        cli = OmegaConf.from_dotlist(argv)
-    except Exception as err:  # omegaconf's grammar errors are multi-line
-        raise MoAError(f"could not read the arguments {argv}: expected runs=[dir1,dir2] [output_dir=DIR] ({type(err).__name__})") from None
-    unknown = set(cli.keys()) - {"runs", "output_dir", "overwrite"}
-    if unknown:
-        raise MoAError(f"unknown argument(s) {sorted(unknown)}: expected runs=[dir1,dir2] [output_dir=DIR] [overwrite=true]")
-    overwrite = cli.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise MoAError(f"overwrite={overwrite!r}: expected true or false")
-    runs = cli.get("runs")
-    if runs is None:
+def run(cfg: DictConfig) -> dict:
+    check_config(cfg, BlendConfig)
+    if cfg.runs is None:
         raise MoAError("runs= is missing: expected runs=[dir1,dir2,...], the run directories to blend")
-    runs = list(runs) if OmegaConf.is_list(runs) else [runs]
-    output_dir = cli.get("output_dir") or f"outputs/blend/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    return [Path(str(r)).expanduser() for r in runs], Path(str(output_dir)).expanduser(), overwrite
-
-
-def run(argv: list[str]) -> dict:
-    run_dirs, output_dir, overwrite = _parse(argv)
-    result = blend(run_dirs, output_dir, overwrite)
+    runs = list(cfg.runs) if OmegaConf.is_list(cfg.runs) else [cfg.runs]
+    run_dirs = [Path(str(r)).expanduser() for r in runs]
+    # str(): a folder named 2024 comes from Hydra as a number
+    output_dir = Path(str(cfg.output_dir if cfg.output_dir is not None else cfg.paths.output_dir)).expanduser()
+    result = blend(run_dirs, output_dir, bool(cfg.overwrite))
     scores = result["scores"]
     for run_dir, w in zip(run_dirs, result["weights"]):
         single = scores["runs"][str(run_dir)]
@@ -192,10 +177,7 @@ def run(argv: list[str]) -> dict:
     return result
 
 
-@with_allowed_targets
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    run_and_exit_on_error(run, sys.argv[1:] if argv is None else argv)
+main = hydra_command("blend", run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.runs.combine import FinishedRun, labels_in_fold_order, read_finished, score_oof, write_combined
 from moa_lit.runs.run_dir import RunDir, changed_settings
-from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
+from moa_lit.settings import MergeConfig, check_config
 
 log = logging.getLogger("moa_lit.merge")
 
@@ -124,7 +124,7 @@ def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_fol
 
 
 def merge(cfg: DictConfig) -> float:
-    check_settings(cfg, MERGE_SETTINGS)
+    check_config(cfg, MergeConfig)
     # str(): a folder named 2024 comes from Hydra as a number
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
     check_writable_folder(output_dir, "output_dir")

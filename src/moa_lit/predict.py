@@ -32,7 +32,7 @@ from moa_lit.runs import files
 from moa_lit.runs.locks import hold_lock
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import FLOAT_FORMAT, FoldDir, RunDir
-from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
+from moa_lit.settings import PredictConfig, check_config
 from moa_lit.training.fold_predictor import FoldPredictor
 
 log = logging.getLogger("moa_lit.predict")
@@ -225,7 +225,7 @@ def predict(cfg: DictConfig) -> Path:
 def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
-    check_settings(cfg, PREDICT_SETTINGS)
+    check_config(cfg, PredictConfig)
     run = RunDir(run_dir)
     manifest = run.manifest()
     top_k = _top_k(cfg.get("top_k"), len(manifest.target_names))

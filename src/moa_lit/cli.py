@@ -219,12 +219,13 @@ _CHECKS: dict = {}  # config name -> the command's check(cfg, overrides)
 def _run_check(config, config_name) -> None:
     """Hydra's callbacks turn an exception into a warning and go on: a
     refusal here ends the program itself (one line, exit 2)."""
+    from omegaconf import OmegaConf
     from moa_lit.targets import check_targets
 
     def check(cfg):
         check_targets(cfg)  # Hydra's own section too
         if config_name in _CHECKS:
-            _CHECKS[config_name](cfg, list(cfg.hydra.overrides.task))
+            _CHECKS[config_name](cfg, OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
 
     run_and_exit_on_error(check, config)
 

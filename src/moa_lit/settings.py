@@ -219,7 +219,7 @@ def _value(node: Any, key: str, full: str) -> Any:
         if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: the command says what it needs
             return _ABSENT
     except OmegaConfBaseException as err:
-        reason = " ".join(str(err).split())[:200]
+        reason = str(err).strip().splitlines()[0][:200]
         raise MoAError(f"{full}: cannot be resolved ({reason})") from None
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
@@ -256,8 +256,8 @@ class Settings:
 
 @dataclass
 class CVSettings(Settings):
-    n_folds: Any = 5
-    seed: Any = 42
+    n_folds: Any = 5  # folds of the cross-validation
+    seed: Any = 42  # draws the folds
     # Drugs with at most this many rows go to folds whole (docs/data.md).
     drug_threshold: Any = 18
     # A subset of folds to run, e.g. [0,1]; null runs all.
@@ -284,8 +284,8 @@ class CVSettings(Settings):
 
 @dataclass
 class LoaderSettings(Settings):
-    batch_size: Any = 128  # batch norm cannot normalise a batch of one: at least 2
-    eval_batch_size: Any = 8192
+    batch_size: Any = 128  # rows per training step (batch norm cannot normalise a batch of one: at least 2)
+    eval_batch_size: Any = 8192  # rows per prediction step
 
     _parameter_constraints: ClassVar = {"batch_size": at_least(2), "eval_batch_size": at_least(1)}
 
@@ -296,14 +296,14 @@ class FeatureSettings(Settings):
     PCA, factor-analysis and quantile counts are checked against a fold's
     rows and columns once the data is read (``features.check_against_data``)."""
 
-    rank_gauss: Any = True
-    n_quantiles: Any = 100
-    pca_genes: Any = 0
-    pca_cells: Any = 0
-    factor_analysis_genes: Any = 0
-    factor_analysis_cells: Any = 0
-    row_stats: Any = False
-    variance_threshold: Optional[float] = None
+    rank_gauss: Any = True  # quantile-transform each g-*/c-* column to a normal distribution
+    n_quantiles: Any = 100  # quantiles of that transform; at most the smallest fold's training rows
+    pca_genes: Any = 0  # PCA components of the g-* columns appended (0: none)
+    pca_cells: Any = 0  # PCA components of the c-* columns appended (0: none)
+    factor_analysis_genes: Any = 0  # factor-analysis components of the g-* columns appended
+    factor_analysis_cells: Any = 0  # factor-analysis components of the c-* columns appended
+    row_stats: Any = False  # append each row's mean, std, ... of its g-* and c-* values
+    variance_threshold: Optional[float] = None  # drop columns whose variance is at most this; null: keep all
 
     _parameter_constraints: ClassVar = {
         "rank_gauss": BOOLEAN,
@@ -348,18 +348,18 @@ class AuxiliaryStage(Settings):
     non-scored) targets trained on the fold's training rows for a fixed
     number of epochs."""
 
-    enabled: Any = False
-    targets: Any = "nonscored"
-    max_epochs: Any = 10
-    lr: Optional[float] = None  # the stage's peak learning rate; None: the model's
+    enabled: Any = False  # run this stage before the scored model, on each fold's training rows
+    targets: Any = "nonscored"  # what the stage learns: nonscored or scored+nonscored
+    max_epochs: Any = 10  # the stage's epochs
+    lr: Optional[float] = None  # the stage's peak learning rate; null: the model's
 
     key: ClassVar[str] = "stage"  # the config group, named in errors
 
 
 @dataclass
 class PretrainSettings(AuxiliaryStage):
-    freeze_body_epochs: Any = 0
-    body_lr_scale: float = 1.0
+    freeze_body_epochs: Any = 0  # fine-tuning trains only the new head for these epochs
+    body_lr_scale: float = 1.0  # the body's learning rate during fine-tuning, relative to the head's
     key: ClassVar[str] = "pretrain"
 
     _parameter_constraints: ClassVar = {**_STAGE, "freeze_body_epochs": at_least(0), "body_lr_scale": POSITIVE}
@@ -367,7 +367,7 @@ class PretrainSettings(AuxiliaryStage):
 
 @dataclass
 class StackSettings(AuxiliaryStage):
-    inner_folds: Any = 3
+    inner_folds: Any = 3  # inner folds of the out-of-fold auxiliary predictions
     key: ClassVar[str] = "stack"
 
     _parameter_constraints: ClassVar = {**_STAGE, "inner_folds": at_least(2)}
@@ -392,7 +392,7 @@ class EnsembleSettings(Settings):
     folder under ``members/``) to a ``model`` config; None: no ensemble.
     Each member's model settings are checked as ``ensemble.models.<name>.*``."""
 
-    models: Optional[Dict[str, Any]] = None
+    models: Optional[Dict[str, Any]] = None  # member name -> model config (experiment=ensemble); null: no ensemble
 
     @staticmethod
     def together(values: dict[str, Any], prefix: str) -> str | None:
@@ -420,7 +420,7 @@ class RefitSettings(Settings):
     """``final_model=refit|both``: models trained on every training row for
     the epochs the folds chose (``moa_lit/training/refit.py``)."""
 
-    seeds: Any = field(default_factory=lambda: [0, 1, 2])
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # one refitted model per seed
     # Epochs = round(median best epoch count of the folds x epoch_scale).
     epoch_scale: float = 1.0
 
@@ -434,8 +434,8 @@ class RefitSettings(Settings):
 class PathsSettings(Settings):
     # Relative paths resolve against the directory the command is run from.
     data_dir: Any = "data"
-    log_dir: Any = "outputs"
-    output_dir: Any = "${hydra:runtime.output_dir}"
+    log_dir: Any = "outputs"  # where runs go: <log_dir>/<command>/runs/<time>
+    output_dir: Any = "${hydra:runtime.output_dir}"  # the run's folder (Hydra's job folder)
 
     _parameter_constraints: ClassVar = {"data_dir": Path(), "log_dir": Path()}
 
@@ -483,11 +483,12 @@ class TrainConfig(Settings):
     # What makes the submission and what predict uses: the fold models'
     # average, models refitted on all rows, or the mean of both.
     final_model: Any = "fold_average"
-    seeds: Any = field(default_factory=lambda: [0])
-    resume: Any = False
+    seeds: Any = field(default_factory=lambda: [0])  # one model per seed and fold; predictions averaged over seeds
+    resume: Any = False  # continue an interrupted run in its folder (resume=true hydra.run.dir=<run>)
+    # Accept a run whose OOF log loss is worse than the prior's, or whose loss diverged (else exit 3).
     allow_worse_than_prior: Any = False
-    num_threads: Any = None
-    optimized_metric: Any = "oof_logloss"
+    num_threads: Any = None  # CPU threads for torch; null: the cores given divided by the jobs run at once
+    optimized_metric: Any = "oof_logloss"  # what train returns and a search minimises
     data: Any = None
     model: Any = None
     callbacks: Any = None
@@ -508,21 +509,21 @@ class TrainConfig(Settings):
 class PredictConfig(Settings):
     """The schema of ``conf/predict.yaml`` (its comments say what each key does)."""
 
-    run_dir: Any = "???"
-    input: Any = "???"
-    output: Any = None
-    overwrite: Any = False
-    top_k: Any = 0
-    explain: Any = False
-    compounds: Any = None
-    compound_column: Any = "compound_id"
-    pooling: Any = "mean"
-    k: Any = 5
-    reference: Any = None
-    ig_steps: Any = 16
-    explain_dir: Any = None
-    device: Any = "auto"
-    num_threads: Any = None
+    run_dir: Any = "???"  # a training run's folder (it holds run.json and models/)
+    input: Any = "???"  # a features CSV in the layout of test_features.csv
+    output: Any = None  # null: <input name>_predictions.csv in the current directory
+    overwrite: Any = False  # true writes an output inside a run folder
+    top_k: Any = 0  # N > 0 also writes <output name>_top<N>.csv: each sample's N most likely MoAs
+    explain: Any = False  # also write <output name>_explained/: one call per compound, its inputs, its nearest known compounds
+    compounds: Any = None  # a CSV of sig_id and compound_column naming each row's compound; null: one per row
+    compound_column: Any = "compound_id"  # the compounds file's column of compound names
+    pooling: Any = "mean"  # how a compound's rows make one call: mean or logit_mean
+    k: Any = 5  # nearest known compounds per query compound
+    reference: Any = None  # the labelled training compounds' folder; null: the data the run was trained on
+    ig_steps: Any = 16  # integration steps of Integrated Gradients
+    explain_dir: Any = None  # null: <output name>_explained next to the output
+    device: Any = "auto"  # auto: the GPU when there is one, else the CPU
+    num_threads: Any = None  # CPU threads for torch; null uses all cores
 
     _parameter_constraints: ClassVar = {
         "run_dir": Path(),
@@ -546,9 +547,9 @@ class PredictConfig(Settings):
 class MergeConfig(Settings):
     """The schema of ``conf/merge.yaml``."""
 
-    runs: Any = field(default_factory=list)
-    output_dir: Any = None
-    overwrite: Any = False
+    runs: Any = field(default_factory=list)  # the run folders, e.g. [dir1,dir2]
+    output_dir: Any = None  # null: a new folder under paths.log_dir
+    overwrite: Any = False  # true replaces another run in output_dir once the new one is complete
     paths: PathsSettings = field(default_factory=PathsSettings)
 
     _parameter_constraints: ClassVar = {"runs": Paths(), "output_dir": Path(nullable=True), "overwrite": BOOLEAN}
@@ -558,14 +559,16 @@ class MergeConfig(Settings):
 class BlendConfig(MergeConfig):
     """The schema of ``conf/blend.yaml``."""
 
-    runs: Any = None
+    runs: Any = None  # blend says what is missing
+
+    _parameter_constraints: ClassVar = {**MergeConfig._parameter_constraints, "runs": Paths(nullable=True)}
 
 
 @dataclass
 class ReportConfig(Settings):
     """The schema of ``conf/report.yaml``."""
 
-    run_dir: Any = "???"
+    run_dir: Any = "???"  # a training run's folder: its report/ is rebuilt
 
     _parameter_constraints: ClassVar = {"run_dir": Path()}
 
@@ -580,7 +583,8 @@ def register() -> None:
         ConfigStore.instance().store(name=f"{name}_schema", node=node)
 
 
-register()
+if __name__ != "__main__":
+    register()
 
 
 # -- the one check -------------------------------------------------------------------------------
@@ -643,7 +647,7 @@ def command_line_overrides() -> list[str]:
     """The ``key=value`` arguments of the running Hydra job, or [] outside one."""
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) if HydraConfig.initialized() else []
 
 
 def check_ignored_rate(cfg: DictConfig, overrides: list[str]) -> None:
@@ -674,3 +678,132 @@ def library_error(exc: BaseException, node: Any, path: str) -> MoAError:
         named = [k for k, v in plain.items() if re.search(rf"(?<![\w.'-]){re.escape(str(v))}(?![\w.'-])", text)]
     key = f"{path}.{named[0]}={shown(values[named[0]])}" if len(named) == 1 else path
     return MoAError(f"{key}: {text}")
+
+
+# -- docs/configuration.md, generated from the declarations above ---------------------------------
+
+
+def _kind(constraint: Constraint | None) -> str:
+    names = {Interval: "", Options: "choice", Boolean: "boolean", Path: "path", Text: "text", WholeNumbers: "list",
+             Paths: "path or list of paths", Clip: "[lo, hi]", Mapping: "mapping"}
+    if isinstance(constraint, Interval):
+        return "whole number" if constraint.kind is int else "number"
+    return names.get(type(constraint), "any")
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's comment in the class's source: on its line, or the lines just above it."""
+    import inspect
+    import re
+
+    comments, above = {}, []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# "))
+            continue
+        field_line = re.match(r"(\w+)\s*:[^=]*=[^#]*(?:#\s*(.*))?$", text)
+        comment = " ".join(above + ([field_line.group(2)] if field_line and field_line.group(2) else []))
+        if field_line and comment and not text.startswith(("_", "key:")):
+            comments[field_line.group(1)] = comment
+        above = []
+    return comments
+
+
+REFERENCE_TARGETS = (  # (the node, the group choice that builds it)
+    ("data", "data=synthetic"),
+    ("data", "data=kaggle"),
+    ("model", "model=mlp"),
+    ("model.net", "model=mlp"),
+    ("model.net", "model=resnet"),
+    ("model.net", "model=cnn1d"),
+    ("model.net", "model=linear"),
+)
+
+
+def _composed(command: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from moa_lit.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR):
+            return compose(config_name=command, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every key a user sets, its type, default (as
+    the shipped configs compose), allowed values and comment, from the
+    declarations in this module and the classes the configs build
+    (``python -m moa_lit.settings > docs/configuration.md``)."""
+    header = ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated by `python -m moa_lit.settings > docs/configuration.md` from the typed settings",
+        "(`src/moa_lit/settings.py`), the classes the configs build and the shipped defaults;",
+        "`tests/test_settings_docs.py` fails when this file differs. Every value is checked once when",
+        "a command starts: a value outside *allowed* is one line `moa-lit: error: key=value: expected ...`",
+        "and exit status 2. Arguments of torch, Lightning and scikit-learn not listed here are checked by",
+        "those libraries (their refusal is one line naming the setting).",
+    ]
+
+    def rows(cfg, prefix, constraints, comments, keys=None):
+        keys = list(keys if keys is not None else constraints)
+        found = []
+        for name in keys:
+            key = f"{prefix}{name}"
+            try:
+                value = OmegaConf.select(cfg, key, default="<unset>", throw_on_resolution_failure=False, throw_on_missing=True)
+            except OmegaConfBaseException:  # ???: required
+                value = "???"
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=False)
+            constraint = constraints.get(name)
+            default = "required" if value == "???" else "unset" if value == "<unset>" else f"`{shown(value)}`"
+            allowed = constraint.describe() if constraint is not None else ""
+            found.append(f"| `{key}` | {_kind(constraint)} | {default} | {allowed} | {comments.get(name, '')} |")
+        return found
+
+    def schema_rows(cfg, schema, prefix=""):
+        found, nested = [], []
+        for f in dataclasses.fields(schema):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if isinstance(default, Settings):
+                nested.append((f.name, type(default)))
+        comments, nested_names = _comments(schema), {name for name, _ in nested}
+        plain = [f.name for f in dataclasses.fields(schema) if f.name not in nested_names and (f.name in schema._parameter_constraints or f.name in comments)]
+        found += rows(cfg, prefix, schema._parameter_constraints, comments, plain)
+        for name, cls in nested:
+            found += schema_rows(cfg, cls, f"{prefix}{name}.")
+        return found
+
+    for command, schema in SCHEMAS.items():
+        cfg = _composed(command, [])
+        out += ["", f"## `python -m moa_lit.{command}` (conf/{command}.yaml)", "", *header, *schema_rows(cfg, schema)]
+        if command != "train":
+            continue
+        for node, choice in REFERENCE_TARGETS:
+            chosen = _composed(command, [choice])
+            target = OmegaConf.select(chosen, f"{node}._target_")
+            constraints, _ = _target_constraints(target)
+            out += ["", f"### `{node}` with {choice} (`{target}`)", "", *header, *rows(chosen, f"{node}.", constraints, {})]
+        out += ["", "### `trainer` (Lightning's Trainer: what the fold loop needs; its other arguments are Lightning's)", "",
+                *header, *rows(cfg, "trainer.", TRAINER_NEEDS, TRAINER_COMMENTS)]
+    return "\n".join(out) + "\n"
+
+
+TRAINER_COMMENTS = {
+    "check_val_every_n_epoch": "at most trainer.max_epochs: each fold's best epoch is chosen on validation",
+    "precision": "the batches are float32 tensors: 64-true and 16-true fail inside a layer",
+}
+
+
+if __name__ == "__main__":  # the module's own copy would register the schemas twice
+    from moa_lit.settings import reference_markdown as generated
+
+    print(generated(), end="")

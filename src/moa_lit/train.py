@@ -133,6 +133,9 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
         check_writable_folder(folder, key)
         if key == "hydra.run.dir":
             check_apart_from_data(folder, None if cfg.data.get("dir") is None else str(cfg.data.dir), key)
+            existing = RunDir(folder)
+            if not cfg.resume and existing.holds_a_run() and existing.trained_anything():  # run.start says it too
+                raise MoAError(f"{key}={folder} already holds a run; add resume=true to continue it, or choose a new {key}")
     if typed(cfg.ensemble, EnsembleSettings).models is not None:
         refuse_model_overrides(overrides)
         return

@@ -126,11 +126,20 @@ def test_a_library_refusal_names_the_setting():
     assert str(err) == "model.optimizer: something else went wrong"
 
 
-def test_a_refused_job_removes_the_folder_hydra_made_only_when_empty(tmp_path):
-    from moa_lit.cli import remove_if_empty
+def test_a_refused_job_removes_the_folders_hydra_made_only_when_empty(tmp_path, monkeypatch):
+    from moa_lit import cli
 
-    empty, kept = tmp_path / "empty", tmp_path / "kept"
-    empty.mkdir(), kept.mkdir()
+    # As CheckFirst records it: tmp_path existed before Hydra made outputs/runs/<time>.
+    monkeypatch.setitem(cli._EXISTED, "above", tmp_path.resolve())
+    made, kept = tmp_path / "outputs" / "runs" / "t1", tmp_path / "outputs" / "runs" / "t2"
+    made.mkdir(parents=True), kept.mkdir()
     (kept / "user.txt").write_text("mine\n")
-    remove_if_empty(str(empty)), remove_if_empty(str(kept))
-    assert not empty.exists() and (kept / "user.txt").read_text() == "mine\n"
+    cli.remove_if_empty(str(kept))
+    assert (kept / "user.txt").read_text() == "mine\n"
+    cli.remove_if_empty(str(made))
+    assert not made.exists() and kept.exists()  # runs/ still holds t2
+    (kept / "user.txt").unlink()
+    cli.remove_if_empty(str(kept))
+    assert list(tmp_path.iterdir()) == []  # every folder Hydra made, none above
+    cli.remove_if_empty(str(tmp_path))  # a folder that existed before is never removed
+    assert tmp_path.is_dir()

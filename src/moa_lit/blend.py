@@ -162,8 +162,7 @@ def run(cfg: DictConfig) -> dict:
         raise MoAError("runs= is missing: expected runs=[dir1,dir2,...], the run directories to blend")
     runs = list(cfg.runs) if OmegaConf.is_list(cfg.runs) else [cfg.runs]
     run_dirs = [Path(str(r)).expanduser() for r in runs]
-    # str(): a folder named 2024 comes from Hydra as a number
-    output_dir = Path(str(cfg.output_dir if cfg.output_dir is not None else cfg.paths.output_dir)).expanduser()
+    output_dir = Path(str(cfg.output_dir)).expanduser()  # str(): a folder named 2024 comes as a number
     result = blend(run_dirs, output_dir, bool(cfg.overwrite))
     scores = result["scores"]
     for run_dir, w in zip(run_dirs, result["weights"]):

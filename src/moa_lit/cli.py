@@ -115,17 +115,18 @@ def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError
 
 def _instantiation_error(exc: BaseException) -> MoAError | None:
     """A library's refusal of a node Hydra's ``instantiate`` built from the
-    config (torch, Lightning, a missing optional package), naming the node."""
-    from hydra.errors import InstantiationException
+    config (torch, Lightning, a missing optional package): Hydra notes the
+    node's ``full_key`` on the exception (or in its message), which names it."""
+    def key_of(e):
+        lines = [*getattr(e, "__notes__", []), *str(e).splitlines()]
+        return next((line.split("full_key:", 1)[1].strip() for line in lines if line.startswith("full_key:")), None)
 
-    while exc is not None and not isinstance(exc, InstantiationException):
+    while exc is not None and key_of(exc) is None:
         exc = exc.__cause__
-    if exc is None or "full_key:" not in str(exc):
+    if exc is None:
         return None
-    key = str(exc).rpartition("full_key:")[2].strip().split()[0]
-    cause = exc.__cause__ or exc
-    text = " ".join(str(cause).split()) or type(cause).__name__
-    return MoAError(f"{key}: {type(cause).__name__}: {text}")
+    text = " ".join(line for line in str(exc).splitlines() if not line.startswith("full_key:"))
+    return MoAError(f"{key_of(exc)}: {type(exc).__name__}: {' '.join(text.split())}")
 
 
 MAX_LINE = 600
@@ -163,14 +164,25 @@ def _job_folder() -> str | None:
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
 
+# The nearest folder that existed above the run (or sweep) folder before Hydra
+# made it (CheckFirst records it): what a refusal may remove lies below it.
+_EXISTED: dict = {}
+
+
 def remove_if_empty(folder: str | None) -> None:
-    """A refused command leaves no folder behind: the one Hydra made for it
-    goes if nothing was written into it (and only then)."""
-    if folder:
+    """A refused command leaves no folder behind: the folders Hydra made for
+    it go if nothing was written into them (and only then); a folder that
+    existed before the command (the current one, a user's) is never removed."""
+    from pathlib import Path
+
+    above = _EXISTED.get("above")
+    path = Path(folder).resolve() if folder else None
+    while path is not None and above is not None and above in path.parents:
         try:
-            os.rmdir(folder)
+            path.rmdir()
         except OSError:  # not empty, or gone
-            pass
+            return
+        path = path.parent
 
 
 def run_and_exit_on_error(fn, cfg):
@@ -183,13 +195,16 @@ def run_and_exit_on_error(fn, cfg):
         err = user_error(exc, writing_under=_output_folder(cfg))
         if err is None:
             raise
-        log.debug("stopped: %s", err)  # the console gets the one line below
-        status = getattr(err, "exit_status", 2)
-        if status == 2:
+        if getattr(err, "exit_status", 2) == 2:
             remove_if_empty(_job_folder())
-        # A finished but untrusted run is a warning with its own status (3).
-        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
-        sys.exit(status)
+        stop(err)
+
+
+def stop(err: MoAError) -> None:
+    """The one line and the exit status (2; an untrusted run's warning: 3)."""
+    log.debug("stopped: %s", err)  # the console gets the one line below
+    print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
+    sys.exit(getattr(err, "exit_status", 2))
 
 
 def entry_point(main, argv: list[str]):
@@ -219,15 +234,29 @@ _CHECKS: dict = {}  # config name -> the command's check(cfg, overrides)
 def _run_check(config, config_name) -> None:
     """Hydra's callbacks turn an exception into a warning and go on: a
     refusal here ends the program itself (one line, exit 2)."""
+    from pathlib import Path
+
     from omegaconf import OmegaConf
+
     from moa_lit.targets import check_targets
 
-    def check(cfg):
-        check_targets(cfg)  # Hydra's own section too
-        if config_name in _CHECKS:
-            _CHECKS[config_name](cfg, OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
+    from moa_lit.fs_errors import nearest_existing
 
-    run_and_exit_on_error(check, config)
+    _EXISTED.clear()
+    try:
+        key = "hydra.sweep.dir" if str(config.hydra.mode).endswith("MULTIRUN") else "hydra.run.dir"
+        _EXISTED["above"] = nearest_existing(Path(str(OmegaConf.select(config, key))).resolve())
+    except Exception:  # an unresolvable folder: Hydra says so when it makes it
+        pass
+    try:
+        check_targets(config)  # Hydra's own section too
+        if config_name in _CHECKS:
+            _CHECKS[config_name](config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None:
+            raise
+        stop(err)
 
 
 try:

@@ -50,7 +50,7 @@ def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
     key = getattr(cause, "full_key", None)
     if key and "not in" in first:  # an unknown key: the keys there are listed
         parent = getattr(cause, "parent_node", None)
-        keys = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else []
+        keys = [str(k) for k in parent.keys() if k != "hydra"] if parent is not None and hasattr(parent, "keys") else []
         first += f"; expected one of {', '.join(keys)}" if keys else ""
     if key and getattr(cause, "value", None) is not None:
         return f"{key}={shown(cause.value)}: {first}"

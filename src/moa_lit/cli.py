@@ -158,10 +158,14 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
 
 
 def _job_folder() -> str | None:
-    """The folder Hydra made for this job (``hydra.runtime.output_dir``), or None outside one."""
+    """The folder Hydra made for this job (``hydra.runtime.output_dir``), or
+    None outside one (a sweeper between its jobs has none)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
 
 
 # The nearest folder that existed above the run (or sweep) folder before Hydra

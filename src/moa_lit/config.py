@@ -16,6 +16,11 @@ CONFIG_DIR = str(next((p for p in _CANDIDATES if (p / "train.yaml").is_file()), 
 import moa_lit.settings  # noqa: E402,F401
 
 
+# Choices Hydra's plugins register that moa-lit does not offer: grid (refused
+# by moa-lit's sweeper) and motpe (kept by the plugin only to say Optuna 4 removed it).
+HIDDEN_CHOICES = {"hydra/sweeper/sampler": ("grid", "motpe")}
+
+
 def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
     """Hydra's refusal of a command line (an unknown config choice, a bad
     override, a value or key its schema refuses, a folder it cannot make) as
@@ -38,7 +43,8 @@ def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, choice = str(exc.missing_cfg_file).rpartition("/")
-        return f"{group}={choice}: no such {group.rpartition('/')[2]} config; expected one of {', '.join(exc.options)}"
+        options = [o for o in exc.options if o not in HIDDEN_CHOICES.get(group, ())]
+        return f"{group}={choice}: no such {group} config; expected one of {', '.join(options)}"
     text = str(cause).strip()
     first = text.splitlines()[0] if text else type(cause).__name__
     if "NoneType" in text:  # group=null, which Hydra refuses naming no setting

@@ -14,7 +14,14 @@ once, at the start of each command (scikit-learn's ``_parameter_constraints``).
   declared (:data:`TRAINER_NEEDS`). Everything else is left to the library:
   :func:`library_error` names the setting behind its error.
 
-A refusal is one line, ``key=value: expected ...`` (``MoAError``, exit 2)."""
+:func:`check_config` is the one check. On the command line it runs when
+Hydra has composed the config, before Hydra makes any folder
+(``cli.CheckFirst``); each command also runs it first (a search trial, an
+ensemble member, a call from Python). A refusal is one line,
+``key=value: expected ...`` (``MoAError``, exit 2). Settings the data decides
+(``FeatureSettings.refusal_on_data``) are checked once the folds are known.
+``docs/configuration.md`` is generated from these declarations
+(``python -m moa_lit.settings``)."""
 
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf

@@ -257,10 +257,12 @@ def _run_check(config, config_name) -> None:
         if config_name in _CHECKS:
             _CHECKS[config_name](config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     except Exception as exc:
-        err = user_error(exc)
-        if err is None:
+        from moa_lit.config import hydra_error
+
+        line = hydra_error(exc, [])  # a MoAError's line, or an OmegaConf error's (a group removed with ~)
+        if line is None:
             raise
-        stop(err)
+        stop(MoAError(line))
 
 
 try:

@@ -53,6 +53,8 @@ def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
             options = ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")))
             return f"{group}=null: expected one of the {group} configs ({options}); to leave it out, write ~{group}"
     first = first.split(". Did you mean", 1)[0]
+    if "execution whitelist" in first:  # Hydra's own refusal of a _target_ (its callbacks, say)
+        first += " moa-lit builds only the classes listed in moa_lit/targets.py"
     key = getattr(cause, "full_key", None)
     if key and "not in" in first:  # an unknown key: the keys there are listed
         parent = getattr(cause, "parent_node", None)

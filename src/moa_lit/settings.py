@@ -334,7 +334,7 @@ class FeatureSettings(Settings):
             ("factor_analysis_cells", self.factor_analysis_cells, n_cells, "c-*"),
         ):
             if n > min(rows, cols):
-                why = f"the training rows of the smallest fold ({rows})" if rows < cols else f"the {what} columns ({cols})"
+                why = "the training rows of the smallest fold" if rows < cols else f"the number of {what} columns"
                 return f"features.{key}={n}: expected at most {min(rows, cols)}, {why}"
         if self.rank_gauss and self.n_quantiles > rows:
             return f"features.n_quantiles={self.n_quantiles}: expected at most {rows}, the training rows of the smallest fold"

@@ -762,14 +762,12 @@ def reference_markdown() -> str:
     def rows(cfg, prefix, constraints, comments, keys=None):
         keys = list(keys if keys is not None else constraints)
         found = []
+        raw = OmegaConf.to_container(cfg, resolve=False)  # ${now:...} shown, not the time it is
         for name in keys:
             key = f"{prefix}{name}"
-            try:
-                value = OmegaConf.select(cfg, key, default="<unset>", throw_on_resolution_failure=False, throw_on_missing=True)
-            except OmegaConfBaseException:  # ???: required
-                value = "???"
-            if OmegaConf.is_config(value):
-                value = OmegaConf.to_container(value, resolve=False)
+            value = raw
+            for part in key.split("."):
+                value = value.get(part, "<unset>") if isinstance(value, dict) else "<unset>"
             constraint = constraints.get(name)
             default = "required" if value == "???" else "unset" if value == "<unset>" else f"`{shown(value)}`"
             allowed = constraint.describe() if constraint is not None else ""

@@ -88,3 +88,7 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
         GlobalHydra.instance().clear()
     check_config(cfg, SCHEMAS[config_name])
     return cfg
+
+
+if __name__ == "__main__":  # python -m moa_lit.config > docs/configuration.md
+    print(moa_lit.settings.reference_markdown(CONFIG_DIR), end="")

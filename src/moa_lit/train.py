@@ -162,9 +162,6 @@ def train(cfg: DictConfig) -> float:
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
     threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
-    busy = busy_machine_line(threads)
-    if busy:
-        log.warning("%s", busy)
     metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
     loader = typed(cfg.loader, LoaderSettings)
@@ -180,6 +177,9 @@ def train(cfg: DictConfig) -> float:
         resuming = run.start(OmegaConf.to_container(cfg, resolve=True), resume)
         if resuming:
             run.check_resume_keeps_outputs(seeds, fold_ids)
+        busy = busy_machine_line(threads)  # logged once the run owns its folder (its log file is there)
+        if busy:
+            log.warning("%s", busy)
 
         with timer("data"):
             data = instantiate(cfg.data)

@@ -57,12 +57,11 @@ def _fold_dirs(run: RunDir, manifest: RunManifest, refit: bool = False) -> list[
 
 
 def inference_device(choice: str | None = "auto") -> torch.device:
-    """``device=auto`` predicts on the GPU when there is one, else on the CPU."""
+    """``device=auto`` predicts on the GPU when there is one, else on the CPU
+    (``device`` is one of auto, cpu, cuda: settings.PredictConfig)."""
     choice = "auto" if choice is None else str(choice)
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice not in ("cpu", "cuda"):
-        raise MoAError(f"device={choice}: expected auto, cpu or cuda")
     if choice == "cuda" and not torch.cuda.is_available():
         raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
     return torch.device(choice)

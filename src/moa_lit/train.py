@@ -99,7 +99,6 @@ def check_library_settings(cfg: DictConfig) -> None:
     trainer, optimiser, scheduler, logger and callbacks from the config:
     what they refuse is one line naming the setting (settings.library_error)."""
     probe = torch.nn.Parameter(torch.zeros(1))
-    optimizer = None
 
     def build(path: str, node, **kwargs):
         try:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from conftest import tiny_run_overrides
 from moa_lit.config import CONFIG_DIR
@@ -56,7 +57,7 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
     value = train(compose_cfg([*base, "optimized_metric=oof_logloss_treated", f"paths.output_dir={tmp_path / 'run'}"]))
     scores = json.loads((tmp_path / "run" / "scores.json").read_text())
     assert value == pytest.approx(scores["oof_logloss_treated"]) and value != pytest.approx(scores["oof_logloss"])
-    with pytest.raises(MoAError, match=r"^optimized_metric='val_loss': expected one of \['oof_logloss_new_drugs', 'oof_logloss', 'oof_logloss_treated'\]$"):
+    with pytest.raises(MoAError, match=r"^optimized_metric='val_loss': expected one of oof_logloss_new_drugs, oof_logloss, oof_logloss_treated$"):
         train(compose_cfg([*base, "optimized_metric=val_loss", f"paths.output_dir={tmp_path / 'refused'}"]))
     assert not (tmp_path / "refused").exists()  # refused before anything is written
 
@@ -64,8 +65,8 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        # Types and ranges as settings_check's table says them (the schema
-        # alone would take "yes" or 2 for a boolean) ...
+        # Types and ranges as the typed settings declare them (settings.py:
+        # "yes" or 2 is not a boolean) ...
         ("cv.n_folds=abc", "cv.n_folds='abc': expected a whole number >= 2"),
         ("pretrain.enabled=maybe", "pretrain.enabled='maybe': expected true or false"),
         ("pretrain.enabled=yes", "pretrain.enabled='yes': expected true or false"),
@@ -73,19 +74,23 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
         ("features.pca_genes=1.5", "features.pca_genes=1.5: expected a whole number >= 0"),
         ("stack.inner_folds=1", "stack.inner_folds=1: expected a whole number >= 2"),
         ("final_model=refitted", "final_model='refitted': expected one of fold_average, refit, both"),
-        ("refit.epoch_scale=-1", "refit.epoch_scale=-1: expected a number > 0 and <= 10"),
+        ("refit.epoch_scale=-1", "refit.epoch_scale=-1.0: expected a number > 0 and <= 10"),
         ("refit.seeds=[1,1]", "refit.seeds=[1,1]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (1 is repeated: each would train into the same folder)"),
         ("data.variant=linear", "data.variant='linear': expected one of saturating, additive, interaction"),
-        # ... unknown keys and keys outside the table as the schema says them.
-        ("cv.n_fold=3", "cv.n_fold=3: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
-        ("optimized_metric=val_loss", None),  # a value check in train: its own line
+        ("optimized_metric=val_loss", "optimized_metric='val_loss': expected one of oof_logloss, oof_logloss_treated"),
+        ("model.net.dropout_input=1", "model.net.dropout_input=1: expected a number >= 0 and < 1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a whole number >= 1"),
+        # ... unknown keys as Hydra's schema check says them, on one line.
+        ("cv.n_fold=3", "cv.n_fold: Key 'n_fold' not in 'CVSettings'; expected one of n_folds, seed, drug_threshold, folds"),
     ],
 )
 def test_wrong_type_or_unknown_key_is_refused_when_composed(override, message):
-    from moa_lit.config import compose_error
+    from moa_lit.config import compose_checked
+    from moa_lit.errors import MoAError
 
-    assert compose_error([override]) == message
-    assert compose_error(["-m", "cv.folds=[0],[1]", "hydra/launcher=joblib_folds", override]) == message
+    with pytest.raises(MoAError) as refused:
+        compose_checked([override])
+    assert str(refused.value) == message
 
 
 def test_schema_error_on_the_command_line_is_one_line(tmp_path):
@@ -101,12 +106,40 @@ def test_schema_error_on_the_command_line_is_one_line(tmp_path):
 
 def test_value_checks_name_the_setting(compose_cfg):
     from moa_lit.errors import MoAError
-    from moa_lit.train import fold_plan
+    from moa_lit.settings import TrainConfig, check_config
 
     with pytest.raises(MoAError, match=r"^stack.inner_folds=1: expected a whole number >= 2$"):
-        fold_plan(compose_cfg(["stack.enabled=true", "stack.inner_folds=1"]))
+        check_config(compose_cfg(["stack.enabled=true", "stack.inner_folds=1"]), TrainConfig)
     with pytest.raises(MoAError, match=r"^cv.folds=\[5\]: expected fold numbers in 0..4 \(cv.n_folds=5\)$"):
-        from moa_lit.settings import CVSettings
-        from moa_lit.train import typed
+        check_config(compose_cfg(["cv.folds=[5]"]), TrainConfig)
+    with pytest.raises(MoAError, match=r"^ensemble.models.linear.net.dropout_input=1.5: expected a number >= 0 and < 1$"):
+        check_config(compose_cfg(["experiment=ensemble", "ensemble.models.linear.net.dropout_input=1.5"]), TrainConfig)
 
-        typed(compose_cfg(["cv.folds=[5]"]).cv, CVSettings)
+
+def test_a_library_refusal_names_the_setting():
+    from moa_lit.settings import library_error
+
+    node = OmegaConf.create({"_target_": "torch.optim.Adam", "lr": 0.1, "weight_decay": -1})
+    err = library_error(ValueError("Invalid weight_decay value: -1"), node, "model.optimizer")
+    assert str(err) == "model.optimizer.weight_decay=-1: Invalid weight_decay value: -1"
+    err = library_error(ValueError("something else went wrong"), node, "model.optimizer")
+    assert str(err) == "model.optimizer: something else went wrong"
+
+
+def test_a_refused_job_removes_the_folders_hydra_made_only_when_empty(tmp_path, monkeypatch):
+    from moa_lit import cli
+
+    # As CheckFirst records it: tmp_path existed before Hydra made outputs/runs/<time>.
+    monkeypatch.setitem(cli._EXISTED, "above", tmp_path.resolve())
+    made, kept = tmp_path / "outputs" / "runs" / "t1", tmp_path / "outputs" / "runs" / "t2"
+    made.mkdir(parents=True), kept.mkdir()
+    (kept / "user.txt").write_text("mine\n")
+    cli.remove_if_empty(str(kept))
+    assert (kept / "user.txt").read_text() == "mine\n"
+    cli.remove_if_empty(str(made))
+    assert not made.exists() and kept.exists()  # runs/ still holds t2
+    (kept / "user.txt").unlink()
+    cli.remove_if_empty(str(kept))
+    assert list(tmp_path.iterdir()) == []  # every folder Hydra made, none above
+    cli.remove_if_empty(str(tmp_path))  # a folder that existed before is never removed
+    assert tmp_path.is_dir()

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from conftest import compose_train, run_cli
-from moa_lit.config import unknown_group_choice
 from moa_lit.data.synthetic import SyntheticConfig, ensure_synthetic
 
 # One epoch on a few hundred rows can score about the prior: these tests are
@@ -115,12 +114,18 @@ def test_unknown_preset_is_one_line(tmp_path):
     assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best, ensemble"
 
 
-def test_unknown_choice_check_leaves_valid_and_sweep_overrides_alone():
-    assert unknown_group_choice(["model=resnet", "experiment=best", "features.pca_genes=3", "trainer=debug"]) is None
-    assert unknown_group_choice(["model=mlp,resnet", "hydra/sweeper=optuna", "experiment=null"]) is None
-    assert unknown_group_choice(["model=xyz"]) == "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet"
-    assert unknown_group_choice(["model=mlp,rsnet"]).startswith("model=rsnet")
-    assert unknown_group_choice(["+experiment=nope"]).startswith("experiment=nope")
+def test_an_unknown_config_choice_is_one_line_and_valid_choices_pass():
+    from moa_lit.config import compose_checked
+    from moa_lit.errors import MoAError
+
+    compose_checked(["model=resnet", "experiment=best", "features.pca_genes=3", "trainer=debug"])
+    for overrides, start in (
+        (["model=xyz"], "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet"),
+        (["+experiment=nope"], "experiment=nope: no such experiment config"),
+    ):
+        with pytest.raises(MoAError) as refused:
+            compose_checked(overrides)
+        assert str(refused.value).startswith(start) and "\n" not in str(refused.value)
 
 
 def test_presets_compose():
@@ -136,10 +141,14 @@ def test_presets_compose():
 
 def test_bad_clip_is_a_clear_error():
     from moa_lit.errors import MoAError
-    from moa_lit.settings import PredictSettings
+    from omegaconf import OmegaConf
 
-    def prediction_clip(clip):
-        return PredictSettings(clip=clip).clip_range
+    from moa_lit.settings import PredictSettings, TrainConfig, check_config, typed
+
+    def prediction_clip(clip):  # checked as a command checks it, then typed
+        cfg = OmegaConf.create({"predict": {"clip": clip}})
+        check_config(cfg, TrainConfig)
+        return typed(cfg.predict, PredictSettings).clip_range
 
     assert prediction_clip(None) is None
     assert prediction_clip([0.001, 0.99]) == (0.001, 0.99)

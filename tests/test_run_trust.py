@@ -60,14 +60,19 @@ def write_metrics(path: Path, losses: list[float]) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
+def first_divergence(run_dir, seeds, fold_ids):
+    found = run_checks.diverged_stages(run_dir, seeds, fold_ids)
+    return found[0][1] if found else None
+
+
 def test_divergence_is_read_from_the_logged_epoch_losses(tmp_path):
     logs = tmp_path / run_files.LOGS
     write_metrics(logs / "seed0_fold0" / "metrics.csv", [0.10, 0.05, 0.04])
     write_metrics(logs / "seed0_fold1" / "metrics.csv", [0.10, 0.08, 0.35])
-    assert run_checks.divergence(tmp_path, [0], [0]) is None
-    found = run_checks.divergence(tmp_path, [0], [0, 1])
+    assert first_divergence(tmp_path, [0], [0]) is None
+    found = first_divergence(tmp_path, [0], [0, 1])
     assert found == "seed 0 fold 1 diverged (training loss 0.35 at epoch 2, 0.1 at epoch 0)"
-    assert run_checks.divergence(tmp_path, [1], [0]) is None  # nothing logged: nothing claimed
+    assert first_divergence(tmp_path, [1], [0]) is None  # nothing logged: nothing claimed
 
 
 def test_untrusted_reasons_name_the_setting_that_sets_the_rate(tmp_path):
@@ -142,4 +147,4 @@ def test_a_loss_that_exploded_in_its_first_epoch_counts_against_where_it_started
     fold = tmp_path / "models" / "seed0" / "fold0"
     fold.mkdir(parents=True)
     (fold / run_files.TRAIN_LOSSES).write_text(json.dumps({"pretrain": {"start": 0.7, "epochs": [3e5, 2e5, 1e5]}}))
-    assert run_checks.divergence(tmp_path, [0], [0]) == "seed 0 fold 0 pretraining diverged (training loss 3e+05 at epoch 0, 0.7 at the start)"
+    assert first_divergence(tmp_path, [0], [0]) == "seed 0 fold 0 pretraining diverged (training loss 3e+05 at epoch 0, 0.7 at the start)"

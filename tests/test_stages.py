@@ -202,10 +202,12 @@ def test_body_learning_rate_scale_makes_two_parameter_groups():
 def test_stage_settings_errors():
     with pytest.raises(MoAError, match="pretrain.enabled=true needs non-scored targets"):
         fold_plan(stage_cfg()).check(None)
+    from moa_lit.settings import TrainConfig, check_config  # the settings are checked when a command starts
+
     with pytest.raises(MoAError, match="stack.inner_folds=1"):
-        fold_plan(stage_cfg("stack.enabled=true", "stack.inner_folds=1")).check(np.zeros((3, 2)))
+        check_config(stage_cfg("stack.enabled=true", "stack.inner_folds=1"), TrainConfig)
     with pytest.raises(MoAError, match="pretrain.targets='all'"):
-        fold_plan(stage_cfg("pretrain.targets=all")).check(np.zeros((3, 2)))
+        check_config(stage_cfg("pretrain.targets=all"), TrainConfig)
     empty = np.zeros((10, 4))
     with pytest.raises(MoAError, match="no target has a positive among fold 2's"):
         stages.auxiliary_targets("pretrain", "nonscored", empty, empty, np.arange(5), 2)

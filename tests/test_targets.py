@@ -33,3 +33,31 @@ def test_prefix_patterns_do_not_allow_look_alike_packages():
     assert not is_allowed("torch.optimize_evil")
     assert not is_allowed("moa_lit_evil.run")
     assert not is_allowed("torch.load")
+
+
+def test_the_list_names_exact_classes_and_an_attribute_path_is_refused():
+    from moa_lit.targets import ALLOWED_TARGETS
+
+    assert not any("*" in t for t in ALLOWED_TARGETS)
+    assert not is_allowed("moa_lit.cli.os.system") and not is_allowed("moa_lit.runs.files.write_text")
+    assert not is_allowed("moa_lit") and not is_allowed(None)
+
+
+def test_every_listed_target_exists():
+    from hydra.utils import get_object
+
+    from moa_lit.targets import ALLOWED_TARGETS
+
+    for target in ALLOWED_TARGETS:
+        assert callable(get_object(target)), target
+
+
+def test_hydra_section_and_ensemble_members_are_checked_too():
+    from omegaconf import OmegaConf
+
+    hydra = OmegaConf.create({"hydra": {"callbacks": {"x": {"_target_": "moa_lit.runs.files.write_text", "path": "/tmp/x"}}}})
+    with pytest.raises(MoAError, match=r"^hydra.callbacks.x._target_=moa_lit.runs.files.write_text: this target is not allowed"):
+        check_targets(hydra)
+    member = compose_train(["experiment=ensemble", "ensemble.models.linear.optimizer._target_=moa_lit.cli.os.system"])
+    with pytest.raises(MoAError, match=r"^ensemble.models.linear.optimizer._target_=moa_lit.cli.os.system: "):
+        check_targets(member)

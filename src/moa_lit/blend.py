@@ -24,30 +24,28 @@ score is slightly optimistic (a handful of weights fitted on ~20k rows).
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from scipy.optimize import minimize
 
 from moa_lit import schema
-from moa_lit.cli import run_and_exit_on_error
+from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, score_oof,
-    weighted_average, write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, run_folders,
+    score_oof, weighted_average, write_combined,
 )
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
 from moa_lit.scoring.scores import brief_scores, choosing_rows, headline_scores, score_line
-from moa_lit.targets import with_allowed_targets
+from moa_lit.settings import BlendConfig, check_config
 
 log = logging.getLogger("moa_lit.blend")
 
@@ -171,24 +169,12 @@ def blend(run_dirs: list[Path], output_dir: Path) -> dict:
 
 
 
-def _parse(argv: list[str]) -> tuple[list[Path], Path]:
-    try:
-        cli = OmegaConf.from_dotlist(argv)
-    except Exception as err:  # omegaconf's grammar errors are multi-line
-        raise MoAError(f"could not read the arguments {argv}: expected runs=[dir1,dir2] [output_dir=DIR] ({type(err).__name__})") from None
-    unknown = set(cli.keys()) - {"runs", "output_dir"}
-    if unknown:
-        raise MoAError(f"unknown argument(s) {sorted(unknown)}: expected runs=[dir1,dir2] [output_dir=DIR]")
-    runs = cli.get("runs")
-    if runs is None:
+def run(cfg: DictConfig) -> dict:
+    check_config(cfg, BlendConfig)
+    if cfg.runs is None:
         raise MoAError("runs= is missing: expected runs=[dir1,dir2,...], the run directories to blend")
-    runs = list(runs) if OmegaConf.is_list(runs) else [runs]
-    output_dir = cli.get("output_dir") or f"outputs/blend/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    return [Path(str(r)).expanduser() for r in runs], Path(str(output_dir)).expanduser()
-
-
-def run(argv: list[str]) -> dict:
-    run_dirs, output_dir = _parse(argv)
+    run_dirs = run_folders(cfg.runs)
+    output_dir = Path(str(cfg.output_dir)).expanduser()  # str(): a folder named 2024 comes as a number
     result = blend(run_dirs, output_dir)
     scores = result["scores"]
     for run_dir, w in zip(run_dirs, result["weights"]):
@@ -202,10 +188,7 @@ def run(argv: list[str]) -> dict:
     return result
 
 
-@with_allowed_targets
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    run_and_exit_on_error(run, sys.argv[1:] if argv is None else argv)
+main = hydra_command("blend", run)
 
 
 if __name__ == "__main__":

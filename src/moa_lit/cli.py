@@ -75,8 +75,6 @@ def auto_threads(jobs: int = 1) -> int:
 def configure_threads(num_threads: int | None, jobs: int = 1) -> int:
     """torch's threads: ``num_threads`` when set, else ``auto_threads(jobs)``."""
     n = int(num_threads) if num_threads else auto_threads(jobs)
-    if n < 1:
-        raise MoAError(f"num_threads={num_threads}: expected a positive number of threads")
     torch.set_num_threads(n)
     return n
 
@@ -103,7 +101,7 @@ def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError
     it; a file-system fault (full disk, read-only folder, ...) counts as one.
     ``writing_under``: the folder named when the fault names no file (a full
     disk met by a library's own writer, e.g. Lightning's CSV logger)."""
-    seen = set()
+    seen, first = set(), exc
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, MoAError):
             return exc
@@ -112,7 +110,23 @@ def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError
             return fs_errors.describe(exc, where)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return None
+    return _instantiation_error(first)
+
+
+def _instantiation_error(exc: BaseException) -> MoAError | None:
+    """A library's refusal of a node Hydra's ``instantiate`` built from the
+    config (torch, Lightning, a missing optional package): Hydra notes the
+    node's ``full_key`` on the exception (or in its message), which names it."""
+    def key_of(e):
+        lines = [*getattr(e, "__notes__", []), *str(e).splitlines()]
+        return next((line.split("full_key:", 1)[1].strip() for line in lines if line.startswith("full_key:")), None)
+
+    while exc is not None and key_of(exc) is None:
+        exc = exc.__cause__
+    if exc is None:
+        return None
+    text = " ".join(line for line in str(exc).splitlines() if not line.startswith("full_key:"))
+    return MoAError(f"{key_of(exc)}: {type(exc).__name__}: {' '.join(text.split())}")
 
 
 MAX_LINE = 600
@@ -143,48 +157,162 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
     return f"{text[:head]} ... {text[-tail:]}"
 
 
+def _job_folder() -> str | None:
+    """The folder Hydra made for this job (``hydra.runtime.output_dir``), or
+    None outside one (a sweeper between its jobs has none)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
+
+
+# The nearest folder that existed above the run (or sweep) folder before Hydra
+# made it (CheckFirst records it): what a refusal may remove lies below it.
+_EXISTED: dict = {}
+
+
+def remove_if_empty(folder: str | None) -> None:
+    """A refused command leaves no folder behind: the folders Hydra made for
+    it go if nothing was written into them (and only then); a folder that
+    existed before the command (the current one, a user's) is never removed."""
+    from pathlib import Path
+
+    above = _EXISTED.get("above")
+    path = Path(folder).resolve() if folder else None
+    while path is not None and above is not None and above in path.parents:
+        try:
+            path.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        path = path.parent
+
+
 def run_and_exit_on_error(fn, cfg):
-    """Bad input or settings end the program with one line and exit code 2."""
+    """Bad input or settings end the program with one line and exit code 2;
+    a library's refusal of a setting it builds (Hydra's ``instantiate``
+    names the node) too."""
     try:
         return fn(cfg)
     except Exception as exc:
         err = user_error(exc, writing_under=_output_folder(cfg))
         if err is None:
             raise
-        log.debug("stopped: %s", err)  # the console gets the one line below
-        # A finished but untrusted run is a warning with its own status (3).
-        print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
-        sys.exit(getattr(err, "exit_status", 2))
+        if getattr(err, "exit_status", 2) == 2:
+            remove_if_empty(_job_folder())
+        stop(err)
 
 
-def hydra_command(config_name: str, command, around=None):
+def stop(err: MoAError) -> None:
+    """The one line and the exit status (2; an untrusted run's warning: 3)."""
+    log.debug("stopped: %s", err)  # the console gets the one line below
+    print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
+    sys.exit(getattr(err, "exit_status", 2))
+
+
+def entry_point(main, argv: list[str]):
+    """Runs ``hydra.main``'s function so that what Hydra refuses before the
+    command runs is one line and exit 2 too (``HYDRA_FULL_ERROR`` is set for
+    the call, so its errors reach here instead of its multi-line report)."""
+    users = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return main()
+    except Exception as exc:
+        from moa_lit.config import hydra_error
+
+        line = None if users else hydra_error(exc, argv)
+        if line is None:
+            raise
+        print(f"moa-lit: error: {one_line(line)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:
+        if users is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+_CHECKS: dict = {}  # config name -> the command's check(cfg, overrides)
+
+
+def _run_check(config, config_name) -> None:
+    """Hydra's callbacks turn an exception into a warning and go on: a
+    refusal here ends the program itself (one line, exit 2)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from moa_lit.targets import check_targets
+
+    from moa_lit.fs_errors import nearest_existing
+
+    _EXISTED.clear()
+    try:
+        key = "hydra.sweep.dir" if str(config.hydra.mode).endswith("MULTIRUN") else "hydra.run.dir"
+        _EXISTED["above"] = nearest_existing(Path(str(OmegaConf.select(config, key))).resolve())
+    except Exception:  # an unresolvable folder: Hydra says so when it makes it
+        pass
+    try:
+        check_targets(config)  # Hydra's own section too
+        if config_name in _CHECKS:
+            _CHECKS[config_name](config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    except Exception as exc:
+        from moa_lit.config import hydra_error
+
+        line = hydra_error(exc, [])  # a MoAError's line, or an OmegaConf error's (a group removed with ~)
+        if line is None:
+            raise
+        stop(MoAError(line))
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class CheckFirst(Callback):
+    """A Hydra callback (``hydra.callbacks.check_first`` in each command's
+    config): every ``_target_`` and the command's settings are checked when
+    Hydra has composed the config and before it makes any folder, so a
+    refused command line leaves nothing behind."""
+
+    def on_run_start(self, config, config_name=None, **kwargs) -> None:
+        _run_check(config, config_name)
+
+    def on_multirun_start(self, config, config_name=None, **kwargs) -> None:
+        _run_check(config, config_name)
+
+
+def hydra_command(config_name: str, command, around=None, check=None):
     """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
-    ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job), then
-    ``command(cfg)`` runs under :func:`run_and_exit_on_error`, or, as a trial
-    of a failure-tolerant search, raises to the sweeper, which records it.
-    ``around(cfg)``, if given, is a context manager the command runs in,
-    outside a search trial (train's Ctrl-C handling). Only allow-listed
-    targets may be built: a config naming another ``_target_`` is one line
-    before anything runs, and Hydra enforces the same list on every
-    ``instantiate`` (``execution_whitelist``)."""
+    ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job);
+    :class:`CheckFirst` checks every ``_target_`` against
+    :mod:`moa_lit.targets` and runs ``check(cfg, overrides)`` (default: the
+    command's schema, :func:`moa_lit.settings.check_config`) before Hydra
+    makes a folder; then ``command(cfg)`` runs under
+    :func:`run_and_exit_on_error`, or, as a trial of a failure-tolerant
+    search, raises to the sweeper, which records it. ``around(cfg)``, if
+    given, is a context manager the command runs in, outside a search trial
+    (train's Ctrl-C handling). Hydra enforces the same allow-list on every
+    ``instantiate`` (``execution_whitelist``), its callbacks' too."""
     import hydra
 
     from moa_lit.config import CONFIG_DIR
     from moa_lit.search import failures_go_to_sweeper
-    from moa_lit.targets import ALLOWED_TARGETS, check_targets
+    from moa_lit.settings import SCHEMAS, check_config
+    from moa_lit.targets import ALLOWED_TARGETS
 
-    def checked(cfg):
-        check_targets(cfg)
-        return command(cfg)
+    _CHECKS[config_name] = check or (lambda cfg, overrides: check_config(cfg, SCHEMAS[config_name]))
 
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, execution_whitelist=ALLOWED_TARGETS)
     def main(cfg):
         if failures_go_to_sweeper():
             # An Optuna trial: the sweeper records a failure and goes on.
-            return checked(cfg)
+            return command(cfg)
         if around is None:
-            return run_and_exit_on_error(checked, cfg)
+            return run_and_exit_on_error(command, cfg)
         with around(cfg):
-            return run_and_exit_on_error(checked, cfg)
+            return run_and_exit_on_error(command, cfg)
 
-    return main
+    return lambda: entry_point(main, sys.argv[1:])

@@ -1,5 +1,6 @@
-"""Where the Hydra configs are: the repository's top-level ``conf/`` for an
-editable install or a checkout, or the copy a wheel carries inside the package."""
+"""Where the Hydra configs are (the repository's top-level ``conf/`` for an
+editable install or a checkout, or the copy a wheel carries inside the
+package), and Hydra's refusals of a command line as one line."""
 
 from __future__ import annotations
 
@@ -10,121 +11,84 @@ _CANDIDATES = (_PACKAGE.parents[1] / "conf", _PACKAGE / "conf")
 
 CONFIG_DIR = str(next((p for p in _CANDIDATES if (p / "train.yaml").is_file()), _CANDIDATES[0]))
 
-# conf/train.yaml's defaults list names the typed schema moa_lit.settings registers, so
-# whatever composes from CONFIG_DIR (commands, tests, Hydra's compose API) has it.
+# The entry configs' defaults lists name the typed schemas moa_lit.settings registers,
+# so whatever composes from CONFIG_DIR (commands, tests, Hydra's compose API) has them.
 import moa_lit.settings  # noqa: E402,F401
 
 
-SAMPLER_GROUP = "hydra/sweeper/sampler"
+# Choices Hydra's plugins register that moa-lit does not offer: grid (refused
+# by moa-lit's sweeper) and motpe (kept by the plugin only to say Optuna 4 removed it).
+HIDDEN_CHOICES = {"hydra/sweeper/sampler": ("grid", "motpe")}
 
 
-def _sampler_choices() -> list[str]:
-    """The Optuna samplers hydra-optuna-sweeper registers, less grid (refused by
-    our sweeper) and motpe (kept by the plugin only to say Optuna 4 removed it)."""
-    from hydra.core.config_store import ConfigStore
-
-    import hydra_plugins.hydra_optuna_sweeper.config  # noqa: F401  (registers the sampler configs)
-
-    names = (n.removesuffix(".yaml") for n in ConfigStore.instance().list(SAMPLER_GROUP))
-    return sorted(n for n in names if n not in ("grid", "motpe"))
-
-
-def unknown_group_choice(overrides: list[str], config_dir: str = CONFIG_DIR) -> str | None:
-    """One line naming a command-line choice of a config group that has no file
-    (``model=xyz``, ``experiment=xyz``), or None. Hydra's own report of it is a
-    multi-line block; this check runs before Hydra so the user gets one line."""
-    root = Path(config_dir)
-    for arg in overrides:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if key == SAMPLER_GROUP and sep:
-            options = _sampler_choices()
-        elif not sep or "/" in key or "." in key or key == "hydra" or not (root / key).is_dir():
-            continue
-        else:
-            options = sorted(p.stem for p in (root / key).glob("*.yaml"))
-        if any(ch in value for ch in "()[]{}$"):
-            continue  # Hydra sweep syntax: leave it to Hydra
-        for choice in value.split(","):
-            if choice and choice != "null" and choice not in options:
-                return f"{key}={choice}: no such {key} config; expected one of {', '.join(options)}"
-    return None
-
-
-def _unknown_key_hint(err: BaseException) -> str:
-    parent = getattr(err, "parent_node", None)
-    keys = list(parent.keys()) if parent is not None and hasattr(parent, "keys") else []
-    return f"; expected one of {', '.join(str(k) for k in keys)}" if keys else ""
-
-
-def _table_error(overrides) -> str | None:
-    """The first command-line value that :mod:`moa_lit.settings_check`'s table
-    refuses, as it would say it (the typed schema alone would accept ``yes``
-    or ``2`` for a boolean); interpolations are left to the composed config."""
-    from moa_lit.settings_check import TRAIN, refusal
-
-    for override in overrides:
-        key = override.key_or_group
-        if key not in TRAIN:
-            continue
-        value = override.value()
-        if isinstance(value, str) and "${" in value:
-            continue
-        message = refusal(key, value, TRAIN[key])
-        if message:
-            return message
-    return None
-
-
-def compose_error(overrides: list[str], config_name: str = "train", config_dir: str = CONFIG_DIR) -> str | None:
-    """One line naming a command-line setting that the config's schema refuses
-    (a wrong type, an unknown key), or None. Hydra's own report is a multi-line
-    block with exit status 1; this composes the config once before Hydra does.
-    Sweep values (``a,b``, ``choice(...)``) and ``hydra`` settings are left to Hydra."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
+    """Hydra's refusal of a command line (an unknown config choice, a bad
+    override, a value or key its schema refuses, a folder it cannot make) as
+    one line naming the setting, or None for anything else."""
+    from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
-    candidates = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(candidates)
-    except Exception:
-        return None  # Hydra's own message names the malformed override
-    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    if config_name == "train":
-        refused = _table_error([o for o in parsed if not o.is_sweep_override() and not o.is_delete()])
-        if refused:
-            return refused
+    from moa_lit import fs_errors
+    from moa_lit.errors import MoAError
+    from moa_lit.settings import shown
+
+    if isinstance(exc, MoAError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in fs_errors.HANDLED_ERRNOS:
+        return str(fs_errors.describe(exc))
+    if isinstance(exc, ValueError) and str(exc).startswith("Config group override must be"):
+        pass  # group=null: Hydra's defaults list refuses it naming no setting
+    elif not isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return None
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, choice = str(exc.missing_cfg_file).rpartition("/")
+        options = [o for o in exc.options if o not in HIDDEN_CHOICES.get(group, ())]
+        return f"{group}={choice}: no such {group} config; expected one of {', '.join(options)}"
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else type(cause).__name__
+    if "NoneType" in text:  # group=null, which Hydra refuses naming no setting
+        group = next((a.partition("=")[0] for a in overrides if a.endswith("=null") and (Path(CONFIG_DIR) / a.partition("=")[0]).is_dir()), None)
+        if group:
+            options = ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")))
+            return f"{group}=null: expected one of the {group} configs ({options}); to leave it out, write ~{group}"
+    first = first.split(". Did you mean", 1)[0]
+    if "execution whitelist" in first:  # Hydra's own refusal of a _target_ (its callbacks, say)
+        first += " moa-lit builds only the classes listed in moa_lit/targets.py"
+    key = getattr(cause, "full_key", None)
+    if key and "not in" in first:  # an unknown key: the keys there are listed
+        parent = getattr(cause, "parent_node", None)
+        keys = [str(k) for k in parent.keys() if k != "hydra"] if parent is not None and hasattr(parent, "keys") else []
+        first += f"; expected one of {', '.join(keys)}" if keys else ""
+    if key and getattr(cause, "value", None) is not None:
+        return f"{key}={shown(cause.value)}: {first}"
+    return f"{key}: {first}" if key else first
+
+
+def compose_checked(overrides: list[str], config_name: str = "train"):
+    """A command line's composed config, its settings checked
+    (``settings.check_config``); a refusal is a MoAError line. For tools that
+    start many runs (benchmarks): a bad setting stops them before the first."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from moa_lit.errors import MoAError
+    from moa_lit.settings import SCHEMAS, check_config
+
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=config_dir):
-            cfg = compose(config_name=config_name, overrides=plain)
-        if config_name == "train":
-            # Settings that are valid alone but not together: refused here,
-            # before Hydra makes the run folder, like every other setting.
-            from moa_lit.settings_check import combination_error
-
-            refused = combination_error(cfg, plain)
-            if refused:
-                return refused
+        with initialize_config_dir(config_dir=CONFIG_DIR):
+            cfg = compose(config_name=config_name, overrides=overrides)
     except Exception as exc:
-        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-        if "Got NoneType" in str(cause):  # group=null, which Hydra refuses naming no setting
-            group = next((o.partition("=")[0] for o in plain if o.endswith("=null") and (Path(config_dir) / o.partition("=")[0]).is_dir()), None)
-            if group:
-                options = ", ".join(sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml")))
-                return f"{group}=null: expected one of the {group} configs ({options}); to leave it out, write ~{group}"
-        key = getattr(cause, "full_key", None)
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        # The last override of a key is the one in effect.
-        override = next((o for o in reversed(plain) if key and o.lstrip("+~").partition("=")[0] == key), key or "the overrides")
-        hint = ""
-        if "not in" in first:
-            # omegaconf >= 2.4 suggests a few close keys; the hint lists them all, on every version.
-            first = first.split(". Did you mean", 1)[0]
-            hint = _unknown_key_hint(cause)
-        return f"{override}: {first}{hint}"
+        line = hydra_error(exc, overrides)
+        if line is None:
+            raise
+        raise MoAError(line) from None
     finally:
         GlobalHydra.instance().clear()
-    return None
+    check_config(cfg, SCHEMAS[config_name])
+    return cfg
+
+
+if __name__ == "__main__":  # python -m moa_lit.config > docs/configuration.md
+    print(moa_lit.settings.reference_markdown(CONFIG_DIR), end="")

@@ -43,8 +43,7 @@ from moa_lit.runs.combine import labels_in_fold_order, new_drugs_of, score_oof, 
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data
 from moa_lit.scoring.scores import NEW_DRUGS, choosing_rows, headline_scores, optimized_score, score_line
-from moa_lit.settings import CVSettings, check_optimized_metric, typed
-from moa_lit.settings_check import check_train_settings
+from moa_lit.settings import CVSettings, typed
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger("moa_lit.train")
@@ -124,23 +123,12 @@ def blend_members(run: RunDir, names: list[str]) -> dict:
     return {"source": first, "manifest": manifest, "oof": oof, "submission": submission, "scores": scores}
 
 
-def check_member_settings(name: str, member: DictConfig) -> None:
-    """A member's settings, a refusal naming the key the user sets."""
-    try:
-        check_train_settings(member)
-    except MoAError as err:
-        text = str(err)
-        if text.startswith("model."):
-            raise MoAError(f"ensemble.models.{name}.{text[len('model.'):]}") from None
-        raise
-
-
 def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float], overrides: list[str]) -> float:
-    """``overrides``: the command line's ``key=value`` arguments."""
+    """``cfg``: checked by train (``settings.check_config``: the members'
+    model settings as ``ensemble.models.<name>.*``); ``overrides``: the
+    command line's ``key=value`` arguments."""
     timer = PhaseTimer()
-    refuse_model_overrides(overrides)
-    check_train_settings(cfg, overrides)
-    metric = check_optimized_metric(cfg.get("optimized_metric", NEW_DRUGS))
+    metric = cfg.optimized_metric
     cv = typed(cfg.cv, CVSettings)
     if len(cv.fold_ids) < 2:
         raise MoAError(
@@ -151,8 +139,6 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
     # Before anything is written: the members' folders lie inside this one.
     check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
     members = member_configs(cfg, run)
-    for name, member in members.items():  # every member's settings before any training
-        check_member_settings(name, member)
     names = list(members)
     with run.claimed("hydra.run.dir", bool(cfg.get("resume", False))) as resuming:
         run.start(OmegaConf.to_container(cfg, resolve=True), resuming)

@@ -29,12 +29,12 @@ from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, score_oof,
-    write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, run_folders,
+    score_oof, write_combined,
 )
 from moa_lit.runs.run_dir import RunDir, changed_settings
 from moa_lit.scoring.scores import score_line
-from moa_lit.settings_check import MERGE as MERGE_SETTINGS, check_settings
+from moa_lit.settings import MergeConfig, check_config
 
 log = logging.getLogger("moa_lit.merge")
 
@@ -139,13 +139,14 @@ def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_fol
 
 
 def merge(cfg: DictConfig) -> float:
-    check_settings(cfg, MERGE_SETTINGS)
+    check_config(cfg, MergeConfig)
     # str(): a folder named 2024 comes from Hydra as a number
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
     check_writable_folder(output_dir, "output_dir")
-    scores, accepted = merge_runs([str(r) for r in cfg.runs or []], output_dir)
+    runs = run_folders(cfg.runs)
+    scores, accepted = merge_runs(runs, output_dir)
     print(
-        f"merged {len(cfg.runs)} runs, folds {scores['folds']}: {score_line(scores)}\nOutputs: {output_dir}",
+        f"merged {len(runs)} runs, folds {scores['folds']}: {score_line(scores)}\nOutputs: {output_dir}",
         flush=True,
     )
     end_untrusted_run(scores["untrusted"], output_dir, accepted, log)  # exit 3 as train, unless the parts accepted it

@@ -32,19 +32,18 @@ from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
 from moa_lit.runs.locks import hold_lock
 from moa_lit.runs.run_dir import FLOAT_FORMAT, RunDir
-from moa_lit.settings_check import PREDICT as PREDICT_SETTINGS, check_settings
+from moa_lit.settings import PredictConfig, check_config
 from moa_lit.training.final_model import RunModel, output_frame
 
 log = logging.getLogger("moa_lit.predict")
 
 
 def inference_device(choice: str | None = "auto") -> torch.device:
-    """``device=auto`` predicts on the GPU when there is one, else on the CPU."""
+    """``device=auto`` predicts on the GPU when there is one, else on the CPU
+    (``device`` is one of auto, cpu, cuda: settings.PredictConfig)."""
     choice = "auto" if choice is None else str(choice)
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice not in ("cpu", "cuda"):
-        raise MoAError(f"device={choice}: expected auto, cpu or cuda")
     if choice == "cuda" and not torch.cuda.is_available():
         raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
     return torch.device(choice)
@@ -160,7 +159,7 @@ def predict(cfg: DictConfig) -> Path:
 def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     run_dir = Path(_required(cfg, "run_dir")).expanduser()
     source = Path(_required(cfg, "input")).expanduser()
-    check_settings(cfg, PREDICT_SETTINGS)
+    check_config(cfg, PredictConfig)
     run = RunDir(run_dir)
     manifest = run.manifest()
     top_k = _top_k(cfg.get("top_k"), len(manifest.target_names))

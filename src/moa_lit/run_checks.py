@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from moa_lit.errors import MoAError
 from moa_lit.runs.run_dir import RunDir
-from moa_lit.training.stages import peak_lr_setting
+from moa_lit.training.module import peak_lr_setting
 
 log = logging.getLogger("moa_lit.train")
 
@@ -124,12 +124,6 @@ def diverged_stages(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> lis
                     f"epoch {peak_epoch}, {reference:.4g} {when})"
                 )))
     return found
-
-
-def divergence(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> str | None:
-    """The first diverged stage, described; None when none did (or nothing was recorded)."""
-    found = diverged_stages(run_dir, seeds, fold_ids)
-    return found[0][1] if found else None
 
 
 def stage_rate_setting(cfg: DictConfig, stage: str) -> str:

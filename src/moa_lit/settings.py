@@ -1,40 +1,288 @@
-"""The typed settings of the groups users edit most (``cv``, ``loader``,
-``features``, ``pretrain``, ``stack``, ``predict``, ``ensemble``, ``refit``), registered in Hydra's
-ConfigStore as the schema of ``conf/train.yaml``: a wrong type or an unknown
-key is refused when the config is composed. Ranges and choices are not kept
-here: each object checks its fields against the one table of
-:mod:`moa_lit.settings_check` when ``train.py`` turns the composed groups into
-these objects (``OmegaConf.to_object``), one line naming the setting; only
-checks across fields live here. Nothing below ``train.py`` reads the config."""
+"""Every setting a user sets, declared once with its constraints and checked
+once, at the start of each command (scikit-learn's ``_parameter_constraints``).
+
+- The typed groups (``cv``, ``loader``, ``features``, ... and the entry
+  configs of predict, merge, blend and report) are dataclasses registered in
+  Hydra's ConfigStore: an unknown key is refused when the config is composed.
+  Each declares ``_parameter_constraints`` next to its fields. Whole numbers,
+  booleans and texts are typed ``Any`` for OmegaConf so the checker sees the
+  value as given (``resume=maybe``, ``explain=no``, ``cv.n_folds=2.5`` are
+  refused, never converted); numbers are ``float`` (``5`` reads as 5.0).
+- A ``_target_`` node (``model``, ``model.net``, ``data``, an ensemble
+  member) is checked against the ``_parameter_constraints`` of the moa-lit
+  class it builds; of Lightning's Trainer only what the fold loop needs is
+  declared (:data:`TRAINER_NEEDS`). Everything else is left to the library:
+  :func:`library_error` names the setting behind its error.
+
+:func:`check_config` is the one check. On the command line it runs when
+Hydra has composed the config, before Hydra makes any folder
+(``cli.CheckFirst``); each command also runs it first (a search trial, an
+ensemble member, a call from Python). A refusal is one line,
+``key=value: expected ...`` (``MoAError``, exit 2). Settings the data decides
+(``FeatureSettings.refusal_on_data``) are checked once the folds are known.
+``docs/configuration.md`` is generated from these declarations
+(``python -m moa_lit.config``)."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
+import math
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from moa_lit.errors import MoAError
-from moa_lit.settings_check import STAGE_TARGETS as AUXILIARY_TARGETS, check_fields
 
+# What train returns and an Optuna search minimises (``optimized_metric``).
 OPTIMIZED_METRICS = ("oof_logloss_new_drugs", "oof_logloss", "oof_logloss_treated")
+STAGE_TARGETS = ("nonscored", "scored+nonscored")
+FINAL_MODELS = ("fold_average", "refit", "both")
+
+
+# -- constraints ---------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    nullable: bool = False
+
+    def fits(self, value: Any) -> bool:
+        return value is None and self.nullable if value is None else self._fits(value)
+
+    def _fits(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.text() + (" (or null)" if self.nullable else "")
+
+    def detail(self, key: str, value: Any) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """A whole number (``kind=int``) or a finite number in [low, high];
+    ``closed``: which ends are included, as in scikit-learn."""
+
+    kind: type = int
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # left | right | both | neither
+
+    def _fits(self, value: Any) -> bool:
+        if not (_is_int(value) if self.kind is int else _is_number(value)):
+            return False
+        left, right = self.closed in ("left", "both"), self.closed in ("right", "both")
+        if self.low is not None and (value < self.low if left else value <= self.low):
+            return False
+        return self.high is None or (value <= self.high if right else value < self.high)
+
+    def text(self) -> str:
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>=' if self.closed in ('left', 'both') else '>'} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<=' if self.closed in ('right', 'both') else '<'} {self.high:g}")
+        text = "a whole number" if self.kind is int else "a number"
+        return f"{text} {' and '.join(bounds)}" if bounds else text
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    values: tuple = ()
+
+    def _fits(self, value: Any) -> bool:
+        return not isinstance(value, bool) and value in self.values
+
+    def text(self) -> str:
+        return f"one of {', '.join(dict.fromkeys(map(str, self.values)))}"
+
+
+@dataclass(frozen=True)
+class Boolean(Constraint):
+    """``true`` or ``false`` only: ``yes``, ``no``, ``1`` are refused."""
+
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def text(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True)
+class Path(Constraint):
+    def _fits(self, value: Any) -> bool:  # Hydra reads a folder named 2024 as a number
+        return (isinstance(value, str) or _is_int(value)) and str(value).strip() != ""
+
+    def text(self) -> str:
+        return "a path"
+
+    def detail(self, key: str, value: Any) -> str:
+        return f"; a folder name that reads as a number is quoted: {key}='<name>'" if isinstance(value, float) else ""
+
+
+@dataclass(frozen=True)
+class Text(Constraint):
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, str) and value.strip() != ""
+
+    def text(self) -> str:
+        return "a text"
+
+
+@dataclass(frozen=True)
+class WholeNumbers(Constraint):
+    """A non-empty list of distinct whole numbers >= ``low``."""
+
+    low: int = 0
+
+    def _fits(self, value: Any) -> bool:
+        values = value if isinstance(value, list) else [value]
+        return bool(values) and all(_is_int(v) and v >= self.low for v in values) and len(set(values)) == len(values)
+
+    def text(self) -> str:
+        return f"a list of distinct whole numbers >= {self.low}, e.g. [0,1,2]"
+
+    def detail(self, key: str, value: Any) -> str:
+        repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1] if isinstance(value, list) else []
+        return f" ({repeated[0]} is repeated: each would train into the same folder)" if repeated else ""
+
+
+@dataclass(frozen=True)
+class Paths(Constraint):
+    """One path or a list of them (``runs=``)."""
+
+    def _fits(self, value: Any) -> bool:
+        return all(Path()._fits(v) for v in (value if isinstance(value, list) else [value]))
+
+    def text(self) -> str:
+        return "a list of folders, e.g. [dir1,dir2]"
+
+
+@dataclass(frozen=True)
+class Mapping(Constraint):
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def text(self) -> str:
+        return "a mapping of names to configs"
+
+
+@dataclass(frozen=True)
+class Clip(Constraint):
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)) and 0.0 <= value[0] < value[1] <= 1.0
+
+    def text(self) -> str:
+        return "[lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]"
+
+
+def at_least(low: float, kind: type = int, nullable: bool = False) -> Interval:
+    return Interval(nullable=nullable, kind=kind, low=low)
+
+
+POSITIVE = Interval(kind=float, low=0, closed="right")
+PROBABILITY = Interval(kind=float, low=0, high=1, closed="left")  # dropout rates
+BOOLEAN = Boolean()
+
+
+def shown(value: Any) -> str:
+    """A value as it would be typed on the command line."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, list):
+        return "[" + ",".join(shown(v) for v in value[:10]) + (",...]" if len(value) > 10 else "]")
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def refusal(key: str, value: Any, constraint: Constraint) -> str | None:
+    """The line refusing ``key=value``, or None when the value fits."""
+    if constraint.fits(value):
+        return None
+    return f"{key}={shown(value)}: expected {constraint.describe()}{constraint.detail(key, value)}"
+
+
+_ABSENT = object()
+
+
+def _value(node: Any, key: str, full: str) -> Any:
+    try:
+        value = OmegaConf.select(node, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=True)
+        if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: the command says what it needs
+            return _ABSENT
+    except OmegaConfBaseException as err:
+        reason = str(err).strip().splitlines()[0][:200]
+        raise MoAError(f"{full}: cannot be resolved ({reason})") from None
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def check_node(node: Any, constraints: dict[str, Constraint], prefix: str = "") -> dict[str, Any]:
+    """The first value of ``node`` that does not fit its constraint, as a
+    MoAError; returns the values found (absent keys are skipped)."""
+    values = {}
+    for key, constraint in constraints.items():
+        value = _value(node, key, prefix + key)
+        if value is _ABSENT:
+            continue
+        message = refusal(prefix + key, value, constraint)
+        if message:
+            raise MoAError(message)
+        values[key] = value
+    return values
+
+
+# -- the typed groups ----------------------------------------------------------------------------
 
 
 @dataclass
-class CVSettings:
-    n_folds: int = 5
-    seed: int = 42
-    # Drugs with at most this many rows go to folds whole (docs/data.md).
-    drug_threshold: int = 18
-    folds: Optional[List[int]] = None  # a subset of folds to run; None runs all
+class Settings:
+    """A typed group: ``_parameter_constraints`` lists its fields' constraints,
+    ``together`` the checks across fields (one line, or None)."""
 
-    def __post_init__(self) -> None:
-        check_fields(self, "cv")
-        if self.folds is not None and any(int(k) >= self.n_folds for k in self.folds):
-            ids = ",".join(str(int(k)) for k in self.folds)
-            raise MoAError(f"cv.folds=[{ids}]: expected fold numbers in 0..{self.n_folds - 1} (cv.n_folds={self.n_folds})")
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+
+    @staticmethod
+    def together(values: dict[str, Any], prefix: str) -> str | None:
+        return None
+
+
+@dataclass
+class CVSettings(Settings):
+    n_folds: Any = 5  # folds of the cross-validation
+    seed: Any = 42  # draws the folds
+    # Drugs with at most this many rows go to folds whole (docs/data.md).
+    drug_threshold: Any = 18
+    # A subset of folds to run, e.g. [0,1]; null runs all.
+    folds: Any = None
+
+    _parameter_constraints: ClassVar = {
+        "n_folds": at_least(2),
+        "seed": at_least(0),
+        "drug_threshold": at_least(1),
+        "folds": WholeNumbers(nullable=True),
+    }
+
+    @staticmethod
+    def together(values: dict[str, Any], prefix: str) -> str | None:
+        folds, n = values.get("folds"), values.get("n_folds", 5)
+        if folds is not None and any(k >= n for k in folds):
+            return f"{prefix}folds={shown(folds)}: expected fold numbers in 0..{n - 1} ({prefix}n_folds={n})"
+        return None
 
     @property
     def fold_ids(self) -> list[int]:
@@ -42,117 +290,193 @@ class CVSettings:
 
 
 @dataclass
-class LoaderSettings:
-    batch_size: int = 128
-    eval_batch_size: int = 8192
+class LoaderSettings(Settings):
+    batch_size: Any = 128  # rows per training step (batch norm cannot normalise a batch of one: at least 2)
+    eval_batch_size: Any = 8192  # rows per prediction step
 
-    def __post_init__(self) -> None:
-        check_fields(self, "loader")
-
-
-@dataclass
-class FeatureSettings:
-    """Keyword arguments of ``training.features.build_feature_pipeline``."""
-
-    rank_gauss: bool = True
-    n_quantiles: int = 100
-    pca_genes: int = 0
-    pca_cells: int = 0
-    factor_analysis_genes: int = 0
-    factor_analysis_cells: int = 0
-    row_stats: bool = False
-    variance_threshold: Optional[float] = None
-
-    def __post_init__(self) -> None:
-        check_fields(self, "features")
+    _parameter_constraints: ClassVar = {"batch_size": at_least(2), "eval_batch_size": at_least(1)}
 
 
 @dataclass
-class AuxiliaryStage:
+class FeatureSettings(Settings):
+    """Keyword arguments of ``training.features.build_feature_pipeline``; the
+    PCA, factor-analysis and quantile counts are checked against a fold's
+    rows and columns once the data is read (``features.check_against_data``)."""
+
+    rank_gauss: Any = True  # quantile-transform each g-*/c-* column to a normal distribution
+    n_quantiles: Any = 100  # quantiles of that transform; at most the smallest fold's training rows
+    pca_genes: Any = 0  # PCA components of the g-* columns appended (0: none)
+    pca_cells: Any = 0  # PCA components of the c-* columns appended (0: none)
+    factor_analysis_genes: Any = 0  # factor-analysis components of the g-* columns appended
+    factor_analysis_cells: Any = 0  # factor-analysis components of the c-* columns appended
+    row_stats: Any = False  # append each row's mean, std, ... of its g-* and c-* values
+    variance_threshold: Optional[float] = None  # drop columns whose variance is at most this; null: keep all
+
+    _parameter_constraints: ClassVar = {
+        "rank_gauss": BOOLEAN,
+        "n_quantiles": at_least(2),
+        "pca_genes": at_least(0),
+        "pca_cells": at_least(0),
+        "factor_analysis_genes": at_least(0),
+        "factor_analysis_cells": at_least(0),
+        "row_stats": BOOLEAN,
+        "variance_threshold": at_least(0, float, nullable=True),
+    }
+
+    def refusal_on_data(self, rows: int, n_genes: int, n_cells: int) -> str | None:
+        """The counts that the data cannot give, once the folds are known:
+        ``rows`` is the smallest fold's training rows (the features are fitted
+        on them), ``n_genes``/``n_cells`` the g-* and c-* columns."""
+        for key, n, cols, what in (
+            ("pca_genes", self.pca_genes, n_genes, "g-*"),
+            ("pca_cells", self.pca_cells, n_cells, "c-*"),
+            ("factor_analysis_genes", self.factor_analysis_genes, n_genes, "g-*"),
+            ("factor_analysis_cells", self.factor_analysis_cells, n_cells, "c-*"),
+        ):
+            if n > min(rows, cols):
+                why = "the training rows of the smallest fold" if rows < cols else f"the number of {what} columns"
+                return f"features.{key}={n}: expected at most {min(rows, cols)}, {why}"
+        if self.rank_gauss and self.n_quantiles > rows:
+            return f"features.n_quantiles={self.n_quantiles}: expected at most {rows}, the training rows of the smallest fold"
+        return None
+
+
+_STAGE = {
+    "enabled": BOOLEAN,
+    "targets": Options(values=STAGE_TARGETS),
+    "max_epochs": at_least(1),
+    "lr": Interval(nullable=True, kind=float, low=0, closed="right"),
+}
+
+
+@dataclass
+class AuxiliaryStage(Settings):
     """What both auxiliary stages share: a model of the non-scored (or scored +
     non-scored) targets trained on the fold's training rows for a fixed
     number of epochs."""
 
-    enabled: bool = False
-    targets: str = "nonscored"
-    max_epochs: int = 10
-    lr: Optional[float] = None  # the stage's peak learning rate; None: the model's
+    enabled: Any = False  # run this stage before the scored model, on each fold's training rows
+    targets: Any = "nonscored"  # what the stage learns: nonscored or scored+nonscored
+    max_epochs: Any = 10  # the stage's epochs
+    lr: Optional[float] = None  # the stage's peak learning rate; null: the model's
 
-    def __post_init__(self) -> None:
-        check_fields(self, self.key)
-
-    key = "stage"  # the config group, named in errors
+    key: ClassVar[str] = "stage"  # the config group, named in errors
 
 
 @dataclass
 class PretrainSettings(AuxiliaryStage):
-    freeze_body_epochs: int = 0
-    body_lr_scale: float = 1.0
-    key = "pretrain"
+    freeze_body_epochs: Any = 0  # fine-tuning trains only the new head for these epochs
+    body_lr_scale: float = 1.0  # the body's learning rate during fine-tuning, relative to the head's
+    key: ClassVar[str] = "pretrain"
+
+    _parameter_constraints: ClassVar = {**_STAGE, "freeze_body_epochs": at_least(0), "body_lr_scale": POSITIVE}
 
 
 @dataclass
 class StackSettings(AuxiliaryStage):
-    inner_folds: int = 3
-    key = "stack"
+    inner_folds: Any = 3  # inner folds of the out-of-fold auxiliary predictions
+    key: ClassVar[str] = "stack"
+
+    _parameter_constraints: ClassVar = {**_STAGE, "inner_folds": at_least(2)}
 
 
 @dataclass
-class PredictSettings:
+class PredictSettings(Settings):
     # Written (and scored) predictions clipped to [lo, hi]; controls stay 0.
-    clip: Optional[List[float]] = None
+    clip: Any = None
 
-    def __post_init__(self) -> None:
-        check_fields(self, "predict")
-        if self.clip is not None:
-            self.clip = [float(v) for v in self.clip]
+    _parameter_constraints: ClassVar = {"clip": Clip(nullable=True)}
 
     @property
     def clip_range(self) -> tuple[float, float] | None:
-        return None if self.clip is None else (self.clip[0], self.clip[1])
+        return None if self.clip is None else (float(self.clip[0]), float(self.clip[1]))
 
 
 @dataclass
-class EnsembleSettings:
+class EnsembleSettings(Settings):
     """``experiment=ensemble``: the model families trained on the same folds
     and blended (``moa_lit/ensemble.py``). ``models`` maps a member's name (its
-    folder under ``members/``) to a ``model`` config; None: no ensemble."""
+    folder under ``members/``) to a ``model`` config; None: no ensemble.
+    Each member's model settings are checked as ``ensemble.models.<name>.*``."""
 
-    models: Optional[Dict[str, Any]] = None
+    models: Optional[Dict[str, Any]] = None  # member name -> model config (experiment=ensemble); null: no ensemble
 
-    def __post_init__(self) -> None:
-        if self.models is not None:
-            names = list(self.models)
-            if len(names) < 2:
-                raise MoAError(f"ensemble.models={names}: expected at least two model families, e.g. experiment=ensemble")
-            bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_-]+", str(n))]
-            if bad:
-                raise MoAError(f"ensemble.models.{bad[0]}: expected member names of letters, digits, _ and - (each is a folder name)")
-            for name, model in self.models.items():
-                if not isinstance(model, dict) or "net" not in model:
-                    raise MoAError(
-                        f"ensemble.models.{name}={'null' if model is None else model!r}: expected a model config, e.g. +model@ensemble.models.{name}=linear"
-                    )
+    @staticmethod
+    def together(values: dict[str, Any], prefix: str) -> str | None:
+        models = values.get("models")
+        if models is None:
+            return None
+        names = list(models)
+        if len(names) < 2:
+            return f"{prefix}models={names}: expected at least two model families, e.g. experiment=ensemble"
+        for name, model in models.items():
+            if not all(c.isalnum() or c in "_-" for c in str(name)):
+                return f"{prefix}models.{name}: expected member names of letters, digits, _ and - (each is a folder name)"
+            if not isinstance(model, dict) or "net" not in model:
+                return (
+                    f"{prefix}models.{name}={'null' if model is None else model!r}: expected a model config, "
+                    f"e.g. +model@{prefix}models.{name}=linear"
+                )
+        return None
+
+    _parameter_constraints: ClassVar = {"models": Mapping(nullable=True)}
 
 
 @dataclass
-class RefitSettings:
+class RefitSettings(Settings):
     """``final_model=refit|both``: models trained on every training row for
     the epochs the folds chose (``moa_lit/training/refit.py``)."""
 
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # one refitted model per seed
     # Epochs = round(median best epoch count of the folds x epoch_scale).
     epoch_scale: float = 1.0
 
-    def __post_init__(self) -> None:
-        check_fields(self, "refit")
+    _parameter_constraints: ClassVar = {
+        "seeds": WholeNumbers(),
+        "epoch_scale": Interval(kind=float, low=0, high=10, closed="right"),
+    }
 
 
 @dataclass
-class TrainConfig:
+class PathsSettings(Settings):
+    # Relative paths resolve against the directory the command is run from.
+    data_dir: Any = "data"
+    log_dir: Any = "outputs"  # where runs go: <log_dir>/<command>/runs/<time>
+    output_dir: Any = "${hydra:runtime.output_dir}"  # the run's folder (Hydra's job folder)
+
+    _parameter_constraints: ClassVar = {"data_dir": Path(), "log_dir": Path()}
+
+
+# What the fold loop needs of Lightning's Trainer (the other arguments are
+# Lightning's to check): at least one epoch, validated at least once (the
+# best epoch is chosen on it), a non-negative clip, and float32 parameters
+# (the batches are float32 tensors: 64-true or 16-true fail inside a layer).
+TRAINER_NEEDS: dict[str, Constraint] = {
+    "precision": Options(values=("32-true", "32", 32, "16-mixed", "bf16-mixed")),
+    "max_epochs": at_least(1),
+    "check_val_every_n_epoch": at_least(1),
+    "log_every_n_steps": at_least(1),
+    "deterministic": BOOLEAN,
+    "gradient_clip_val": at_least(0, float, nullable=True),
+    "accumulate_grad_batches": at_least(1),
+}
+
+
+def _trainer_together(values: dict[str, Any], prefix: str) -> str | None:
+    every, epochs = values.get("check_val_every_n_epoch"), values.get("max_epochs")
+    if every is not None and epochs is not None and every > epochs:
+        return (
+            f"{prefix}check_val_every_n_epoch={every}: expected at most {prefix}max_epochs={epochs}, "
+            "or no epoch is validated and no best epoch can be chosen"
+        )
+    return None
+
+
+@dataclass
+class TrainConfig(Settings):
     """The schema of ``conf/train.yaml``: typed groups above; the others
-    (``data``, ``model``, ``trainer`` ...) are ``_target_`` nodes that
-    ``instantiate`` checks against the class they build."""
+    (``data``, ``model``, ``trainer`` ...) are ``_target_`` nodes, checked
+    against the class they build."""
 
     cv: CVSettings = field(default_factory=CVSettings)
     loader: LoaderSettings = field(default_factory=LoaderSettings)
@@ -162,39 +486,320 @@ class TrainConfig:
     predict: PredictSettings = field(default_factory=PredictSettings)
     ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     refit: RefitSettings = field(default_factory=RefitSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
     # What makes the submission and what predict uses: the fold models'
     # average, models refitted on all rows, or the mean of both.
-    final_model: str = "fold_average"
-    seeds: List[int] = field(default_factory=lambda: [0])
-    resume: bool = False
-    allow_worse_than_prior: bool = False
-    num_threads: Optional[int] = None
-    optimized_metric: str = "oof_logloss"
+    final_model: Any = "fold_average"
+    seeds: Any = field(default_factory=lambda: [0])  # one model per seed and fold; predictions averaged over seeds
+    resume: Any = False  # continue an interrupted run in its folder (resume=true hydra.run.dir=<run>)
+    # Accept a run whose OOF log loss is worse than the prior's, or whose loss diverged (else exit 3).
+    allow_worse_than_prior: Any = False
+    num_threads: Any = None  # CPU threads for torch; null: the cores given divided by the jobs run at once
+    optimized_metric: Any = "oof_logloss_new_drugs"  # what train returns and a search minimises
     data: Any = None
     model: Any = None
     callbacks: Any = None
     logger: Any = None
     trainer: Any = None
-    paths: Any = None
+
+    _parameter_constraints: ClassVar = {
+        "final_model": Options(values=FINAL_MODELS),
+        "seeds": WholeNumbers(),
+        "resume": BOOLEAN,
+        "allow_worse_than_prior": BOOLEAN,
+        "num_threads": at_least(1, nullable=True),
+        "optimized_metric": Options(values=OPTIMIZED_METRICS),
+    }
 
 
-def check_optimized_metric(name: str) -> str:
-    if name not in OPTIMIZED_METRICS:
-        raise MoAError(f"optimized_metric={name!r}: expected one of {list(OPTIMIZED_METRICS)}")
-    return name
+@dataclass
+class PredictConfig(Settings):
+    """The schema of ``conf/predict.yaml`` (its comments say what each key does)."""
+
+    run_dir: Any = "???"  # a training run's folder (it holds run.json and models/)
+    input: Any = "???"  # a features CSV in the layout of test_features.csv
+    output: Any = None  # null: <input name>_predictions.csv in the current directory
+    top_k: Any = 0  # N > 0 also writes <output name>_top<N>.csv: each sample's N most likely MoAs
+    explain: Any = False  # also write <output name>_explained/: one call per compound, its inputs, its nearest known compounds
+    compounds: Any = None  # a CSV of sig_id and compound_column naming each row's compound; null: one per row
+    compound_column: Any = "compound_id"  # the compounds file's column of compound names
+    pooling: Any = "mean"  # how a compound's rows make one call: mean or logit_mean
+    k: Any = 5  # nearest known compounds per query compound
+    reference: Any = None  # the labelled training compounds' folder; null: the data the run was trained on
+    ig_steps: Any = 16  # integration steps of Integrated Gradients
+    explain_dir: Any = None  # null: <output name>_explained next to the output
+    device: Any = "auto"  # auto: the GPU when there is one, else the CPU
+    num_threads: Any = None  # CPU threads for torch; null uses all cores
+
+    _parameter_constraints: ClassVar = {
+        "run_dir": Path(),
+        "input": Path(),
+        "output": Path(nullable=True),
+        "top_k": at_least(0, nullable=True),
+        "explain": BOOLEAN,
+        "compounds": Path(nullable=True),
+        "compound_column": Text(),
+        "k": at_least(1),
+        "reference": Path(nullable=True),
+        "ig_steps": at_least(1),
+        "explain_dir": Path(nullable=True),
+        "device": Options(values=("auto", "cpu", "cuda")),
+        "num_threads": at_least(1, nullable=True),
+    }
 
 
-SCHEMA_NAME = "train_schema"
+@dataclass
+class MergeConfig(Settings):
+    """The schema of ``conf/merge.yaml``."""
+
+    runs: Any = field(default_factory=list)  # the run folders, e.g. [dir1,dir2]
+    output_dir: Any = None  # null: a new folder under paths.log_dir
+    paths: PathsSettings = field(default_factory=PathsSettings)
+
+    _parameter_constraints: ClassVar = {"runs": Paths(), "output_dir": Path(nullable=True)}
+
+
+@dataclass
+class BlendConfig(MergeConfig):
+    """The schema of ``conf/blend.yaml``."""
+
+    runs: Any = None  # blend says what is missing
+
+    _parameter_constraints: ClassVar = {**MergeConfig._parameter_constraints, "runs": Paths(nullable=True)}
+
+
+@dataclass
+class ReportConfig(Settings):
+    """The schema of ``conf/report.yaml``."""
+
+    run_dir: Any = "???"  # a training run's folder: its report/ is rebuilt
+
+    _parameter_constraints: ClassVar = {"run_dir": Path()}
+
+
+SCHEMAS = {"train": TrainConfig, "predict": PredictConfig, "merge": MergeConfig, "blend": BlendConfig, "report": ReportConfig}
 
 
 def register() -> None:
-    """Put the schema where ``conf/train.yaml``'s defaults list finds it."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    """Each command's schema, where its entry config's defaults list finds it
+    (``<command>_schema``)."""
+    for name, node in SCHEMAS.items():
+        ConfigStore.instance().store(name=f"{name}_schema", node=node)
 
 
 register()
 
 
+# -- the one check -------------------------------------------------------------------------------
+
+
+def _target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
+    """The constraints of the class a ``_target_`` builds (moa-lit's own
+    classes declare theirs; of Lightning's Trainer, what the fold loop needs)."""
+    if target == "lightning.pytorch.Trainer":
+        return TRAINER_NEEDS, _trainer_together
+    from moa_lit.targets import is_allowed
+
+    if is_allowed(target) and target.startswith("moa_lit."):  # only an allow-listed class is looked up
+        from hydra.utils import get_object
+
+        built = get_object(target)
+        return getattr(built, "_parameter_constraints", {}), getattr(built, "together", None)
+    return {}, None
+
+
+def _check_targets_nodes(node: Any, path: str) -> None:
+    if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+        if "_target_" in node:
+            constraints, together = _target_constraints(node.get("_target_"))
+            values = check_node(node, constraints, f"{path}.")
+            message = together(values, f"{path}.") if together else None
+            if message:
+                raise MoAError(message)
+        for key in node.keys():
+            if key != "_target_":
+                _check_targets_nodes(node._get_node(key), f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_targets_nodes(node._get_node(i), f"{path}[{i}]")
+
+
+def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> None:
+    """Every setting of a command's config against its schema's constraints
+    and the constraints of the classes its ``_target_`` nodes build: the
+    first that does not fit is one MoAError line."""
+    values = check_node(cfg, schema._parameter_constraints, prefix)
+    message = schema.together(values, prefix)
+    for f in dataclasses.fields(schema):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, Settings) and f.name in cfg:
+            check_config(cfg[f.name], type(default), f"{prefix}{f.name}.")
+    if message:
+        raise MoAError(message)
+    if prefix == "":
+        for key in cfg.keys():
+            if key != "hydra":
+                _check_targets_nodes(cfg._get_node(key), str(key))
+
+
 def typed(node, cls):
-    """A composed group as its settings object (its value checks run here)."""
+    """A composed group as its settings object (checked by :func:`check_config`
+    at the command's start)."""
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+
+
+def command_line_overrides() -> list[str]:
+    """The ``key=value`` arguments of the running Hydra job, or [] outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) if HydraConfig.initialized() else []
+
+
+def check_ignored_rate(cfg: DictConfig, overrides: list[str]) -> None:
+    """model.optimizer.lr set on the command line while a OneCycle schedule
+    sets the rate from model.scheduler.max_lr: it would change nothing."""
+    given = [arg for arg in overrides if arg.lstrip("+~").split("=", 1)[0] == "model.optimizer.lr"]
+    scheduler = OmegaConf.select(cfg, "model.scheduler", default=None)
+    if given and scheduler is not None and "max_lr" in scheduler:
+        raise MoAError(
+            f"{given[-1].lstrip('+~')} has no effect: the OneCycle schedule sets the learning rate "
+            f"(peak model.scheduler.max_lr={scheduler['max_lr']}); set model.scheduler.max_lr instead, "
+            "or add model.scheduler=null for a constant model.optimizer.lr"
+        )
+
+
+def library_error(exc: BaseException, node: Any, path: str) -> MoAError:
+    """A library's refusal of a ``_target_`` node's arguments (torch, Lightning,
+    scikit-learn) as one line naming the setting: the key whose value the
+    message quotes, else the node."""
+    text = " ".join(str(getattr(exc, "__cause__", None) or exc).split()) or type(exc).__name__
+    text = text.split("full_key:")[0].strip()
+    import re
+
+    values = {k: v for k, v in (OmegaConf.to_container(node, resolve=True) or {}).items() if not str(k).startswith("_")}
+    plain = {k: v for k, v in values.items() if not isinstance(v, (dict, list))}
+    named = [k for k in plain if re.search(rf"\b{re.escape(str(k))}\b", text, re.IGNORECASE)]
+    if len(named) != 1:  # no key named: the one whose value the message quotes
+        named = [k for k, v in plain.items() if re.search(rf"(?<![\w.'-]){re.escape(str(v))}(?![\w.'-])", text)]
+    key = f"{path}.{named[0]}={shown(values[named[0]])}" if len(named) == 1 else path
+    return MoAError(f"{key}: {text}")
+
+
+# -- docs/configuration.md, generated from the declarations above ---------------------------------
+
+
+def _kind(constraint: Constraint | None) -> str:
+    names = {Interval: "", Options: "choice", Boolean: "boolean", Path: "path", Text: "text", WholeNumbers: "list",
+             Paths: "path or list of paths", Clip: "[lo, hi]", Mapping: "mapping"}
+    if isinstance(constraint, Interval):
+        return "whole number" if constraint.kind is int else "number"
+    return names.get(type(constraint), "any")
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's comment in the class's source: on its line, or the lines just above it."""
+    import inspect
+    import re
+
+    comments, above = {}, []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# "))
+            continue
+        field_line = re.match(r"(\w+)\s*:[^=]*=[^#]*(?:#\s*(.*))?$", text)
+        comment = " ".join(above + ([field_line.group(2)] if field_line and field_line.group(2) else []))
+        if field_line and comment and not text.startswith(("_", "key:")):
+            comments[field_line.group(1)] = comment
+        above = []
+    return comments
+
+
+REFERENCE_TARGETS = (  # (the node, the group choice that builds it)
+    ("data", "data=synthetic"),
+    ("data", "data=kaggle"),
+    ("model", "model=mlp"),
+    ("model.net", "model=mlp"),
+    ("model.net", "model=resnet"),
+    ("model.net", "model=cnn1d"),
+    ("model.net", "model=linear"),
+)
+
+
+def _composed(config_dir: str, command: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir):
+            return compose(config_name=command, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def reference_markdown(config_dir: str) -> str:
+    """docs/configuration.md: every key a user sets, its type, default (as
+    the configs in ``config_dir`` compose), allowed values and comment, from
+    the declarations in this module and the classes the configs build
+    (``python -m moa_lit.config > docs/configuration.md``)."""
+    header = ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated by `python -m moa_lit.config > docs/configuration.md` from the typed settings",
+        "(`src/moa_lit/settings.py`), the classes the configs build and the shipped defaults;",
+        "`tests/test_settings_docs.py` fails when this file differs. Every value is checked once when",
+        "a command starts: a value outside *allowed* is one line `moa-lit: error: key=value: expected ...`",
+        "and exit status 2. Arguments of torch, Lightning and scikit-learn not listed here are checked by",
+        "those libraries (their refusal is one line naming the setting).",
+    ]
+
+    def rows(cfg, prefix, constraints, comments, keys=None):
+        keys = list(keys if keys is not None else constraints)
+        found = []
+        raw = OmegaConf.to_container(cfg, resolve=False)  # ${now:...} shown, not the time it is
+        for name in keys:
+            key = f"{prefix}{name}"
+            value = raw
+            for part in key.split("."):
+                value = value.get(part, "<unset>") if isinstance(value, dict) else "<unset>"
+            constraint = constraints.get(name)
+            default = "required" if value == "???" else "unset" if value == "<unset>" else f"`{shown(value)}`"
+            allowed = constraint.describe() if constraint is not None else ""
+            found.append(f"| `{key}` | {_kind(constraint)} | {default} | {allowed} | {comments.get(name, '')} |")
+        return found
+
+    def schema_rows(cfg, schema, prefix=""):
+        found, nested = [], []
+        for f in dataclasses.fields(schema):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if isinstance(default, Settings):
+                nested.append((f.name, type(default)))
+        comments, nested_names = _comments(schema), {name for name, _ in nested}
+        plain = [f.name for f in dataclasses.fields(schema) if f.name not in nested_names and (f.name in schema._parameter_constraints or f.name in comments)]
+        found += rows(cfg, prefix, schema._parameter_constraints, comments, plain)
+        for name, cls in nested:
+            found += schema_rows(cfg, cls, f"{prefix}{name}.")
+        return found
+
+    for command, schema in SCHEMAS.items():
+        cfg = _composed(config_dir, command, [])
+        out += ["", f"## `python -m moa_lit.{command}` (conf/{command}.yaml)", "", *header, *schema_rows(cfg, schema)]
+        if command != "train":
+            continue
+        for node, choice in REFERENCE_TARGETS:
+            chosen = _composed(config_dir, command, [choice])
+            target = OmegaConf.select(chosen, f"{node}._target_")
+            constraints, _ = _target_constraints(target)
+            out += ["", f"### `{node}` with {choice} (`{target}`)", "", *header, *rows(chosen, f"{node}.", constraints, {})]
+        out += ["", "### `trainer` (Lightning's Trainer: what the fold loop needs; its other arguments are Lightning's)", "",
+                *header, *rows(cfg, "trainer.", TRAINER_NEEDS, TRAINER_COMMENTS)]
+    return "\n".join(out) + "\n"
+
+
+TRAINER_COMMENTS = {
+    "check_val_every_n_epoch": "at most trainer.max_epochs: each fold's best epoch is chosen on validation",
+    "precision": "the batches are float32 tensors: 64-true and 16-true fail inside a layer",
+}
+

@@ -1,9 +1,13 @@
 """The Python objects a config may build. Hydra's ``instantiate`` calls
-whatever ``_target_`` a config names; moa-lit builds only its own classes,
-torch optimisers and schedulers, the Lightning trainer, callbacks and loggers,
-and (in a search) Optuna samplers and storages. Any other ``_target_`` is
-refused with one line before anything runs; Hydra enforces the same list on
-every ``instantiate`` call (``hydra.main(execution_whitelist=...)``)."""
+whatever ``_target_`` a config names; moa-lit builds only the exact classes
+and functions below: its own, the torch optimisers and schedulers and the
+Lightning trainer, callbacks and loggers it uses, and (in a search or on a
+cluster) Optuna's samplers and storages and Hydra's sweeper and launcher
+plugins. No module wildcards: ``moa_lit.cli.os.system`` is not
+``moa_lit``'s. Any other ``_target_``, under ``hydra.*`` and in ensemble
+members too, is refused with one line before anything runs; Hydra enforces
+the same list on every ``instantiate`` call, its own callbacks included
+(``hydra.main(execution_whitelist=...)``)."""
 
 from __future__ import annotations
 
@@ -11,27 +15,53 @@ from typing import Any, Iterator
 
 from moa_lit.errors import MoAError
 
-# Hydra's execution-whitelist patterns: a trailing ".*" allows a package.
 ALLOWED_TARGETS: tuple[str, ...] = (
-    "moa_lit.*",
-    "torch.optim.*",  # optimisers and torch.optim.lr_scheduler
+    # moa-lit's own
+    "moa_lit.data.sources.load_kaggle",
+    "moa_lit.data.sources.load_synthetic",
+    "moa_lit.models.cnn1d.CNN1D",
+    "moa_lit.models.linear.LinearModel",
+    "moa_lit.models.mlp.MLP",
+    "moa_lit.models.resnet.ResNet",
+    "moa_lit.training.callbacks.FoldCheckpoint",
+    "moa_lit.training.module.MoAModule",
+    "moa_lit.cli.CheckFirst",  # the Hydra callback that checks a command line before any folder is made
+    # torch
+    "torch.optim.Adam",
+    "torch.optim.AdamW",
+    "torch.optim.SGD",
+    "torch.optim.lr_scheduler.OneCycleLR",
+    # Lightning
     "lightning.pytorch.Trainer",
-    "lightning.pytorch.callbacks.*",
-    "lightning.pytorch.loggers.*",
-    "optuna.samplers.*",
-    "optuna.storages.*",
-    # hydra-optuna-sweeper's sampler configs (nsgaii, nsgaiii) name factories there.
-    "hydra_plugins.hydra_optuna_sweeper.*",
+    "lightning.pytorch.callbacks.TQDMProgressBar",
+    "lightning.pytorch.loggers.CSVLogger",
+    "lightning.pytorch.loggers.TensorBoardLogger",
+    # Optuna (hparams_search=optuna): the samplers hydra-optuna-sweeper offers, the storages
+    "optuna.samplers.CmaEsSampler",
+    "optuna.samplers.GPSampler",
+    "optuna.samplers.QMCSampler",
+    "optuna.samplers.RandomSampler",
+    "optuna.samplers.TPESampler",
+    "optuna.storages.JournalStorage",
+    "optuna.storages.RDBStorage",
+    "optuna.storages.journal.JournalFileBackend",
+    # hydra-optuna-sweeper's factories (sampler=nsgaii, nsgaiii; motpe says it was removed)
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaii_sampler",
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaiii_sampler",
+    "hydra_plugins.hydra_optuna_sweeper.config.raise_motpe_removed",
+    # Hydra's sweepers and launchers (hydra.sweeper, hydra.launcher)
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+    "hydra_plugins.moa_lit_sweeper.optuna_sweeper.FailureTolerantOptunaSweeper",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
 )
 
 
-def is_allowed(target: str) -> bool:
-    for pattern in ALLOWED_TARGETS:
-        if pattern.endswith(".*") and target.startswith(pattern[:-1]):
-            return True
-        if target == pattern:
-            return True
-    return False
+def is_allowed(target: Any) -> bool:
+    return isinstance(target, str) and target in ALLOWED_TARGETS
 
 
 def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -39,35 +69,33 @@ def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
     if isinstance(node, DictConfig):
         for key in node.keys():
-            child = node._get_node(key)
             full = f"{path}.{key}" if path else str(key)
             if key == "_target_":
-                yield full, node.get("_target_")
+                yield full, node._get_node(key)._value()
             else:
-                yield from _targets(child, full)
+                yield from _targets(node._get_node(key), full)
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
             yield from _targets(node._get_node(i), f"{path}[{i}]")
 
 
-def check_targets(cfg: Any, skip: tuple[str, ...] = ("hydra",)) -> None:
-    """One line naming the first ``_target_`` outside :data:`ALLOWED_TARGETS`
-    (Hydra's own section, which selects its plugins, is left to Hydra)."""
-    for key in cfg.keys():
-        if key in skip:
+def check_targets(cfg: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """One line naming the first ``_target_`` of ``cfg`` (every section,
+    ``hydra`` included, less the top-level keys in ``skip``) outside
+    :data:`ALLOWED_TARGETS`."""
+    for full, target in _targets(cfg, prefix):
+        if full.split(".", 1)[0] in skip:
             continue
-        for full, target in _targets(cfg._get_node(key), str(key)):
-            if not isinstance(target, str) or not is_allowed(target):
-                raise MoAError(
-                    f"{full}={target}: this target is not allowed in a moa-lit config; expected one of "
-                    f"{', '.join(ALLOWED_TARGETS)}"
-                )
+        if not is_allowed(target):
+            raise MoAError(
+                f"{full}={target}: this target is not allowed in a moa-lit config; expected one of the classes "
+                "listed in moa_lit/targets.py (e.g. torch.optim.Adam, lightning.pytorch.loggers.CSVLogger)"
+            )
 
 
 def with_allowed_targets(fn):
     """Run ``fn`` with Hydra's execution whitelist set to :data:`ALLOWED_TARGETS`,
-    for entry points that call ``instantiate`` outside ``hydra.main`` (Hydra
-    1.4 warns on, and 1.5 refuses, an ``instantiate`` without one)."""
+    for code that calls ``instantiate`` outside ``hydra.main``."""
     import functools
 
     @functools.wraps(fn)

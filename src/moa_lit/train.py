@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
-from moa_lit.config import compose_error, unknown_group_choice
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
@@ -42,17 +41,20 @@ from moa_lit.settings import (
     PretrainSettings,
     RefitSettings,
     StackSettings,
-    check_optimized_metric,
+    TrainConfig,
+    check_config,
+    check_ignored_rate,
+    command_line_overrides,
+    library_error,
     typed,
 )
-from moa_lit.settings_check import check_train_settings, command_line_overrides
 from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.final_model import final_average, output_frame
 from moa_lit.training.folds import assign_folds
 from moa_lit.training.refit import check_refit_possible, refit_epochs, refit_final_models
-from moa_lit.training.stages import FoldPlan, peak_lr_setting
+from moa_lit.training.stages import FoldPlan
 
 log = logging.getLogger("moa_lit.train")
 
@@ -78,7 +80,6 @@ def fold_plan(cfg: DictConfig) -> FoldPlan:
         stack=typed(cfg.stack, StackSettings),
         cv_seed=cv.seed,
         drug_threshold=cv.drug_threshold,
-        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
     )
 
 
@@ -90,63 +91,98 @@ def fold_trainers(cfg: DictConfig) -> FoldTrainers:
         new_trainer=instantiate(cfg.trainer, _partial_=True),
         callbacks=callbacks,
         new_logger=instantiate(cfg.logger, _partial_=True) if cfg.get("logger") else None,
-        rate_setting=peak_lr_setting(cfg.model.get("scheduler")),
     )
 
 
-def memory_settings(cfg: DictConfig) -> dict:
-    """What an out-of-memory error names to lower."""
-    return {
-        "loader.batch_size": cfg.loader.batch_size,
-        "loader.eval_batch_size": cfg.loader.eval_batch_size,
-        "model.net.hidden_size": cfg.model.get("net", {}).get("hidden_size"),
-    }
+def check_library_settings(cfg: DictConfig) -> None:
+    """Lightning's, torch's (and a logger's optional package's) own checks of
+    the arguments they are given, run once before any work by building the
+    trainer, optimiser, scheduler, logger and callbacks from the config:
+    what they refuse is one line naming the setting (settings.library_error)."""
+    probe = torch.nn.Parameter(torch.zeros(1))
+
+    def build(path: str, node, **kwargs):
+        try:
+            return instantiate(node, **kwargs)
+        except Exception as exc:
+            raise library_error(exc, node, path) from exc
+
+    build("trainer", cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    optimizer = build("model.optimizer", cfg.model.optimizer, params=[probe])
+    if cfg.model.get("scheduler"):
+        build("model.scheduler", cfg.model.scheduler, optimizer=optimizer, total_steps=100)
+    if cfg.get("logger"):
+        build("logger", cfg.logger, save_dir=str(cfg.paths.output_dir), name="", version="check")  # writes nothing yet
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is not None:
+            build(f"callbacks.{name}", node)
+
+
+def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
+    """Every setting (``settings.check_config``) and the combinations that
+    cannot run or would be silently ignored; ``overrides``: the command
+    line's ``key=value`` arguments. On the command line this runs before
+    Hydra makes the run folder (``cli.CheckFirst``), and again when train
+    starts (a search trial, an ensemble member, a call from Python)."""
+    from moa_lit.ensemble import refuse_model_overrides
+
+    check_config(cfg, TrainConfig)
+    if "hydra" in cfg:  # on the command line: the folder Hydra is about to make
+        key = "hydra.sweep.dir" if str(cfg.hydra.mode).endswith("MULTIRUN") else "hydra.run.dir"
+        folder = str(OmegaConf.select(cfg, key))
+        check_writable_folder(folder, key)
+        if key == "hydra.run.dir":
+            check_apart_from_data(folder, None if cfg.data.get("dir") is None else str(cfg.data.dir), key)
+            RunDir(folder).check_may_write(key, bool(cfg.resume))  # again under the lock, when train claims it
+    if typed(cfg.ensemble, EnsembleSettings).models is not None:
+        refuse_model_overrides(overrides)
+        return
+    check_ignored_rate(cfg, overrides)
+    check_refit_possible(str(cfg.final_model), bool(cfg.pretrain.enabled), bool(cfg.stack.enabled), cfg.cv.folds is not None)
 
 
 def train(cfg: DictConfig) -> float:
-    if cfg.get("ensemble") is not None and typed(cfg.ensemble, EnsembleSettings).models is not None:
+    overrides = command_line_overrides()
+    check_settings(cfg, overrides)
+    if typed(cfg.ensemble, EnsembleSettings).models is not None:
         from moa_lit.ensemble import train_ensemble
 
-        return train_ensemble(cfg, train, command_line_overrides())
+        return train_ensemble(cfg, train, overrides)
     timer = PhaseTimer()
-    check_train_settings(cfg, command_line_overrides())
+    cv = typed(cfg.cv, CVSettings)
+    final_model = str(cfg.final_model)
     quiet_lightning()
     assign_job_gpu(cfg, multirun_job_number())
     check_trainer_devices(cfg.trainer)
+    check_library_settings(cfg)
     device = training_device(cfg.trainer)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
     threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
-    busy = busy_machine_line(threads)  # said once the folder is this run's (a log line opens train.log there)
-    metric = check_optimized_metric(cfg.get("optimized_metric", NEW_DRUGS))
+    metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
-    if not seeds:
-        raise MoAError("seeds=[]: expected at least one seed")
-    cv = typed(cfg.cv, CVSettings)
     loader = typed(cfg.loader, LoaderSettings)
     features = typed(cfg.features, FeatureSettings)
     clip = typed(cfg.predict, PredictSettings).clip_range
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
-    final_model = str(cfg.get("final_model", "fold_average"))
-    refit = typed(cfg.refit, RefitSettings) if "refit" in cfg else RefitSettings()
-    check_refit_possible(final_model, plan.pretrain.enabled, plan.stack.enabled, cv.folds is not None)
+    refit = typed(cfg.refit, RefitSettings)
     run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
-    check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), "paths.output_dir")
+    check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), output_key())
     resume = bool(cfg.get("resume", False))
     # A new or empty folder, or (resume=true) this moa-lit's run; locked while written.
-    with run.claimed("hydra.run.dir", resume) as resuming:
+    with run.claimed(output_key(), resume) as resuming:
         run.start(OmegaConf.to_container(cfg, resolve=True), resuming)
-        if busy:
-            log.warning("%s", busy)
         if resuming:
             run.check_resume_keeps_outputs(seeds, fold_ids)
+        busy = busy_machine_line(threads)  # logged once the run owns its folder (its log file is there)
+        if busy:
+            log.warning("%s", busy)
 
         with timer("data"):
             data = instantiate(cfg.data)
             fingerprint = with_content_hashes(data.fingerprint)
-        run.record_data(fingerprint, resuming)
         names = data.scored_names
         targets = data.scored.to_numpy(dtype=np.float64)
         is_control = data.train_is_control
@@ -160,7 +196,13 @@ def train(cfg: DictConfig) -> float:
         with timer("folds"):
             folds = assign_folds(targets, data.drug, n_folds=cv.n_folds, seed=cv.seed, drug_threshold=cv.drug_threshold)
         new_drugs = new_drug_rows(data.drug, is_control, cv.drug_threshold)  # scores and best epochs
-        warn_if_schedule_cannot_run(cfg, {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids})
+        run.record_data(fingerprint, resuming)
+        # Settings the data cannot satisfy (a fold's rows and columns): one line before any training.
+        train_rows = {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids}
+        refused = features.refusal_on_data(min(train_rows.values()), len(data.layout.genes), len(data.layout.cells))
+        if refused:
+            raise MoAError(refused)
+        warn_if_schedule_cannot_run(cfg, train_rows)
         ids = data.train[schema.ID].to_numpy()
         with timer("writing"):
             fold_table = pd.DataFrame({schema.ID: ids, "fold": folds})
@@ -188,7 +230,7 @@ def train(cfg: DictConfig) -> float:
             test=None if data.test is None else TestRows(data.test, data.test_is_control),
             nonscored=None if data.nonscored is None else data.nonscored.to_numpy(dtype=np.float32),
             drug=None if data.drug is None else data.drug.to_numpy(),
-            resume=resume, memory_settings=memory_settings(cfg),
+            resume=resume,
         )
         preds = cross_validation.run_folds(seeds, fold_ids, clip)
         test_pred, refitted = preds.test, None
@@ -239,52 +281,23 @@ def train(cfg: DictConfig) -> float:
         return optimized_score(scores, metric)
 
 
+def output_key() -> str:
+    """The setting that chose the run folder, as the user wrote it:
+    ``hydra.run.dir`` (or ``hydra.sweep.dir``) when ``paths.output_dir`` is
+    Hydra's folder for the job, else ``paths.output_dir``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or not any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in HydraConfig.get().overrides.hydra):
+        return "paths.output_dir"
+    return "hydra.sweep.dir" if multirun_job_number() is not None else "hydra.run.dir"
+
+
 def continue_on_interrupt(cfg: DictConfig):
     """Ctrl-C / SIGTERM: one line with the command that resumes the run."""
     return say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir))
 
 
-hydra_main = hydra_command("train", train, around=continue_on_interrupt)
-
-
-def output_folder_arg(argv: list[str]) -> tuple[str, str]:
-    """(key, folder) where this command line will write, as given (Hydra makes
-    it before any of our code runs, so it is checked first)."""
-    multirun = "-m" in argv or "--multirun" in argv
-    wanted = ("hydra.sweep.dir",) if multirun else ("hydra.run.dir",)
-    for key in (*wanted, "paths.log_dir"):
-        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
-        if values and not any(ch in values[-1] for ch in "${}"):
-            return key, values[-1]
-    return "paths.log_dir", "outputs"
-
-
-def data_folder_arg(argv: list[str]) -> str | None:
-    """The data folder this command line reads, as given (data.dir, else the
-    synthetic data's paths.data_dir); None when it is left to the config."""
-    def last(key: str) -> str | None:
-        values = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key and "=" in a]
-        return values[-1] if values and not any(ch in values[-1] for ch in "${}") else None
-
-    if last("data.dir"):
-        return last("data.dir")
-    return None if last("data") == "kaggle" else (last("paths.data_dir") or "data")
-
-
-def main():
-    args = sys.argv[1:]
-    try:
-        bad = unknown_group_choice(args) or compose_error(args)
-        if bad:
-            raise MoAError(bad)
-        key, folder = output_folder_arg(args)
-        check_writable_folder(folder, key)
-        if key == "hydra.run.dir":  # before Hydra makes it (inside the data, perhaps)
-            check_apart_from_data(folder, data_folder_arg(args), key)
-    except MoAError as err:
-        print(f"moa-lit: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    return hydra_main()
+main = hydra_command("train", train, around=continue_on_interrupt, check=check_settings)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from moa_lit.blend import blend
     from moa_lit.cli import one_line
-    from moa_lit.config import compose_error
+    from moa_lit.config import compose_checked
     from moa_lit.data.synthetic import heldout_test_labels
 
     out = Path(args.out).expanduser().resolve()
@@ -294,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if any(o.partition("=")[0].lstrip("+") == "data" and o != "data=synthetic" for o in args.overrides):
                 raise MoAError(NEEDS_SYNTHETIC)
-            refused = compose_error(commons[variant])
-            if refused:
-                raise MoAError(refused)
+            compose_checked(commons[variant])
             folders[variant] = _prepare_data(commons[variant])
             labels[variant] = heldout_test_labels(folders[variant])
         except MoAError as err:

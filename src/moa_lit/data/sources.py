@@ -8,8 +8,10 @@ from pathlib import Path
 
 from moa_lit import schema
 from moa_lit.data.reader import MoAData, read_dataset
-from moa_lit.data.synthetic import DEFAULT_VARIANT, SyntheticConfig, ensure_synthetic
+from moa_lit.data.synthetic import DEFAULT_VARIANT, VARIANTS, SyntheticConfig, ensure_synthetic
 from moa_lit.errors import MoAError
+from moa_lit.settings import BOOLEAN, Options, at_least
+from moa_lit.settings import Path as PathSetting
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,6 @@ def load_synthetic(
     use_cache: bool = True,
     variant: str = DEFAULT_VARIANT,
 ) -> MoAData:
-    if n_samples < 50:
-        raise MoAError(f"data.n_samples={n_samples}: expected at least 50 rows")
     cfg = SyntheticConfig(
         n_samples=n_samples,
         seed=seed,
@@ -62,3 +62,13 @@ def load_synthetic(
         n_cells=n_cells,
         use_cache=use_cache,
     )
+
+
+# Checked once when a command starts (settings.check_config), as ``data.*``.
+load_kaggle._parameter_constraints = {
+    "dir": PathSetting(nullable=True), "n_genes": at_least(0), "n_cells": at_least(0), "use_cache": BOOLEAN,
+}
+load_synthetic._parameter_constraints = {
+    "dir": PathSetting(), "n_samples": at_least(50), "seed": at_least(0), "n_genes": at_least(0), "n_cells": at_least(0),
+    "n_scored": at_least(1), "n_nonscored": at_least(0), "use_cache": BOOLEAN, "variant": Options(values=VARIANTS),
+}

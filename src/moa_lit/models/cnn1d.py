@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moa_lit.errors import MoAError
-from moa_lit.models.heads import BodyHeadNet
+from moa_lit.settings import at_least
+from moa_lit.models.heads import NET, BodyHeadNet
 from moa_lit.models.heads import linear
 
 
@@ -63,6 +63,10 @@ class ConvBody(nn.Module):
 
 
 class CNN1D(BodyHeadNet):
+    _parameter_constraints = {
+        **NET, "channels": at_least(1), "length": at_least(4), "conv_channels": at_least(1),
+    }
+
     def __init__(
         self,
         n_features: int,
@@ -75,9 +79,6 @@ class CNN1D(BodyHeadNet):
         weight_norm: bool = True,
     ) -> None:
         super().__init__()
-        for key, value, least in (("channels", channels, 1), ("length", length, 4), ("conv_channels", conv_channels, 1)):
-            if value < least:
-                raise MoAError(f"model.net.{key}={value}: expected at least {least}")
         self.body = nn.Sequential(
             FeaturesToSignal(n_features, channels, length, dropout_input, weight_norm),
             ConvBody(channels, conv_channels, length, dropout_hidden),

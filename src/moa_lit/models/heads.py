@@ -8,14 +8,21 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from moa_lit.errors import MoAError
+from moa_lit.settings import BOOLEAN, PROBABILITY, Options
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}
 
+# The constraints the networks share (each class declares its own
+# ``_parameter_constraints``; settings.check_config checks them once).
+NET = {
+    "dropout_input": PROBABILITY,
+    "dropout_hidden": PROBABILITY,
+    "weight_norm": BOOLEAN,
+    "activation_name": Options(values=tuple(sorted(ACTIVATIONS))),
+}
+
 
 def activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise MoAError(f"model.net.activation_name={name!r}: expected one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 

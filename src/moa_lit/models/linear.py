@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from moa_lit.settings import PROBABILITY
 from moa_lit.models.heads import BodyHeadNet
 
 
 class LinearModel(BodyHeadNet):
+    _parameter_constraints = {"dropout_input": PROBABILITY}
+
     def __init__(self, n_features: int, n_targets: int, dropout_input: float = 0.0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.BatchNorm1d(n_features), nn.Dropout(dropout_input))

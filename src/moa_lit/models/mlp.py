@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from moa_lit.errors import MoAError
-from moa_lit.models.heads import BodyHeadNet, activation, linear
+from moa_lit.settings import at_least
+from moa_lit.models.heads import NET, BodyHeadNet, activation, linear
 
 
 class MLP(BodyHeadNet):
+    _parameter_constraints = {**NET, "hidden_size": at_least(1), "n_layers": at_least(1)}
+
     def __init__(
         self,
         n_features: int,
@@ -23,10 +25,6 @@ class MLP(BodyHeadNet):
         activation_name: str = "relu",
     ) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise MoAError(f"model.net.n_layers={n_layers}: expected at least 1 hidden layer")
-        if hidden_size < 1:
-            raise MoAError(f"model.net.hidden_size={hidden_size}: expected a positive size")
         blocks: list[nn.Module] = []
         n_in = n_features
         for i in range(n_layers):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from moa_lit.errors import MoAError
-from moa_lit.models.heads import BodyHeadNet
+from moa_lit.settings import at_least
+from moa_lit.models.heads import NET, BodyHeadNet
 from moa_lit.models.heads import activation, linear
 
 
@@ -34,6 +34,8 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(BodyHeadNet):
+    _parameter_constraints = {**NET, "hidden_size": at_least(1), "n_blocks": at_least(1)}
+
     def __init__(
         self,
         n_features: int,
@@ -46,10 +48,6 @@ class ResNet(BodyHeadNet):
         activation_name: str = "relu",
     ) -> None:
         super().__init__()
-        if n_blocks < 1:
-            raise MoAError(f"model.net.n_blocks={n_blocks}: expected at least 1 residual block")
-        if hidden_size < 1:
-            raise MoAError(f"model.net.hidden_size={hidden_size}: expected a positive size")
         self.body = nn.Sequential(
             nn.BatchNorm1d(n_features),
             nn.Dropout(dropout_input),

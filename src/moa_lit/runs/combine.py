@@ -23,6 +23,22 @@ from moa_lit.scoring.scores import DRUG_THRESHOLD, new_drug_rows, score_run
 FINISHED = "a finished run directory of python -m moa_lit.train"
 
 
+def run_folders(value) -> list[Path]:
+    """``runs=`` as given: a list of folders, or one plain path (that one
+    folder, never its characters); each folder once (resolved), since a run
+    given twice would count its predictions twice."""
+    from omegaconf import OmegaConf
+
+    values = [] if value is None else list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    folders = [Path(str(v)).expanduser() for v in values]  # str(): a folder named 2024 comes as a number
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        if folder.resolve() in seen:
+            raise MoAError(f"runs: {folder} is given twice (as {seen[folder.resolve()]}); expected each run once")
+        seen[folder.resolve()] = folder
+    return folders
+
+
 @dataclass
 class FinishedRun:
     run: RunDir

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.fabric.utilities.seed import seed_everything
 
@@ -21,67 +20,36 @@ class TrainingDivergedError(MoAError):
 
 class StopOnNonFiniteLoss(L.Callback):
     """Stops a fold at the first epoch whose training loss became non-finite,
-    naming the fold, the epoch and the setting that sets the learning rate.
+    naming the fold, the epoch and the setting that sets the learning rate
+    (the module's ``lr_setting``).
 
-    Reading the loss as a Python number on every batch would make a GPU wait
-    for each step; the flag and the first bad batch are kept on the device and
-    read once, at the epoch's last batch (before validation and checkpoints).
+    The module sums the epoch's losses on the device anyway: the sum is
+    non-finite exactly when a batch's loss was (BCE is >= 0), so it is read
+    once, at the epoch's last batch (before validation and checkpoints), with
+    no host read per step.
     """
 
-    def __init__(self, label: str = "", rate_setting: str = "model.scheduler.max_lr") -> None:
+    def __init__(self, label: str = "") -> None:
         self.label = label
-        self.rate_setting = rate_setting
-        self._first_bad: torch.Tensor | None = None  # batch index, -1 while all finite
-        self._bad_value: torch.Tensor | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        epoch_sum = getattr(pl_module, "epoch_loss_sum", None)
-        if callable(epoch_sum):
-            # The module sums the epoch's losses on the device anyway: the sum
-            # is non-finite exactly when a batch's loss was (BCE is >= 0), so
-            # it is read once, at the epoch's last batch, with no work per step.
-            if batch_idx + 1 >= trainer.num_training_batches:
-                self._check_sum(epoch_sum(), trainer.current_epoch)
-            return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None:
-            loss = loss.detach()
-            if self._first_bad is None:
-                self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
-                self._bad_value = torch.zeros((), dtype=loss.dtype, device=loss.device)
-            new = ~torch.isfinite(loss) & (self._first_bad < 0)
-            self._first_bad = torch.where(new, batch_idx, self._first_bad)
-            self._bad_value = torch.where(new, loss, self._bad_value)
         if batch_idx + 1 >= trainer.num_training_batches:
-            self.check(trainer.current_epoch)
+            self._check_sum(pl_module, trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Epochs without a known length (runs before the module's own hook resets its sum).
-        epoch_sum = getattr(pl_module, "epoch_loss_sum", None)
-        if callable(epoch_sum) and trainer.num_training_batches == float("inf"):
-            self._check_sum(epoch_sum(), trainer.current_epoch)
-        self.check(trainer.current_epoch)
+        if trainer.num_training_batches == float("inf"):
+            self._check_sum(pl_module, trainer.current_epoch)
 
-    def _check_sum(self, total: torch.Tensor | None, epoch: int) -> None:
+    def _check_sum(self, pl_module, epoch: int) -> None:
+        total = pl_module.epoch_loss_sum()
         if total is None:
             return
         value = float(total)
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
-                f"{epoch}; the learning rate is likely too high: lower {self.rate_setting}"
-            )
-
-    def check(self, epoch: int) -> None:
-        """The one host read per epoch."""
-        if self._first_bad is None:
-            return
-        first, value = int(self._first_bad), float(self._bad_value)
-        self._first_bad = self._bad_value = None
-        if first >= 0:
-            raise TrainingDivergedError(
-                f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
-                f"{epoch} (batch {first}); the learning rate is likely too high: lower {self.rate_setting}"
+                f"{epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
             )
 
 

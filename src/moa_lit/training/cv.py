@@ -50,12 +50,11 @@ class FoldTrainers:
     new_trainer: Callable[..., L.Trainer]
     callbacks: dict[str, Callable] = field(default_factory=dict)
     new_logger: Callable | None = None
-    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
 
     def __call__(self, run: RunDir, fold_dir: FoldDir, extra_callbacks=()):
         seed, fold = fold_dir.seed, fold_dir.fold
         callbacks = [
-            StopOnNonFiniteLoss(label=fold_dir.label, rate_setting=self.rate_setting),
+            StopOnNonFiniteLoss(label=fold_dir.label),
             SeedEachEpoch(seed, fold),
             *extra_callbacks,
         ]
@@ -97,7 +96,15 @@ class CrossValidation:
     nonscored: np.ndarray | None = None  # auxiliary targets of the stages
     drug: np.ndarray | None = None  # the inner folds of the stacked stage keep drugs whole
     resume: bool = False
-    memory_settings: dict = field(default_factory=dict)  # what an out-of-memory error names to lower
+
+    def memory_sizes(self) -> dict:
+        """What an out-of-memory error names to lower, with their values."""
+        net = self.plan.new_model.keywords.get("net") or {}
+        return {
+            "loader.batch_size": self.dm.batch_size,
+            "loader.eval_batch_size": self.dm.eval_batch_size,
+            "model.net.hidden_size": net.get("hidden_size"),
+        }
 
     def run_folds(self, seeds: list[int], fold_ids: list[int], clip: tuple[float, float] | None = None) -> CVPredictions:
         dm, test = self.dm, self.test
@@ -123,7 +130,7 @@ class CrossValidation:
                     summaries.append(fold_dir.summary())
                     log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
                     continue
-                with out_of_memory_as_user_error(fold_dir.label, self.memory_settings):
+                with out_of_memory_as_user_error(fold_dir.label, self.memory_sizes()):
                     preds, summary = self._train_fold(fold_dir)
                 _add_fold_predictions(preds, oof_sum, test_sum)
                 summaries.append(summary)

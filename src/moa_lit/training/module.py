@@ -12,10 +12,16 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from moa_lit.errors import MoAError
+from moa_lit.settings import POSITIVE, Interval
 
 # logit(1 - 1e-15): the metric clips probabilities to [1e-15, 1 - 1e-15].
 LOGIT_CLIP = math.log((1 - 1e-15) / 1e-15)
+
+
+def peak_lr_setting(scheduler) -> str:
+    """The setting that sets the peak learning rate: OneCycle's max_lr when the
+    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
+    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
 def _plain(cfg: Any) -> Any:
@@ -28,8 +34,17 @@ class MoAModule(L.LightningModule):
 
     ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
     dicts), kept as hyperparameters so ``MoAModule.load_from_checkpoint``
-    rebuilds the same network without the run's config.
+    rebuilds the same network without the run's config. ``lr_setting`` names
+    the setting of its peak learning rate in errors (a stage with a rate of
+    its own, ``pretrain.lr``, sets it).
     """
+
+    # Checked once when a command starts (moa_lit.settings.check_config).
+    _parameter_constraints = {
+        "label_smoothing": Interval(kind=float, low=0, high=0.5, closed="left"),
+        "optimizer.lr": POSITIVE,
+        "scheduler.max_lr": POSITIVE,
+    }
 
     def __init__(
         self,
@@ -43,10 +58,7 @@ class MoAModule(L.LightningModule):
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
-        if not 0.0 <= label_smoothing < 0.5:
-            raise MoAError(f"model.label_smoothing={label_smoothing}: expected a value in [0, 0.5)")
-        if not body_lr_scale > 0:
-            raise MoAError(f"pretrain.body_lr_scale={body_lr_scale}: expected a positive factor")
+        self.lr_setting = peak_lr_setting(scheduler)
         self.save_hyperparameters(
             {
                 "net": net,

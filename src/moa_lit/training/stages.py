@@ -57,11 +57,6 @@ class FoldPlan:
     stack: StackSettings = field(default_factory=StackSettings)
     cv_seed: int = 42  # the inner folds of the stacked stage are drawn like the outer ones
     drug_threshold: int = 18
-    rate_setting: str = "model.scheduler.max_lr"  # the setting a divergence error tells to lower
-
-    def stage_rate_setting(self, node: PretrainSettings | StackSettings) -> str:
-        """An auxiliary stage's own peak rate (pretrain.lr, stack.lr) when set."""
-        return f"{node.key}.lr" if node.lr is not None else self.rate_setting
 
     def check(self, nonscored: np.ndarray | None) -> None:
         """Stages that need non-scored targets stop the run before any training, with one line."""
@@ -80,12 +75,6 @@ class FittedFold(FoldPredictor):
     best_epoch: int | None = None
     best_score: float | None = None
     stages: dict = field(default_factory=dict)  # what the auxiliary stages used
-
-
-def peak_lr_setting(scheduler) -> str:
-    """The setting that sets the peak learning rate: OneCycle's max_lr when the
-    scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
-    return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
 def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> Callable[..., MoAModule]:
@@ -147,10 +136,12 @@ def train_without_validation(
     like a fold's best.ckpt). Its per-epoch training losses are recorded in
     the fold as ``stage``."""
     module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
+    if getattr(node, "lr", None) is not None:
+        module.lr_setting = f"{node.key}.lr"  # the stage's own rate
     losses = EpochTrainLoss()
     trainer = plan.new_trainer(
         max_epochs=int(node.max_epochs),
-        callbacks=[StopOnNonFiniteLoss(label=label, rate_setting=plan.stage_rate_setting(node)), losses],
+        callbacks=[StopOnNonFiniteLoss(label=label), losses],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

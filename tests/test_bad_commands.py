@@ -270,8 +270,7 @@ CASES = [
     Case("log dir that reads as a float", "train", ["paths.log_dir=1e3"], "paths.log_dir=1000.0: expected a path"),
     Case("logger null", "train_main", ["logger=null"], "logger=null: expected one of the logger configs (csv, tensorboard); to leave it out, write ~logger"),
     Case("blend missing run", "blend", ["runs=[{root}/runs/missing,{neighbour}]", "output_dir={own}/blend"], "runs/missing"),
-    Case("blend overwrite is gone", "blend", ["runs=[{neighbour}]", "overwrite=true"], "overwrite"),
-    Case("blend of one run twice", "blend", ["runs=[{neighbour},{neighbour}/.]"], "runs: {neighbour}/. is given twice (as {neighbour})"),
+    Case("blend of one run twice", "blend", ["runs=[{neighbour},{neighbour}/../neighbour]"], "runs: {neighbour}/../neighbour is given twice; expected each run once"),
     Case("merge runs as one plain path", "merge", ["runs={root}/runs/missing"], "{root}/runs/missing"),
     # through a real interpreter: Hydra's parsing and the entry point's exit
     Case("cli n_folds text", "train_cli", ["cv.n_folds=abc"], "cv.n_folds='abc': expected a whole number >= 2"),
@@ -301,7 +300,7 @@ CASES = [
          "explain_dir={root}/other_run/explained is inside a run's output folder ({root}/other_run)"),
     Case("predict over another file", "predict", ["output={root}/inputs/a_file"], "a_file exists and is not a predictions file of this run"),
     Case("train into the user's folder", "train", ["paths.output_dir={root}/theirs"],
-         "hydra.run.dir={root}/theirs holds files moa-lit did not write there (labels.csv, report, submission.csv) and no run.json"),
+         "paths.output_dir={root}/theirs holds files moa-lit did not write there (labels.csv, report, submission.csv) and no run.json"),
     Case("resume in the user's folder", "train", ["paths.output_dir={root}/theirs", "resume=true"],
          "holds files moa-lit did not write there"),
     Case("merge into the user's folder", "merge", ["runs=[{neighbour}]", "output_dir={root}/theirs"],
@@ -532,7 +531,7 @@ def test_a_merge_or_blend_of_an_untrusted_run_is_untrusted(world, tmp_path, monk
     """The untrusted mark carries over: scores.json names the untrusted run, and
     merge and blend end as train did for it (exit status 3, outputs kept)."""
     import moa_lit.train as train_module
-    from moa_lit.blend import main as blend_main
+    from moa_lit.blend import run as blend
     from moa_lit.merge import merge
 
     part = tmp_path / "diverged"
@@ -545,7 +544,7 @@ def test_a_merge_or_blend_of_an_untrusted_run_is_untrusted(world, tmp_path, monk
     merged, blended = tmp_path / "merged", tmp_path / "blended"
     for command, out in (
         (lambda: run_and_exit_on_error(merge, OmegaConf.create({"runs": [str(part)], "output_dir": str(merged), "paths": {"output_dir": str(merged)}})), merged),
-        (lambda: blend_main([f"runs=[{world['neighbour']},{part}]", f"output_dir={blended}"]), blended),
+        (lambda: run_and_exit_on_error(blend, OmegaConf.create({"runs": [str(world["neighbour"]), str(part)], "output_dir": str(blended)})), blended),
     ):
         capsys.readouterr()
         with pytest.raises(SystemExit) as done:

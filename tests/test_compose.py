@@ -77,7 +77,7 @@ def test_optimized_metric_chooses_what_train_returns(compose_cfg, tmp_path):
         ("refit.epoch_scale=-1", "refit.epoch_scale=-1.0: expected a number > 0 and <= 10"),
         ("refit.seeds=[1,1]", "refit.seeds=[1,1]: expected a list of distinct whole numbers >= 0, e.g. [0,1,2] (1 is repeated: each would train into the same folder)"),
         ("data.variant=linear", "data.variant='linear': expected one of saturating, additive, interaction"),
-        ("optimized_metric=val_loss", "optimized_metric='val_loss': expected one of oof_logloss, oof_logloss_treated"),
+        ("optimized_metric=val_loss", "optimized_metric='val_loss': expected one of oof_logloss_new_drugs, oof_logloss, oof_logloss_treated"),
         ("model.net.dropout_input=1", "model.net.dropout_input=1: expected a number >= 0 and < 1"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a whole number >= 1"),
         # ... unknown keys as Hydra's schema check says them, on one line.

@@ -31,11 +31,11 @@ def run_folders(value) -> list[Path]:
 
     values = [] if value is None else list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
     folders = [Path(str(v)).expanduser() for v in values]  # str(): a folder named 2024 comes as a number
-    seen: dict[Path, Path] = {}
+    seen = set()
     for folder in folders:
         if folder.resolve() in seen:
-            raise MoAError(f"runs: {folder} is given twice (as {seen[folder.resolve()]}); expected each run once")
-        seen[folder.resolve()] = folder
+            raise MoAError(f"runs: {folder} is given twice; expected each run once")
+        seen.add(folder.resolve())
     return folders
 
 

@@ -1,5 +1,5 @@
 """Wall time of a run split into its phases (data, folds, features, training,
-prediction, writing), so the README can say where the time goes."""
+prediction, writing), so a run can say where its time goes."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from moa_lit import schema
 from moa_lit.errors import MoAError
-from moa_lit.runs.files import CONFIG, SCORES, SUBMISSION, atomic_path, read_json, write_json
+from moa_lit.runs.files import SCORES, SUBMISSION, read_json, write_json
 from moa_lit.targets import with_allowed_targets
 
 
@@ -96,7 +96,6 @@ def run_setup(setup: Setup, common: list[str], out: Path, small: bool) -> dict:
     process when --jobs > 1 (so it imports what it needs itself)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     from moa_lit.config import CONFIG_DIR
     from moa_lit.train import train
@@ -105,10 +104,6 @@ def run_setup(setup: Setup, common: list[str], out: Path, small: bool) -> dict:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = compose(config_name="train", overrides=overrides)
-    # Saved like Hydra's CLI does (merge and the report read it).
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / CONFIG) as tmp:
-        OmegaConf.save(cfg, tmp)
     t0 = time.perf_counter()
     train(cfg)
     scores = read_json(out / SCORES)

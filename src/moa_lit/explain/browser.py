@@ -2,7 +2,7 @@
 HTTP interface (the standard protocol, spoken here with the standard library so
 no extra package is needed): collect the browser console's errors, run a
 script in the page, take a screenshot. Used by the page's browser test and to
-make the README's screenshot:
+make the explanation page's screenshot:
 
     python -m moa_lit.explain.browser page.html --screenshot docs/page.png
 """

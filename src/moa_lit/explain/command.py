@@ -23,7 +23,7 @@ from moa_lit.training.final_model import RunModel
 
 DEFAULT_TOP_K = 3
 # Measured better than the mean log-odds on OOF drugs of the built-in synthetic data,
-# format 2 (README, "Explanations, measured"); format 1 had favoured the log-odds.
+# format 2 (docs/benchmarks.md); format 1 had favoured the log-odds.
 DEFAULT_POOLING = "mean"
 MAX_IG_STEPS = 1024
 

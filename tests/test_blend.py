@@ -115,7 +115,7 @@ def test_cli_blend_and_its_one_line_errors(runs, tmp_path):
     for args, message in [
         ([f"runs=[{dirs[0]},{missing}]"], f"{missing}/folds.csv: folds.csv not found"),
         ([f"runs=[{dirs[0]}]"], "expected at least two run directories"),
-        (["run=[a,b]"], "run: Key 'run' not in 'BlendConfig'; expected one of runs, output_dir, overwrite, paths"),
+        (["run=[a,b]"], "run: Key 'run' not in 'BlendConfig'; expected one of runs, output_dir, paths"),
     ]:
         proc = run_cli("moa_lit.blend", args, cwd=tmp_path, timeout=120)
         assert proc.returncode == 2

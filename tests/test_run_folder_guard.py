@@ -93,7 +93,7 @@ def test_a_folder_is_written_only_when_new_empty_or_marked_as_this_runs(tmp_path
     # The marker was written first: the folder is this moa-lit's, and only resume=true goes on there.
     assert json.loads((folder / run_files.RUN_MANIFEST).read_text())["format_version"] == FORMAT_VERSION
     before = hashes(folder)
-    with pytest.raises(MoAError, match=rf"hydra.run.dir={folder} already holds a run; add resume=true to continue it, or delete it first"):
+    with pytest.raises(MoAError, match=rf"paths.output_dir={folder} already holds a run; add resume=true to continue it, or delete it first"):
         train(compose_train(overrides))
     assert hashes(folder) == before
     with pytest.raises(MoAError, match="run.json: the run stopped before it read its data"):
@@ -108,7 +108,7 @@ def test_a_folder_is_written_only_when_new_empty_or_marked_as_this_runs(tmp_path
         (theirs / name).write_text("the user's\n")
     before = hashes(theirs)
     for extra in ([], ["resume=true"]):
-        with pytest.raises(MoAError, match=rf"hydra.run.dir={theirs} holds files moa-lit did not write there \(labels.csv, report, submission.csv\) and no run.json"):
+        with pytest.raises(MoAError, match=rf"paths.output_dir={theirs} holds files moa-lit did not write there \(labels.csv, report, submission.csv\) and no run.json"):
             train(compose_train([*overrides, f"paths.output_dir={theirs}", *extra]))
         assert hashes(theirs) == before and sorted(p.name for p in theirs.iterdir()) == ["labels.csv", "report", "submission.csv"]
 

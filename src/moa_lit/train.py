@@ -133,7 +133,10 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
         check_writable_folder(folder, key)
         if key == "hydra.run.dir":
             check_apart_from_data(folder, None if cfg.data.get("dir") is None else str(cfg.data.dir), key)
-            RunDir(folder).check_may_write(key, bool(cfg.resume))  # again under the lock, when train claims it
+            existing = RunDir(folder)
+            if existing.path.is_dir():  # under its lock: a run being written is named by its writer
+                with existing.lock():
+                    existing.check_may_write(key, bool(cfg.resume))  # again when train claims it
     if typed(cfg.ensemble, EnsembleSettings).models is not None:
         refuse_model_overrides(overrides)
         return

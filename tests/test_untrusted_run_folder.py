@@ -97,3 +97,33 @@ def test_predict_on_a_strangers_run_folder_runs_no_code(saved, tmp_path, where):
         predict(OmegaConf.create(settings))
     assert not marker.exists()
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_load_run_in_a_plain_python_process_builds_no_target_a_checkpoint_names(saved, tmp_path):
+    """A checkpoint's hyperparameters are input too: their ``net._target_``
+    naming any callable must not be built by ``moa_lit.load_run`` in a
+    notebook (no command, so no Hydra job to set the allow-list)."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir, _ = saved
+    stranger = shutil.copytree(run_dir, tmp_path / "stranger")
+    marker = tmp_path / "code-ran"
+    (tmp_path / "evil.py").write_text(f"def run(**kwargs):\n    open({str(marker)!r}, 'w').close()\n")
+    for ckpt in (stranger / run_files.MODELS).glob(f"seed*/fold*/{run_files.BEST_CHECKPOINT}"):
+        state = torch.load(ckpt, weights_only=True)
+        state["hyper_parameters"]["net"] = {"_target_": "evil.run"}
+        torch.save(state, ckpt)
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
+
+    def python(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+
+    control = python("from hydra.utils import instantiate; instantiate({'_target_': 'evil.run'}, n_features=1, n_targets=1)")
+    assert marker.exists(), control.stderr[-2000:]  # built without an allow-list, the target runs
+    marker.unlink()
+    done = python(f"import moa_lit\ntry:\n    moa_lit.load_run({str(stranger)!r})\nexcept moa_lit.MoAError as err:\n    print('refused:', err)\n")
+    assert "refused: " in done.stdout and "best.ckpt: cannot be loaded" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not marker.exists()

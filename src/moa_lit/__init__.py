@@ -9,7 +9,9 @@ In Python (a notebook), a finished run's final model predicts new profiles::
 
 __version__ = "0.1.0"
 
-__all__ = ["load_run"]
+from moa_lit.errors import MoAError  # what bad input raises: one line naming the file or setting
+
+__all__ = ["MoAError", "load_run"]
 
 
 def load_run(path, device="cpu", final_model=None):

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit.settings import POSITIVE, Interval
+from moa_lit.targets import ALLOWED_TARGETS
 
 # logit(1 - 1e-15): the metric clips probabilities to [1e-15, 1 - 1e-15].
 LOGIT_CLIP = math.log((1 - 1e-15) / 1e-15)
@@ -70,7 +71,9 @@ class MoAModule(L.LightningModule):
                 "body_lr_scale": body_lr_scale,
             }
         )
-        self.net = instantiate(net, n_features=n_features, n_targets=n_targets)
+        # The allow-list on every build: a checkpoint's hyperparameters are input
+        # (a run folder from a stranger), and may be loaded outside a command.
+        self.net = instantiate(net, n_features=n_features, n_targets=n_targets, _execution_whitelist_=ALLOWED_TARGETS)
         self._val_loss_sum = torch.zeros((), dtype=torch.float64)
         self._val_count = 0
         self._train_loss_sum: torch.Tensor | None = None  # this epoch's sum of batch mean x rows
@@ -156,7 +159,7 @@ class MoAModule(L.LightningModule):
 
     def configure_optimizers(self):
         groups = self._param_groups()
-        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(groups)
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True, _execution_whitelist_=ALLOWED_TARGETS)(groups)
         sched_cfg = self.hparams.scheduler
         if not sched_cfg:
             return optimizer
@@ -178,6 +181,7 @@ class MoAModule(L.LightningModule):
             optimizer=optimizer,
             total_steps=total_steps,
             _convert_="all",  # a per-group max_lr must reach OneCycle as a list
+            _execution_whitelist_=ALLOWED_TARGETS,
             **extra,
         )
         # OneCycle is defined per optimisation step, not per epoch.

@@ -206,11 +206,6 @@ def test_missing_file_in_parent_folder_points_to_the_data(data_dir):
     expect_error(data_dir.parent, rf"{TRAIN_FEATURES} not found in .*it is in .*lish-moa: use that folder")
 
 
-def test_missing_nonscored_when_required(data_dir):
-    (data_dir / TRAIN_TARGETS_NONSCORED).unlink()
-    expect_error(data_dir, rf"^{TRAIN_TARGETS_NONSCORED} not found", require_nonscored=True)
-
-
 @pytest.mark.parametrize("name", ALL_FILES)
 def test_empty_file(data_dir, name):
     (data_dir / name).write_bytes(b"")
@@ -542,15 +537,16 @@ def test_read_features_names_a_user_file(tmp_path, frames):
 
 @pytest.fixture
 def parse_calls(monkeypatch) -> list[str]:
-    """Names of the files the CSV parser is called on."""
+    """Names of the files parsed into a frame the cache can hold (the sample
+    submission's sig_ids are read on each read)."""
     calls: list[str] = []
-    parse = reader.parse_csv
+    parse = reader._parse_rows
 
     def spy(path, *args, **kwargs):
         calls.append(Path(path).name)
         return parse(path, *args, **kwargs)
 
-    monkeypatch.setattr(reader, "parse_csv", spy)
+    monkeypatch.setattr(reader, "_parse_rows", spy)
     return calls
 
 

@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
-from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
@@ -185,7 +184,7 @@ def train(cfg: DictConfig) -> float:
 
         with timer("data"):
             data = instantiate(cfg.data)
-            fingerprint = with_content_hashes(data.fingerprint)
+            fingerprint = data.fingerprint
         names = data.scored_names
         targets = data.scored.to_numpy(dtype=np.float64)
         is_control = data.train_is_control

@@ -1,10 +1,6 @@
-"""Finding, opening and parsing one CSV file of the Kaggle layout.
-
-Everything here is about the file as text: which of `<name>`, `<name>.gz`,
-`<name>.zip` exists, its header row, and turning its body into a DataFrame.
-What the values mean is checked in `checks.py`. Every failure is a one-line
-`MoAError` that starts with the file name.
-"""
+"""One CSV file of the Kaggle layout as text: which of `<name>`, `<name>.gz`,
+`<name>.zip` holds it, its header row and its parsed body. Every failure is a
+one-line `MoAError` that starts with the file name."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import pandas as pd
 import pyarrow as pa
@@ -25,40 +21,30 @@ from moa_lit.errors import MoAError
 
 # A plain file wins over a compressed one; pandas reads all three.
 COMPRESSED_SUFFIXES = (".gz", ".zip")
-
-BOM = "\ufeff"
+# The first bytes of compressed files, and the suffix pandas and moa-lit read them by.
+MAGIC = ((b"\x1f\x8b", "gzip", ".gz"), (b"PK\x03\x04", "zip", ".zip"), (b"BZh", "bzip2", ".bz2"),
+         (b"\xfd7zXZ\x00", "xz", ".xz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"))
+ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "int8": pa.int8()}
 
 
 def find_source(folder: Path, name: str) -> Path | None:
-    """The file that holds `name` in `folder`: `name`, else `name.gz`, else `name.zip`."""
     for candidate in (name, *(name + suffix for suffix in COMPRESSED_SUFFIXES)):
-        path = folder / candidate
-        if path.is_file():
-            return path
+        if (folder / candidate).is_file():
+            return folder / candidate
     return None
 
 
-def clean_name(raw: str) -> str:
-    """A header name as the user meant it: no BOM, no surrounding whitespace."""
-    return raw.replace(BOM, "").strip()
-
-
-class Header(NamedTuple):
-    """A file's first row: `raw` as pandas will see it, `names` as meant."""
-
-    raw: list[str]
-    names: list[str]
-
-
-def read_header(path: Path, role: str) -> Header:
-    """The file's header row.
-
-    Read with the `csv` module rather than pandas so that duplicate names are
-    seen as they are (pandas renames the second 'g-1' to 'g-1.1').
-    """
+def read_header(path: Path, role: str) -> list[str]:
+    """The header's names without BOM or surrounding spaces; read with the `csv`
+    module, as pandas would rename a second 'g-1' to 'g-1.1'."""
     if path.stat().st_size == 0:
         raise MoAError(f"{role}: file is empty (0 bytes): {path}; expected a CSV header and rows")
-    check_not_disguised(path, role)
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    for magic, kind, suffix in MAGIC:  # not reported as bad UTF-8
+        if head.startswith(magic) and path.suffix != suffix:
+            fix = f"rename it to {path.name}{suffix}" if suffix in COMPRESSED_SUFFIXES else "decompress it"
+            raise MoAError(f"{role}: the file is {kind}-compressed but named {path.name}; {fix}: {path}")
     try:
         with open_bytes(path, role) as stream:
             # utf-8-sig skips a BOM; newline="" lets csv handle both \n and \r\n.
@@ -71,24 +57,7 @@ def read_header(path: Path, role: str) -> Header:
         raise MoAError(f"{role}: cannot decompress ({err}): {path}") from None
     if not first or not any(field.strip() for field in first):
         raise MoAError(f"{role}: file has no header row (it is empty or starts with a blank line): {path}")
-    return Header(raw=first, names=[clean_name(field) for field in first])
-
-
-# The first bytes of compressed files, and the suffix pandas and moa-lit read them by.
-MAGIC = ((b"\x1f\x8b", "gzip", ".gz"), (b"PK\x03\x04", "zip", ".zip"), (b"BZh", "bzip2", ".bz2"),
-         (b"\xfd7zXZ\x00", "xz", ".xz"), (b"\x28\xb5\x2f\xfd", "zstd", ".zst"))
-
-
-def check_not_disguised(path: Path, role: str) -> None:
-    """A compressed file whose name does not say so (``train_features.csv``
-    holding gzip bytes) is named as such, not reported as bad UTF-8."""
-    with open(path, "rb") as stream:
-        head = stream.read(8)
-    for magic, kind, suffix in MAGIC:
-        if head.startswith(magic) and path.suffix != suffix:
-            supported = suffix in COMPRESSED_SUFFIXES
-            fix = f"rename it to {path.name}{suffix}" if supported else "decompress it"
-            raise MoAError(f"{role}: the file is {kind}-compressed but named {path.name}; {fix}: {path}")
+    return [field.replace("\ufeff", "").strip() for field in first]
 
 
 @contextmanager
@@ -98,29 +67,21 @@ def open_bytes(path: Path, role: str) -> Iterator[IO[bytes]]:
         with gzip.open(path, "rb") as stream:
             yield stream
     elif path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, path, role)) as stream:
-            yield stream
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            if len(members) != 1:  # pandas reads only one-member zips too
+                names = ", ".join(info.filename for info in members[:5]) or "nothing"
+                raise MoAError(f"{role}: a zip file must hold exactly one CSV, found {len(members)} ({names}): {path}")
+            with archive.open(members[0]) as stream:
+                yield stream
     else:
         with open(path, "rb") as stream:
             yield stream
 
 
-def _zip_member(archive: zipfile.ZipFile, path: Path, role: str) -> zipfile.ZipInfo:
-    """The one file inside a zip (pandas reads only one-member zips too)."""
-    members = [info for info in archive.infolist() if not info.is_dir()]
-    if len(members) != 1:
-        names = ", ".join(info.filename for info in members[:5]) or "nothing"
-        raise MoAError(f"{role}: a zip file must hold exactly one CSV, found {len(members)} ({names}): {path}")
-    return members[0]
-
-
 def not_utf8(path: Path, role: str) -> MoAError:
-    """The error for a file that is not UTF-8, naming its first bad line.
-
-    Parsers report a byte offset into their current buffer, which means
-    nothing to the user; finding the line takes one more pass, on an error
-    path only.
-    """
+    """Names the first bad line: parsers report a byte offset into their
+    buffer, which means nothing to the user (one more pass, on an error path)."""
     with open_bytes(path, role) as stream:
         for number, line in enumerate(stream, start=1):
             try:
@@ -134,56 +95,35 @@ def not_utf8(path: Path, role: str) -> MoAError:
     return MoAError(f"{role}: not UTF-8 text: {path}")
 
 
-# The types a caller can ask for; anything else is left to the parser.
-ARROW_TYPES = {"str": pa.string(), "float32": pa.float32(), "int8": pa.int8()}
-
-
-def parse_csv(path: Path, role: str, header: Header, types: Mapping[str, str]) -> pd.DataFrame:
-    """Parse the whole file; `types` maps (cleaned) column names to 'str', 'float32' or 'int8'.
+def parse_csv(path: Path, role: str, names: list[str], types: Mapping[str, str]) -> pd.DataFrame:
+    """The whole file, its columns named `names` (the header as `read_header`
+    gives it); `types` maps names to 'str', 'float32' or 'int8'.
 
     First pyarrow with those types fixed, the path every valid file takes: on
     the 156 MB train file it needs about a third less CPU than
     `pd.read_csv(engine="pyarrow")`, which infers float64 columns and then
-    converts them (1.6-2.0 s against 2.2-3.0 s of CPU time, measured
-    interleaved on a 2-core machine). When a cell does not
-    fit its type (a value like 'abc') or a row is malformed, the file is
-    parsed again letting the parser infer numeric types, so that the value
-    checks find the bad cell and name its row and column; pandas' C parser is
-    the last resort, as it copes with short rows (NaN, named by the checks)
-    and names the line of a row with too many fields.
+    converts them. When a cell does not fit its type ('abc') or a row is
+    malformed, the file is parsed again with numeric types inferred, so that
+    the value checks name the bad cell; pandas' C parser is the last resort,
+    as it copes with short rows (NaN, named by the checks) and names the line
+    of a row with too many fields.
     """
-    text = [raw for raw, name in zip(header.raw, header.names) if types.get(name) == "str"]
     try:
-        frame = _parse_typed(path, header, types)
+        read = pcsv.ReadOptions(column_names=names, skip_rows=1)
+        convert = pcsv.ConvertOptions(column_types={name: ARROW_TYPES[kind] for name, kind in types.items()})
+        if path.suffix != ".zip":  # pyarrow opens .gz itself, not .zip
+            return pcsv.read_csv(path, read, convert_options=convert).to_pandas()
+        with open_bytes(path, role) as stream:
+            return pcsv.read_csv(stream, read, convert_options=convert).to_pandas()
     except (pa.ArrowException, ValueError, OSError, EOFError):  # bad cell, row or stream: find it the slow way
-        frame = _parse_inferred(path, role, text)
-    frame.columns = [clean_name(str(name)) for name in frame.columns]
-    return frame
-
-
-def _parse_typed(path: Path, header: Header, types: Mapping[str, str]) -> pd.DataFrame:
-    # pyarrow sees the raw names (a BOM removed, whitespace kept).
-    column_types = {raw: ARROW_TYPES[types[name]] for raw, name in zip(header.raw, header.names) if name in types}
-    options = pcsv.ConvertOptions(column_types=column_types)
-    if path.suffix == ".zip":  # pyarrow opens .gz itself, not .zip
-        with open_bytes(path, path.name) as stream:
-            table = pcsv.read_csv(stream, convert_options=options)
-    else:
-        table = pcsv.read_csv(path, convert_options=options)
-    return table.to_pandas()
-
-
-def _parse_inferred(path: Path, role: str, text_columns: list[str]) -> pd.DataFrame:
-    dtype = {raw: "str" for raw in text_columns}
+        pass
+    options = {"header": 0, "names": names, "dtype": {name: "str" for name, kind in types.items() if kind == "str"}}
     try:
-        return pd.read_csv(path, engine="pyarrow", dtype=dtype)
+        return pd.read_csv(path, engine="pyarrow", **options)
     except Exception:  # pyarrow's errors are not of one type; the C parser explains better
-        return _parse_with_c_engine(path, role, dtype)
-
-
-def _parse_with_c_engine(path: Path, role: str, dtype: dict[str, str]) -> pd.DataFrame:
+        pass
     try:
-        return pd.read_csv(path, engine="c", dtype=dtype, low_memory=False)
+        return pd.read_csv(path, engine="c", low_memory=False, **options)
     except UnicodeDecodeError:
         raise not_utf8(path, role) from None
     except (pd.errors.ParserError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:

@@ -1,16 +1,7 @@
-"""Read and validate a folder in the Kaggle lish-moa layout, before any training.
-
-`read_dataset` finds the files (plain, `.gz` or `.zip`), parses each one
-(pyarrow, with pandas' C parser as fallback), checks it, lines the target and
-drug rows up with the train rows and reports what is odd but usable as
-warnings on the `moa_lit.data` logger. Anything unusable raises `MoAError`
-with one line naming the file, the column or row, and what was expected.
-All checks run before anything is returned, so training never starts on
-bad input.
-
-`read_features` is the same parse-and-check for one features file; the
-predict command uses it on a user's new file.
-"""
+"""Read and check a folder in the Kaggle lish-moa layout (files plain, `.gz`
+or `.zip`) before any training: anything unusable raises a one-line `MoAError`
+naming the file, the column or row and what was expected; what is odd but
+usable is logged as a warning on the `moa_lit.data` logger."""
 
 from __future__ import annotations
 
@@ -22,11 +13,8 @@ import numpy as np
 import pandas as pd
 
 from moa_lit.data import checks
-from moa_lit.data.cache import ParseCache, content_sha1
-import pyarrow as pa
-import pyarrow.csv as pcsv
-
-from moa_lit.data.csvfile import Header, find_source, open_bytes, parse_csv, read_header
+from moa_lit.data.cache import cache_folder, cached_frame, content_sha1
+from moa_lit.data.csvfile import find_source, parse_csv, read_header
 from moa_lit.errors import MoAError
 from moa_lit.schema import (
     CELL_PREFIX,
@@ -54,14 +42,7 @@ from moa_lit.schema import (
 logger = logging.getLogger("moa_lit.data")
 
 REQUIRED = (TRAIN_FEATURES, TRAIN_TARGETS_SCORED)
-OPTIONAL = (TRAIN_TARGETS_NONSCORED, TRAIN_DRUG, TEST_FEATURES, SAMPLE_SUBMISSION)
-FEATURE_TEXT_COLUMNS = (ID, CP_TYPE, CP_DOSE)
-
-
-def _feature_types(layout: FeatureLayout) -> dict[str, str]:
-    """Parse types of a features file; cp_time is left to the parser so that
-    24.5 or 'abc' reach the cp_time check instead of failing the parse."""
-    return {**{name: "str" for name in FEATURE_TEXT_COLUMNS}, **{name: "float32" for name in layout.numeric}}
+FILES = (*REQUIRED, TRAIN_TARGETS_NONSCORED, TRAIN_DRUG, TEST_FEATURES, SAMPLE_SUBMISSION)
 
 
 @dataclass
@@ -102,115 +83,12 @@ def read_dataset(
     data_dir: str | Path,
     n_genes: int = N_GENES,
     n_cells: int = N_CELLS,
-    require_nonscored: bool = False,
     cache_dir: Path | None = None,
     use_cache: bool = True,
 ) -> MoAData:
-    """Read, check and align every file of a Kaggle-layout folder.
-
-    `cache_dir=None` uses the default parse cache (see `cache.py`);
-    `use_cache=False` parses every file afresh and writes nothing.
-    """
-    folder = _data_folder(data_dir)
-    layout = _layout(n_genes, n_cells)
-    sources = _locate(folder, require_nonscored)
-    cache = ParseCache.for_data_dir(folder, cache_dir) if use_cache else ParseCache(None)
-    features_kind = f"features-g{n_genes}-c{n_cells}"
-    # Each file hashed once: the cache's key and the run's record of its data.
-    digests = {path: content_sha1(path) for path in sources.values() if path is not None}
-
-    train = cache.frame(
-        sources[TRAIN_FEATURES], features_kind, lambda path: read_features(path, layout), digests[sources[TRAIN_FEATURES]]
-    )
-    ids = train[ID]
-    scored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_SCORED], ids, digests)
-    nonscored = _read_aligned_targets(cache, sources[TRAIN_TARGETS_NONSCORED], ids, digests)
-    drug = _read_aligned_drug(cache, sources[TRAIN_DRUG], ids, folder, digests)
-    test = _read_test(cache, sources[TEST_FEATURES], layout, features_kind, digests)
-    submission = _read_submission_columns(sources[SAMPLE_SUBMISSION], sources[TRAIN_TARGETS_SCORED], scored)
-    sample_ids = None
-    if submission is not None and test is not None:
-        sample_ids = _read_submission_ids(sources[SAMPLE_SUBMISSION], test[ID], sources[TEST_FEATURES].name)
-
-    data = MoAData(train, scored, nonscored, drug, test, submission, layout, fingerprint={}, sample_submission_ids=sample_ids)
-    data.fingerprint = _fingerprint(sources, data, digests)
-    _warn_about_oddities(data, sources)
-    return data
-
-
-def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None) -> pd.DataFrame:
-    """One features file, checked: columns in `layout` order, cp_time int64,
-    g-*/c-* float32. `role` names the file in messages (default: its name)."""
-    path = Path(path)
-    role = role or path.name
-    header = read_header(path, role)
-    checks.check_columns(role, header.names, layout.columns, hint=_layout_hint(header.names, layout))
-    return checked_features(_parse_rows(path, role, header, _feature_types(layout)), layout, role=role)
-
-
-def checked_features(raw: pd.DataFrame, layout: FeatureLayout, *, role: str) -> pd.DataFrame:
-    """Feature rows (a parsed file, or a frame given to ``RunModel.predict_proba``)
-    checked as a features file is: columns in `layout` order, cp_time int64, g-*/c-* float32."""
-    names = [str(name) for name in raw.columns]
-    checks.check_columns(role, names, layout.columns, hint=_layout_hint(names, layout))
-    raw = raw.reset_index(drop=True)
-    ids = raw[ID]
-    checks.check_ids(role, ids)
-    checks.check_choice(role, CP_TYPE, raw[CP_TYPE], CP_TYPES, ids)
-    # Compared as numbers, so 24.0 passes and 24.5 or 'abc' is named as found.
-    times = pd.to_numeric(raw[CP_TIME], errors="coerce")
-    checks.check_choice(role, CP_TIME, _shown_as_found(raw[CP_TIME], times), CP_TIMES, ids)
-    checks.check_choice(role, CP_DOSE, raw[CP_DOSE], CP_DOSES, ids)
-    values = checks.numeric_matrix(role, raw, layout.numeric, expected="a float", dtype=np.float32)
-    checks.check_finite(role, values, layout.numeric, ids)
-
-    meta = pd.DataFrame({ID: raw[ID], CP_TYPE: raw[CP_TYPE], CP_TIME: times.astype(np.int64), CP_DOSE: raw[CP_DOSE]})
-    numbers = pd.DataFrame(values, columns=layout.numeric, copy=False)
-    return pd.concat([meta, numbers], axis=1)
-
-
-def read_targets(path: Path, *, role: str | None = None) -> pd.DataFrame:
-    """One targets file, checked: sig_id then the targets (int8 0/1) in file order."""
-    path = Path(path)
-    role = role or path.name
-    header = read_header(path, role)
-    checks.check_named(role, header.names)
-    checks.check_unique_names(role, header.names)
-    if ID not in header.names:
-        found = checks.quoted(header.names)
-        raise MoAError(f"{role}: no {ID!r} column (found {found}); expected sig_id and the targets")
-    targets = [name for name in header.names if name != ID]
-    if not targets:
-        raise MoAError(f"{role}: only a {ID!r} column; expected target columns after it")
-    raw = _parse_rows(path, role, header, {ID: "str", **{name: "int8" for name in targets}})
-
-    ids = raw[ID]
-    checks.check_ids(role, ids)
-    values = checks.numeric_matrix(role, raw, targets, expected="0 or 1", dtype=np.float32)
-    checks.check_binary(role, values, targets, ids)
-    labels = pd.DataFrame(values.astype(np.int8), columns=targets)
-    return pd.concat([ids.to_frame(), labels], axis=1)
-
-
-def read_drug(path: Path, *, role: str | None = None) -> pd.DataFrame:
-    """train_drug.csv, checked: sig_id and drug_id, both present on every row."""
-    path = Path(path)
-    role = role or path.name
-    header = read_header(path, role)
-    checks.check_columns(role, header.names, [ID, DRUG])
-    raw = _parse_rows(path, role, header, {ID: "str", DRUG: "str"})
-    checks.check_ids(role, raw[ID])
-    missing = checks.is_blank(raw[DRUG])
-    if missing.any():
-        row = int(np.argmax(missing))
-        raise MoAError(f"{role}: missing {DRUG} at {checks.where(raw[ID], row)}; expected a drug id on every row")
-    return raw[[ID, DRUG]]
-
-
-# -- folder and files ------------------------------------------------------------------
-
-
-def _data_folder(data_dir: str | Path) -> Path:
+    """Read, check and align every file of a Kaggle-layout folder. `cache_dir=None`
+    uses the default parse cache (see `cache.py`); `use_cache=False` parses every
+    file afresh and writes nothing."""
     folder = Path(data_dir).expanduser()
     if not folder.exists():
         raise MoAError(
@@ -219,23 +97,116 @@ def _data_folder(data_dir: str | Path) -> Path:
     if not folder.is_dir():
         hint = " (unzip it first)" if folder.suffix == ".zip" else ""
         raise MoAError(f"data path is a file, not a folder: {folder}{hint}")
-    return folder
-
-
-def _layout(n_genes: int, n_cells: int) -> FeatureLayout:
     if n_genes < 0 or n_cells < 0 or n_genes + n_cells == 0:
         raise MoAError(f"n_genes={n_genes}, n_cells={n_cells}: expected counts >= 0 with at least one feature")
-    return FeatureLayout.kaggle(n_genes, n_cells)
-
-
-def _locate(folder: Path, require_nonscored: bool) -> dict[str, Path | None]:
-    """Each known file's path (plain, .gz or .zip) or None; a required one must exist."""
-    sources = {name: find_source(folder, name) for name in (*REQUIRED, *OPTIONAL)}
-    required = [*REQUIRED, *([TRAIN_TARGETS_NONSCORED] if require_nonscored else [])]
-    for name in required:
+    layout = FeatureLayout.kaggle(n_genes, n_cells)
+    sources = {name: find_source(folder, name) for name in FILES}
+    for name in REQUIRED:
         if sources[name] is None:
             raise MoAError(f"{name} not found in {folder} (nor {name}.gz or .zip); {_describe_folder(folder, name)}")
-    return sources
+    cache = cache_folder(folder, cache_dir) if use_cache else None
+    # Each file hashed once: the cache's key and the run's record of its data.
+    digests = {name: content_sha1(path) for name, path in sources.items() if path is not None}
+
+    def parsed(name: str, kind: str, parse) -> pd.DataFrame | None:
+        path = sources[name]
+        return None if path is None else cached_frame(cache, path, kind, digests[name], parse)
+
+    def aligned(name: str, kind: str, parse) -> pd.DataFrame | None:
+        """The file's values (no sig_id) in train row order; the same sig_ids as train's."""
+        frame = parsed(name, kind, parse)
+        return None if frame is None else checks.aligned(sources[name].name, frame, TRAIN_FEATURES, train[ID])
+
+    features = f"features-g{n_genes}-c{n_cells}"
+    train = parsed(TRAIN_FEATURES, features, lambda path: read_features(path, layout))
+    scored = aligned(TRAIN_TARGETS_SCORED, "targets", read_targets)
+    nonscored = aligned(TRAIN_TARGETS_NONSCORED, "targets", read_targets)
+    drug = aligned(TRAIN_DRUG, "drug", read_drug)
+    if drug is None:
+        logger.warning(
+            "%s not found in %s: folds cannot be drug-aware, so rows are stratified one by one "
+            "(rows of one drug can land in both training and validation, and CV will read optimistic)",
+            TRAIN_DRUG,
+            folder,
+        )
+    test = parsed(TEST_FEATURES, features, lambda path: read_features(path, layout, like=TRAIN_FEATURES))
+    columns, sample_ids = _read_sample_submission(sources, scored, test)
+
+    drug = None if drug is None else drug[DRUG]
+    data = MoAData(train, scored, nonscored, drug, test, columns, layout, fingerprint={}, sample_submission_ids=sample_ids)
+    data.fingerprint = _fingerprint(sources, data, digests)
+    _warn_about_oddities(data, sources)
+    return data
+
+
+def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None, like: str | None = None) -> pd.DataFrame:
+    """One features file, checked as `checked_features` says. `role` names it in
+    messages (default: its name); `like`, the file whose columns it must have."""
+    path = Path(path)
+    role = role or path.name
+    names = read_header(path, role)
+    if like is not None:
+        missing, extra = checks.column_difference(names, layout.columns)
+        if missing or extra:
+            difference = checks.describe_difference(missing, extra)
+            raise MoAError(f"{role}: columns differ from {like}: {difference}; expected the same columns")
+    checks.check_columns(role, names, layout.columns, hint=_layout_hint(names, layout))
+    # cp_time is left to the parser, so that 24.5 or 'abc' reach its check instead of failing the parse.
+    types = {**{name: "str" for name in (ID, CP_TYPE, CP_DOSE)}, **{name: "float32" for name in layout.numeric}}
+    return checked_features(_parse_rows(path, role, names, types), layout, role=role)
+
+
+def checked_features(raw: pd.DataFrame, layout: FeatureLayout, *, role: str) -> pd.DataFrame:
+    """Feature rows (a parsed file, or a frame given to ``RunModel.predict_proba``)
+    checked: columns in `layout` order, cp_time int64, g-*/c-* float32."""
+    names = [str(name) for name in raw.columns]
+    checks.check_columns(role, names, layout.columns, hint=_layout_hint(names, layout))
+    raw = raw.reset_index(drop=True)
+    ids = raw[ID]
+    checks.check_ids(role, ids)
+    checks.check_choice(role, CP_TYPE, raw[CP_TYPE], CP_TYPES, ids)
+    # Compared as numbers, so 24.0 passes, and a bad cell shown as the file had it.
+    times = pd.to_numeric(raw[CP_TIME], errors="coerce")
+    checks.check_choice(role, CP_TIME, times.where(times.notna(), raw[CP_TIME]), CP_TIMES, ids)
+    checks.check_choice(role, CP_DOSE, raw[CP_DOSE], CP_DOSES, ids)
+    values = checks.numeric_matrix(role, raw, layout.numeric, expected="a float")
+    checks.check_finite(role, values, layout.numeric, ids)
+
+    meta = pd.DataFrame({ID: raw[ID], CP_TYPE: raw[CP_TYPE], CP_TIME: times.astype(np.int64), CP_DOSE: raw[CP_DOSE]})
+    numbers = pd.DataFrame(values, columns=layout.numeric, copy=False)
+    return pd.concat([meta, numbers], axis=1)
+
+
+def read_targets(path: Path) -> pd.DataFrame:
+    """One targets file, checked: sig_id then the targets (int8 0/1) in file order."""
+    role = path.name
+    names = read_header(path, role)
+    checks.check_named(role, names)
+    checks.check_unique_names(role, names)
+    if ID not in names:
+        raise MoAError(f"{role}: no {ID!r} column (found {checks.quoted(names)}); expected sig_id and the targets")
+    targets = [name for name in names if name != ID]
+    if not targets:
+        raise MoAError(f"{role}: only a {ID!r} column; expected target columns after it")
+    raw = _parse_rows(path, role, names, {ID: "str", **{name: "int8" for name in targets}})
+    checks.check_ids(role, raw[ID])
+    values = checks.numeric_matrix(role, raw, targets, expected="0 or 1")
+    checks.check_binary(role, values, targets, raw[ID])
+    return pd.concat([raw[[ID]], pd.DataFrame(values.astype(np.int8), columns=targets)], axis=1)
+
+
+def read_drug(path: Path) -> pd.DataFrame:
+    """train_drug.csv, checked: sig_id and drug_id, both present on every row."""
+    role = path.name
+    names = read_header(path, role)
+    checks.check_columns(role, names, [ID, DRUG])
+    raw = _parse_rows(path, role, names, {ID: "str", DRUG: "str"})
+    checks.check_ids(role, raw[ID])
+    missing = checks.is_blank(raw[DRUG])
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise MoAError(f"{role}: missing {DRUG} at {checks.where(raw[ID], row)}; expected a drug id on every row")
+    return raw[[ID, DRUG]]
 
 
 def _describe_folder(folder: Path, wanted: str) -> str:
@@ -251,8 +222,8 @@ def _describe_folder(folder: Path, wanted: str) -> str:
     return f"the folder holds: {shown}"
 
 
-def _parse_rows(path: Path, role: str, header: Header, types: dict[str, str]) -> pd.DataFrame:
-    raw = parse_csv(path, role, header, types)
+def _parse_rows(path: Path, role: str, names: list[str], types: dict[str, str]) -> pd.DataFrame:
+    raw = parse_csv(path, role, names, types)
     if len(raw) == 0:
         raise MoAError(f"{role}: has a header but no data rows: {path}")
     return raw
@@ -267,112 +238,53 @@ def _layout_hint(names: list[str], layout: FeatureLayout) -> str:
     return checks.header_hint(names)
 
 
-def _shown_as_found(raw: pd.Series, numbers: pd.Series) -> pd.Series:
-    """cp_time compared as a number, but a bad cell shown as the file had it."""
-    return numbers.where(numbers.notna(), raw)
-
-
-# -- the other files, lined up with train ----------------------------------------------
-
-
-def _read_aligned_targets(
-    cache: ParseCache, path: Path | None, train_ids: pd.Series, digests: dict[Path, str]
-) -> pd.DataFrame | None:
+def _read_sample_submission(
+    sources: dict[str, Path | None], scored: pd.DataFrame, test: pd.DataFrame | None
+) -> tuple[list[str] | None, pd.Series | None]:
+    """The sample submission's header, sig_id then the scored targets in their
+    order, and (with test features) its sig_ids: submission.csv's rows, in this
+    order. Other ids than the test file's are refused: a submission must have a
+    row for each of them, and the model only predicts the test file's."""
+    path = sources[SAMPLE_SUBMISSION]
     if path is None:
-        return None
-    frame = cache.frame(path, "targets", read_targets, digests.get(path))
-    checks.check_same_ids(path.name, frame[ID], TRAIN_FEATURES, train_ids)
-    return checks.align_rows(frame.drop(columns=ID), frame[ID], train_ids)
-
-
-def _read_aligned_drug(
-    cache: ParseCache, path: Path | None, train_ids: pd.Series, folder: Path, digests: dict[Path, str]
-) -> pd.Series | None:
-    if path is None:
-        logger.warning(
-            "%s not found in %s: folds cannot be drug-aware, so rows are stratified one by one "
-            "(rows of one drug can land in both training and validation, and CV will read optimistic)",
-            TRAIN_DRUG,
-            folder,
-        )
-        return None
-    frame = cache.frame(path, "drug", read_drug, digests.get(path))
-    checks.check_same_ids(path.name, frame[ID], TRAIN_FEATURES, train_ids)
-    return checks.align_rows(frame[DRUG], frame[ID], train_ids)
-
-
-def _read_test(
-    cache: ParseCache, path: Path | None, layout: FeatureLayout, kind: str, digests: dict[Path, str]
-) -> pd.DataFrame | None:
-    if path is None:
-        return None
-    names = read_header(path, path.name).names
-    missing, extra = checks.column_difference(names, layout.columns)
-    if missing or extra:
-        difference = checks.describe_difference(missing, extra)
-        raise MoAError(f"{path.name}: columns differ from {TRAIN_FEATURES}: {difference}; expected the same columns")
-    return cache.frame(path, kind, lambda source: read_features(source, layout), digests.get(path))
-
-
-def _read_submission_columns(path: Path | None, scored_path: Path, scored: pd.DataFrame) -> list[str] | None:
-    """The sample submission's header: sig_id then the scored targets, same order."""
-    if path is None:
-        return None
+        return None, None
     role = path.name
-    names = read_header(path, role).names
+    names = read_header(path, role)
     checks.check_named(role, names)
     checks.check_unique_names(role, names)
     expected = [ID, *scored.columns]
-    if names == expected:
-        return names
-    missing, extra = checks.column_difference(names, expected)
-    if missing or extra:
-        detail = checks.describe_difference(missing, extra)
-    else:
-        position = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
-        detail = (
-            f"same names in another order (column {position + 1} is {names[position]!r}, "
-            f"expected {expected[position]!r})"
-        )
-    raise MoAError(f"{role}: columns differ from {ID} + the targets of {scored_path.name}: {detail}")
-
-
-def _read_submission_ids(path: Path, test_ids: pd.Series, test_role: str) -> pd.Series:
-    """The sample submission's sig_ids, as text, which must be the test file's
-    (in any order: submission.csv then follows the sample's order). Different
-    ids are refused: a submission must have a row for each of them, and the
-    model only predicts the test file's."""
-    role = path.name
-    header = read_header(path, role)
-    raw_id = header.raw[header.names.index(ID)]
-    options = pcsv.ConvertOptions(include_columns=[raw_id], column_types={raw_id: pa.string()})
-    try:
-        with open_bytes(path, role) as stream:
-            ids = pcsv.read_csv(stream, convert_options=options).column(0).to_pandas()
-    except (pa.ArrowException, OSError, EOFError) as err:
-        reason = " ".join(str(err).split())[:200]
-        raise MoAError(f"{role}: cannot read its {ID} column ({reason}): {path}") from None
-    ids = ids.astype("str").rename(ID)
+    if names != expected:
+        missing, extra = checks.column_difference(names, expected)
+        if missing or extra:
+            detail = checks.describe_difference(missing, extra)
+        else:
+            position = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
+            detail = (
+                f"same names in another order (column {position + 1} is {names[position]!r}, "
+                f"expected {expected[position]!r})"
+            )
+        raise MoAError(f"{role}: columns differ from {ID} + the targets of {sources[TRAIN_TARGETS_SCORED].name}: {detail}")
+    if test is None:
+        return names, None
+    ids = parse_csv(path, role, names, {ID: "str"})[ID].astype("str")
     checks.check_ids(role, ids)
-    missing = ~test_ids.isin(ids)
-    extra = ~ids.isin(test_ids)
-    if missing.any() or extra.any():
-        parts = []
-        if extra.any():
-            parts.append(f"{int(extra.sum())} not in {test_role} (e.g. {ids[extra].iloc[0]})")
-        if missing.any():
-            parts.append(f"{int(missing.sum())} of {test_role} missing (e.g. {test_ids[missing].iloc[0]})")
+    missing, extra = checks.id_difference(ids, test[ID])
+    if len(missing) or len(extra):
+        test_role = sources[TEST_FEATURES].name
+        parts = [f"{len(extra)} not in {test_role} (e.g. {extra[0]})"] if len(extra) else []
+        if len(missing):
+            parts.append(f"{len(missing)} of {test_role} missing (e.g. {missing[0]})")
         raise MoAError(
             f"{role}: its {ID}s differ from {test_role}'s: {'; '.join(parts)}; expected the same samples "
             f"(a submission has one row per test sample; remove {role} to write the test file's rows)"
         )
-    return ids.reset_index(drop=True)
+    return names, ids
 
 
 # -- report ----------------------------------------------------------------------------
 
 
-def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[Path, str]) -> dict:
+def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[str, str]) -> dict:
     """What was read: each file's size, mtime and SHA-1, and the counts a run records."""
     files = {}
     for name, path in sources.items():
@@ -383,7 +295,7 @@ def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[P
                 "path": str(path.resolve()),
                 "bytes": stat.st_size,
                 "mtime_ns": stat.st_mtime_ns,
-                "sha1": digests[path],
+                "sha1": digests[name],
             }
     return {
         **files,
@@ -393,17 +305,6 @@ def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[P
         "n_nonscored": 0 if data.nonscored is None else data.nonscored.shape[1],
         "n_drugs": None if data.drug is None else int(data.drug.nunique()),
     }
-
-
-def with_content_hashes(fingerprint: dict) -> dict:
-    """The fingerprint with each source file's SHA-1, which a run records so its
-    data can be identified later; ``read_dataset`` already hashed each file
-    (the parse cache's key), so only a fingerprint made elsewhere is hashed here."""
-    out = dict(fingerprint)
-    for name, entry in fingerprint.items():
-        if isinstance(entry, dict) and entry.get("path") and not entry.get("sha1"):
-            out[name] = {**entry, "sha1": content_sha1(Path(entry["path"]))}
-    return out
 
 
 def _warn_about_oddities(data: MoAData, sources: dict[str, Path | None]) -> None:

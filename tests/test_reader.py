@@ -154,7 +154,7 @@ def test_reads_a_valid_folder(data_dir, frames, caplog):
     np.testing.assert_allclose(data.train[LAYOUT.numeric], frames[TRAIN_FEATURES][LAYOUT.numeric], rtol=1e-6)
     assert data.train["sig_id"].tolist() == frames[TRAIN_FEATURES]["sig_id"].tolist()
 
-    assert data.scored_names == SCORED and data.nonscored_names == NONSCORED
+    assert data.scored_names == SCORED and list(data.nonscored.columns) == NONSCORED
     assert (data.scored.dtypes == np.int8).all() and (data.nonscored.dtypes == np.int8).all()
     np.testing.assert_array_equal(data.scored, frames[TRAIN_TARGETS_SCORED][SCORED])
     assert data.drug.tolist() == frames[TRAIN_DRUG]["drug_id"].tolist()
@@ -177,7 +177,7 @@ def test_optional_files_may_be_absent(data_dir):
     for name in (TRAIN_TARGETS_NONSCORED, TEST_FEATURES, SAMPLE_SUBMISSION):
         (data_dir / name).unlink()
     data = read(data_dir)
-    assert data.nonscored is None and data.nonscored_names == []
+    assert data.nonscored is None
     assert data.test is None and data.test_is_control is None
     assert data.sample_submission_columns is None
 

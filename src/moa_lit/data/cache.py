@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,21 +75,17 @@ def cached_frame(folder: Path | None, source: Path, kind: str, sha1: str, parse:
     frame = parse(source)
     if content_sha1(source) != sha1:  # rewritten while parsed: not stored under the digest of other bytes
         return frame
-    temp = None
+    temp = folder / f".tmp-{os.getpid()}-{entry.name}"  # renamed into place once whole
     try:
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet")
-        os.close(handle)
         # Uncompressed, without dictionaries or statistics: random-like floats
         # do not compress, and this writes and reads fastest.
         frame.to_parquet(temp, engine="pyarrow", index=False, compression=None, use_dictionary=False, write_statistics=False)
         os.replace(temp, entry)
-        temp = None
         for old in folder.glob(f"{prefix}*.parquet"):
             if old != entry:
                 old.unlink(missing_ok=True)
     except Exception as err:
         logger.debug("parse cache write to %s failed (%s); continuing without it", entry, err)
     finally:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
     return frame

@@ -32,9 +32,6 @@ def where(ids: pd.Series | None, row: int) -> str:
     return f"row {row + 1}" + (f" (sig_id {sig_id})" if isinstance(sig_id, str) and sig_id.strip() else "")
 
 
-# -- header -------------------------------------------------------------------------
-
-
 def column_difference(names: Sequence[str], expected: Sequence[str]) -> tuple[list[str], list[str]]:
     """(expected names absent from `names`, names not expected), each in its own order."""
     present, wanted = set(names), set(expected)
@@ -51,7 +48,7 @@ def describe_difference(missing: Sequence[str], unexpected: Sequence[str]) -> st
 
 def check_columns(role: str, names: list[str], expected: Sequence[str], hint: str = "") -> None:
     """The header holds exactly `expected`, in any order, each name once."""
-    check_unique_names(role, names)
+    check_names(role, names)
     missing, unexpected = column_difference(names, expected)
     if missing or unexpected:
         hint = hint or header_hint(names)
@@ -59,7 +56,13 @@ def check_columns(role: str, names: list[str], expected: Sequence[str], hint: st
         raise MoAError(f"{role}: header does not match the expected columns: {detail}")
 
 
-def check_unique_names(role: str, names: list[str]) -> None:
+def check_names(role: str, names: list[str]) -> None:
+    """Every column named (an unnamed first column is an index saved by pandas), each name once."""
+    if "" in names:
+        raise MoAError(
+            f"{role}: column {names.index('') + 1} has no name (an index column saved by pandas, or a trailing comma?); "
+            "expected every column to be named"
+        )
     counts = Counter(names)
     duplicated = [name for name in names if counts[name] > 1]
     if duplicated:
@@ -70,22 +73,11 @@ def check_unique_names(role: str, names: list[str]) -> None:
         )
 
 
-def check_named(role: str, names: list[str]) -> None:
-    """Every column has a name (an unnamed first column is an index saved by pandas)."""
-    if "" in names:
-        raise MoAError(
-            f"{role}: column {names.index('') + 1} has no name (an index column saved by pandas, or a trailing comma?); "
-            "expected every column to be named"
-        )
-
-
 def header_hint(names: list[str]) -> str:
     """A guess at the usual cause of a header that does not fit, or ''."""
     if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
         separator = "';'" if ";" in names[0] else "a tab"
         return f"the file seems to use {separator} as separator; expected ','"
-    if "" in names:
-        return "an empty column name (a trailing comma, or an index column saved by pandas?)"
     return ""
 
 
@@ -97,11 +89,7 @@ def is_blank(column: pd.Series) -> np.ndarray:
     return blank
 
 
-# -- sig_id ---------------------------------------------------------------------------
-
-
 def check_ids(role: str, ids: pd.Series) -> None:
-    """Every row has a sig_id and none appears twice."""
     blank = is_blank(ids)
     if blank.any():
         raise MoAError(f"{role}: missing sig_id at {where(None, int(np.argmax(blank)))}; expected an id on every row")
@@ -139,9 +127,6 @@ def aligned(role: str, frame: pd.DataFrame, reference_role: str, reference_ids: 
     return values.take(pd.Index(here).get_indexer(reference)).reset_index(drop=True)
 
 
-# -- values -----------------------------------------------------------------------------
-
-
 def numeric_matrix(role: str, frame: pd.DataFrame, columns: list[str], expected: str) -> np.ndarray:
     """The columns as a float32 matrix; a cell that is not a number is an error.
 
@@ -167,7 +152,6 @@ def numeric_matrix(role: str, frame: pd.DataFrame, columns: list[str], expected:
 
 
 def check_finite(role: str, values: np.ndarray, columns: list[str], ids: pd.Series) -> None:
-    """No NaN (an empty cell) and no infinity anywhere in `values`."""
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = _first_cell(bad)

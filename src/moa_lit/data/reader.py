@@ -67,10 +67,6 @@ class MoAData:
         return list(self.scored.columns)
 
     @property
-    def nonscored_names(self) -> list[str]:
-        return [] if self.nonscored is None else list(self.nonscored.columns)
-
-    @property
     def train_is_control(self) -> np.ndarray:
         return (self.train[CP_TYPE] == CONTROL).to_numpy(dtype=bool)
 
@@ -181,8 +177,7 @@ def read_targets(path: Path) -> pd.DataFrame:
     """One targets file, checked: sig_id then the targets (int8 0/1) in file order."""
     role = path.name
     names = read_header(path, role)
-    checks.check_named(role, names)
-    checks.check_unique_names(role, names)
+    checks.check_names(role, names)
     if ID not in names:
         raise MoAError(f"{role}: no {ID!r} column (found {checks.quoted(names)}); expected sig_id and the targets")
     targets = [name for name in names if name != ID]
@@ -250,8 +245,7 @@ def _read_sample_submission(
         return None, None
     role = path.name
     names = read_header(path, role)
-    checks.check_named(role, names)
-    checks.check_unique_names(role, names)
+    checks.check_names(role, names)
     expected = [ID, *scored.columns]
     if names != expected:
         missing, extra = checks.column_difference(names, expected)
@@ -279,9 +273,6 @@ def _read_sample_submission(
             f"(a submission has one row per test sample; remove {role} to write the test file's rows)"
         )
     return names, ids
-
-
-# -- report ----------------------------------------------------------------------------
 
 
 def _fingerprint(sources: dict[str, Path | None], data: MoAData, digests: dict[str, str]) -> dict:

@@ -32,14 +32,10 @@ def where(ids: pd.Series | None, row: int) -> str:
     return f"row {row + 1}" + (f" (sig_id {sig_id})" if isinstance(sig_id, str) and sig_id.strip() else "")
 
 
-def column_difference(names: Sequence[str], expected: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(expected names absent from `names`, names not expected), each in its own order."""
+def describe_difference(names: Sequence[str], expected: Sequence[str]) -> str:
+    """'missing 2 ('g-5', 'g-6'); unexpected 1 ('foo')', each in its own order; '' for the same names."""
     present, wanted = set(names), set(expected)
-    return [name for name in expected if name not in present], [name for name in names if name not in wanted]
-
-
-def describe_difference(missing: Sequence[str], unexpected: Sequence[str]) -> str:
-    """'missing 2 ('g-5', 'g-6'); unexpected 1 ('foo')'."""
+    missing, unexpected = [name for name in expected if name not in present], [name for name in names if name not in wanted]
     parts = [f"missing {len(missing)} ({quoted(missing)})"] if missing else []
     if unexpected:
         parts.append(f"unexpected {len(unexpected)} ({quoted(unexpected)})")
@@ -49,11 +45,13 @@ def describe_difference(missing: Sequence[str], unexpected: Sequence[str]) -> st
 def check_columns(role: str, names: list[str], expected: Sequence[str], hint: str = "") -> None:
     """The header holds exactly `expected`, in any order, each name once."""
     check_names(role, names)
-    missing, unexpected = column_difference(names, expected)
-    if missing or unexpected:
-        hint = hint or header_hint(names)
-        detail = describe_difference(missing, unexpected) + (f"; {hint}" if hint else "")
-        raise MoAError(f"{role}: header does not match the expected columns: {detail}")
+    difference = describe_difference(names, expected)
+    if not difference:
+        return
+    if not hint and len(names) == 1 and (";" in names[0] or "\t" in names[0]):  # the usual cause
+        separator = "';'" if ";" in names[0] else "a tab"
+        hint = f"the file seems to use {separator} as separator; expected ','"
+    raise MoAError(f"{role}: header does not match the expected columns: {difference}" + (f"; {hint}" if hint else ""))
 
 
 def check_names(role: str, names: list[str]) -> None:
@@ -71,14 +69,6 @@ def check_names(role: str, names: list[str]) -> None:
             f"{role}: duplicate column name {duplicated[0]!r} (columns {' and '.join(positions[:2])}); "
             "expected each column once"
         )
-
-
-def header_hint(names: list[str]) -> str:
-    """A guess at the usual cause of a header that does not fit, or ''."""
-    if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
-        separator = "';'" if ";" in names[0] else "a tab"
-        return f"the file seems to use {separator} as separator; expected ','"
-    return ""
 
 
 def is_blank(column: pd.Series) -> np.ndarray:

@@ -141,11 +141,9 @@ def read_features(path: Path, layout: FeatureLayout, *, role: str | None = None,
     path = Path(path)
     role = role or path.name
     names = read_header(path, role)
-    if like is not None:
-        missing, extra = checks.column_difference(names, layout.columns)
-        if missing or extra:
-            difference = checks.describe_difference(missing, extra)
-            raise MoAError(f"{role}: columns differ from {like}: {difference}; expected the same columns")
+    difference = checks.describe_difference(names, layout.columns)
+    if like is not None and difference:
+        raise MoAError(f"{role}: columns differ from {like}: {difference}; expected the same columns")
     checks.check_columns(role, names, layout.columns, hint=_layout_hint(names, layout))
     # cp_time is left to the parser, so that 24.5 or 'abc' reach its check instead of failing the parse.
     types = {**{name: "str" for name in (ID, CP_TYPE, CP_DOSE)}, **{name: "float32" for name in layout.numeric}}
@@ -226,11 +224,11 @@ def _parse_rows(path: Path, role: str, names: list[str], types: dict[str, str]) 
 
 def _layout_hint(names: list[str], layout: FeatureLayout) -> str:
     """Name the layout when gene/cell columns are the ones that do not fit."""
-    odd = [name for group in checks.column_difference(names, layout.columns) for name in group]
+    odd = set(names) ^ set(layout.columns)
     if odd and all(name.startswith((GENE_PREFIX, CELL_PREFIX)) for name in odd):
         genes, cells = len(layout.genes), len(layout.cells)
         return f"expected {genes} {GENE_PREFIX}* and {cells} {CELL_PREFIX}* columns (n_genes={genes}, n_cells={cells})"
-    return checks.header_hint(names)
+    return ""
 
 
 def _read_sample_submission(
@@ -248,10 +246,8 @@ def _read_sample_submission(
     checks.check_names(role, names)
     expected = [ID, *scored.columns]
     if names != expected:
-        missing, extra = checks.column_difference(names, expected)
-        if missing or extra:
-            detail = checks.describe_difference(missing, extra)
-        else:
+        detail = checks.describe_difference(names, expected)
+        if not detail:
             position = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
             detail = (
                 f"same names in another order (column {position + 1} is {names[position]!r}, "

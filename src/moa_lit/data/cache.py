@@ -57,7 +57,9 @@ def cache_folder(data_dir: Path, cache_dir: Path | None = None) -> Path | None:
     return None
 
 
-def cached_frame(folder: Path | None, source: Path, kind: str, sha1: str, parse: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+def cached_frame(
+    folder: Path | None, source: Path, kind: str, sha1: str, parse: Callable[[Path], pd.DataFrame]
+) -> pd.DataFrame:
     """`parse(source)`, or the frame it returned last time for the same bytes
     (`sha1`) and the same `kind` of parse (e.g. the feature layout)."""
     if folder is None:
@@ -79,7 +81,9 @@ def cached_frame(folder: Path | None, source: Path, kind: str, sha1: str, parse:
     try:
         # Uncompressed, without dictionaries or statistics: random-like floats
         # do not compress, and this writes and reads fastest.
-        frame.to_parquet(temp, engine="pyarrow", index=False, compression=None, use_dictionary=False, write_statistics=False)
+        frame.to_parquet(
+            temp, engine="pyarrow", index=False, compression=None, use_dictionary=False, write_statistics=False
+        )
         os.replace(temp, entry)
         for old in folder.glob(f"{prefix}*.parquet"):
             if old != entry:

@@ -35,7 +35,8 @@ def where(ids: pd.Series | None, row: int) -> str:
 def describe_difference(names: Sequence[str], expected: Sequence[str]) -> str:
     """'missing 2 ('g-5', 'g-6'); unexpected 1 ('foo')', each in its own order; '' for the same names."""
     present, wanted = set(names), set(expected)
-    missing, unexpected = [name for name in expected if name not in present], [name for name in names if name not in wanted]
+    missing = [name for name in expected if name not in present]
+    unexpected = [name for name in names if name not in wanted]
     parts = [f"missing {len(missing)} ({quoted(missing)})"] if missing else []
     if unexpected:
         parts.append(f"unexpected {len(unexpected)} ({quoted(unexpected)})")
@@ -146,7 +147,8 @@ def check_finite(role: str, values: np.ndarray, columns: list[str], ids: pd.Seri
     if bad.any():
         row, col = _first_cell(bad)
         value = values[row, col]
-        found = "a missing value (empty or NaN)" if np.isnan(value) else f"an infinite value ({value}, or beyond float32 range)"
+        infinite = f"an infinite value ({value}, or beyond float32 range)"
+        found = "a missing value (empty or NaN)" if np.isnan(value) else infinite
         n = int(bad.sum())
         more = f" ({n} such cells in all)" if n > 1 else ""
         raise MoAError(f"{role}: column {columns[col]!r} has {found} at {where(ids, row)}{more}; expected a finite float")

@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,49 +91,37 @@ class ReferenceData:
     fingerprint: dict | None = None  # the data reader's: file paths, sizes, modification times
 
 
-@contextmanager
-def _quiet_data_warnings():
-    """Training data oddities (targets without positives, ...) were reported when
-    the run was trained; repeating them here would only bury predict's output."""
-    data_log = logging.getLogger("moa_lit.data")
-    level = data_log.level
-    data_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        data_log.setLevel(level)
-
-
 def load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
     """The labelled training compounds to compare with: the folder given as
     ``reference`` (Kaggle layout, with train_drug.csv), or else the data the run
     was trained on, through its saved config."""
-    with _quiet_data_warnings():
-        return _load_reference(reference, run_dir, layout, target_names)
-
-
-def _load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
-    if reference:
-        data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
-        source = str(reference)
-    else:
-        run = RunDir(run_dir)
-        config = run.path / files.CONFIG
-        try:
+    # Training data oddities (targets without positives, ...) were reported when
+    # the run was trained; repeating them here would only bury predict's output.
+    data_log = logging.getLogger("moa_lit.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
+    run = RunDir(run_dir)
+    config = run.path / files.CONFIG
+    try:
+        if reference:
+            data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
+        else:
             from hydra.utils import instantiate
 
             data_cfg = OmegaConf.create(run.config()).data
             check_targets(OmegaConf.create({"data": data_cfg}), skip=())
             data = instantiate(data_cfg, _execution_whitelist_=ALLOWED_TARGETS)
-        except MoAError:
+    except Exception as err:
+        if reference or isinstance(err, MoAError):
             raise
-        except Exception as err:
-            raise MoAError(
-                f"explain=true needs the training compounds to find neighbours, and the run's data "
-                f"({config}) cannot be read here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                "expected reference=<folder with train_features.csv, train_targets_scored.csv, train_drug.csv>"
-            ) from None
-        source = f"the run's training data ({config})"
+        raise MoAError(
+            f"explain=true needs the training compounds to find neighbours, and the run's data "
+            f"({config}) cannot be read here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+            "expected reference=<folder with train_features.csv, train_targets_scored.csv, train_drug.csv>"
+        ) from None
+    finally:
+        data_log.setLevel(level)
+    source = str(reference) if reference else f"the run's training data ({config})"
     if data.drug is None:
         raise MoAError(f"reference {source}: no {schema.TRAIN_DRUG}; expected drug ids to name the known compounds")
     absent = [n for n in target_names if n not in data.scored.columns]
@@ -225,74 +212,55 @@ def explain_batch(
     is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
     compounds = np.asarray(compounds, dtype=object)
     calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control, pooling)
-    index = {n: i for i, n in enumerate(target_names)}
-    treated = ~is_control
-    rows = features.loc[treated].reset_index(drop=True)
-    row_compounds = compounds[treated]
-    q_codes, q_ids = pd.factorize(pd.Series(row_compounds), sort=False)
-    per_compound_targets = {
-        c: [index[m] for m in g.sort_values("rank")["moa"]] for c, g in calls.groupby(COMPOUND, sort=False)
-    }
+    rows = features.loc[~is_control].reset_index(drop=True)
+    q_codes, q_ids = pd.factorize(pd.Series(compounds[~is_control]), sort=False)
+    # calls holds n_calls rows per compound, in q_ids' order (both first seen), best first.
     n_calls = min(top_k, len(target_names))
-    row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
-
-    if len(rows) == 0:  # only control rows: nothing to call, explain or compare
-        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0,
-                          pooling, progress)
-    progress.phase(f"preprocessing {len(rows)} treated rows, model", total=len(networks))
-    q_inputs = []
-    for net in networks:
-        q_inputs.append(net.transform(rows))
-        progress.advance()
-    attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
-                                             inputs_per_model=q_inputs, progress=progress)
-    t_attr = time.perf_counter() - t0
-    ref = cached_reference(networks, reference, target_names, reference_cache, progress)
-    progress.phase(f"nearest of {len(q_ids)} compounds among {len(ref.drugs)} known compounds")
-    near = {}
-    for space in (neighbours.LEARNED, neighbours.FEATURES):
-        s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
-        near[space] = neighbours.nearest(s, k) if len(q_ids) else (np.zeros((0, 0), int), np.zeros((0, 0)))
-    t_near = time.perf_counter() - t0 - t_attr
-
-    calls_of = {c: g.sort_values("rank") for c, g in calls.groupby(COMPOUND, sort=False)}
-    compounds_out = []
-    derived: dict[str, dict] = {}
-    progress.phase("top inputs of each call, compound", total=len(q_ids))
-    for g, compound in enumerate(q_ids):
-        mine = q_codes == g
-        entry = {
-            COMPOUND: str(compound),
-            "sig_ids": [str(s) for s in rows[schema.ID][mine]],
-            "calls": [],
-            "nearest_compounds": _neighbour_list(near[neighbours.LEARNED], g, ref),
-            "nearest_compounds_feature_space": _neighbour_list(near[neighbours.FEATURES], g, ref),
-        }
-        mean_attr = attr.values[mine].mean(axis=0)  # (n_calls, inputs)
-        for c, call in enumerate(calls_of[compound].itertuples()):
-            top = attributions.top_features(mean_attr[c], attr.names, attr.inputs, N_TOP_FEATURES)
-            for item in top:
-                if item["kind"] != "column":
-                    derived[item["name"]] = {k2: v for k2, v in item.items() if k2 in ("kind", "top_loadings")}
-            entry["calls"].append(
-                {
-                    "rank": int(call.rank), "moa": call.moa, "probability": float(call.probability),
-                    "row_min": float(call.row_min), "row_max": float(call.row_max), "row_std": float(call.row_std),
-                    "rows_ranking_first": float(call.rows_ranking_first),
-                    "ig_completeness_error": float(attr.delta[mine, c].mean()),
-                    "logit_gap": float(attr.logit_gap[mine, c].mean()),
-                    "top_features": top,
-                }
-            )
-        compounds_out.append(entry)
-        progress.advance()
-    return _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title,
-                      derived, t_attr, t_near, pooling, progress)
-
-
-def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title, derived,
-               t_attr, t_near, pooling, progress) -> ExplainedBatch:
-    controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
+    index = {n: i for i, n in enumerate(target_names)}
+    call_targets = calls["moa"].map(index).to_numpy(np.int64).reshape(len(q_ids), n_calls)
+    compounds_out, derived, t_attr, t_near = [], {}, 0.0, 0.0
+    if len(rows):  # else only control rows: nothing to call, explain or compare
+        progress.phase(f"preprocessing {len(rows)} treated rows, model", total=len(networks))
+        q_inputs = []
+        for net in networks:
+            q_inputs.append(net.transform(rows))
+            progress.advance()
+        attr = attributions.integrated_gradients(networks, rows, numeric, call_targets[q_codes], n_steps=ig_steps,
+                                                 inputs_per_model=q_inputs, progress=progress)
+        t_attr = time.perf_counter() - t0
+        ref = cached_reference(networks, reference, target_names, reference_cache, progress)
+        progress.phase(f"nearest of {len(q_ids)} compounds among {len(ref.drugs)} known compounds")
+        near = {space: neighbours.nearest(neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space), k)
+                for space in (neighbours.LEARNED, neighbours.FEATURES)}
+        t_near = time.perf_counter() - t0 - t_attr
+        progress.phase("top inputs of each call, compound", total=len(q_ids))
+        for g, compound in enumerate(q_ids):
+            mine = q_codes == g
+            entry = {
+                COMPOUND: str(compound),
+                "sig_ids": [str(s) for s in rows[schema.ID][mine]],
+                "calls": [],
+                "nearest_compounds": _neighbour_list(near[neighbours.LEARNED], g, ref),
+                "nearest_compounds_feature_space": _neighbour_list(near[neighbours.FEATURES], g, ref),
+            }
+            mean_attr = attr.values[mine].mean(axis=0)  # (n_calls, inputs)
+            for c, call in enumerate(calls.iloc[g * n_calls : (g + 1) * n_calls].itertuples()):
+                top = attributions.top_features(mean_attr[c], attr.names, attr.inputs, N_TOP_FEATURES)
+                for item in top:
+                    if item["kind"] != "column":
+                        derived[item["name"]] = {k2: v for k2, v in item.items() if k2 in ("kind", "top_loadings")}
+                entry["calls"].append(
+                    {
+                        "rank": int(call.rank), "moa": call.moa, "probability": float(call.probability),
+                        "row_min": float(call.row_min), "row_max": float(call.row_max), "row_std": float(call.row_std),
+                        "rows_ranking_first": float(call.rows_ranking_first),
+                        "ig_completeness_error": float(attr.delta[mine, c].mean()),
+                        "logit_gap": float(attr.logit_gap[mine, c].mean()),
+                        "top_features": top,
+                    }
+                )
+            compounds_out.append(entry)
+            progress.advance()
     explanations = {
         "title": title,
         "method": {
@@ -308,7 +276,7 @@ def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, ref
         },
         "timings_s": {"attributions": round(t_attr, 2), "neighbours": round(t_near, 2)},
         "compounds": compounds_out,
-        "control_only_compounds": controls,
+        "control_only_compounds": sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids}),
         "derived_inputs": derived,
     }
     progress.phase(f"rendering the page of {len(compounds_out)} compounds")

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     run = RunDir(args.run_dir)
     manifest = run.manifest()
     model = RunModel.load(run.path)
-    networks = from_fold_predictors(model.predictors, manifest.layout.genes, manifest.layout.cells)
+    networks = from_fold_predictors(model.predictors)
     reference = load_reference(args.reference, args.run_dir, manifest.layout, manifest.target_names)
     numeric = manifest.layout.numeric
     print(f"run: {args.run_dir} ({len(networks)} seed x fold models); training data: {reference.source}")

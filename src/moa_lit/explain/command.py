@@ -72,7 +72,7 @@ def explain(settings: ExplainSettings, model: RunModel, features: pd.DataFrame, 
     reference = load_reference(settings.reference, run_dir, manifest.layout, manifest.target_names)
     n_reference = len(pd.unique(reference.drugs[reference.labels.sum(axis=1) > 0]))
     check_count("k", settings.k, n_reference, f"the number of labelled reference compounds in {reference.source}")
-    networks = from_fold_predictors(model.predictors, manifest.layout.genes, manifest.layout.cells)
+    networks = from_fold_predictors(model.predictors)
     probabilities = predictions[manifest.target_names].to_numpy(dtype=np.float64)
     return explain_batch(
         networks, features, probabilities, manifest.target_names, manifest.layout.numeric, compounds, reference,

@@ -22,20 +22,16 @@ from moa_lit.runs import files
 LEARNED, FEATURES = "learned", "features"
 
 
-def _group_means(x: torch.Tensor, codes: np.ndarray, n_groups: int) -> torch.Tensor:
-    sums = torch.zeros((n_groups, x.shape[1]), dtype=x.dtype, device=x.device)
-    sums.index_add_(0, torch.from_numpy(codes).to(x.device), x)
-    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(x.device, x.dtype).clamp(min=1)
-    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
-
-
 def compound_vectors(net: FoldNetwork, x: torch.Tensor, codes: np.ndarray, n_groups: int, space: str) -> torch.Tensor:
-    """Unit-length compound profiles of one fold model from its network inputs x."""
+    """Unit-length compound profiles (group means) of one fold model from its network inputs x."""
     if space == LEARNED:
         v = net.embed(x.float())
     else:
         v = x[:, [i for i, inp in enumerate(net.inputs) if inp.kind == COLUMN]].float()
-    return _group_means(v, codes, n_groups)
+    sums = torch.zeros((n_groups, v.shape[1]), dtype=v.dtype, device=v.device)
+    sums.index_add_(0, torch.from_numpy(codes).to(v.device), v)
+    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(v.device, v.dtype).clamp(min=1)
+    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
 
 
 @dataclass

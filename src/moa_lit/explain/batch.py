@@ -197,7 +197,8 @@ class ExplainSettings:
 
 
 def check(cfg: DictConfig, top_k: int, manifest: RunManifest, run_dir: Path, output: Path) -> ExplainSettings:
-    """Every explain setting checked before any model is loaded."""
+    """Every explain setting checked before any model is loaded (the typed
+    settings, ``PredictConfig``, have checked each key alone)."""
     if manifest.is_blend:
         members = ", ".join(str(m.run) for m in manifest.members)
         raise MoAError(
@@ -207,15 +208,12 @@ def check(cfg: DictConfig, top_k: int, manifest: RunManifest, run_dir: Path, out
     n_targets = len(manifest.target_names)
     folder = Path(cfg.explain_dir).expanduser() if cfg.get("explain_dir") else output.with_name(output.stem + "_explained")
     check_output_folder(folder)
-    k = cfg.get("k", 5)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise MoAError(f"k={k}: expected a whole number of nearest compounds, at least 1")
     steps = cfg.get("ig_steps", attributions.DEFAULT_STEPS)
     check_count("ig_steps", steps, MAX_IG_STEPS, "Integrated Gradients integration steps")
     pooling = cfg.get("pooling") or DEFAULT_POOLING
     if pooling not in POOLINGS:
         raise MoAError(f"pooling={pooling!r}: expected one of {list(POOLINGS)}")
-    return ExplainSettings(folder, top_k or min(DEFAULT_TOP_K, n_targets), k, steps, cfg.get("compounds"),
+    return ExplainSettings(folder, top_k or min(DEFAULT_TOP_K, n_targets), cfg.get("k", 5), steps, cfg.get("compounds"),
                            str(cfg.get("compound_column") or COMPOUND), cfg.get("reference"), pooling)
 
 

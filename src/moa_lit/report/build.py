@@ -81,33 +81,6 @@ def read_report_inputs(run_dir: Path) -> ReportInputs:
     )
 
 
-def build_report(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    inputs = read_report_inputs(run_dir)
-    out = RunDir(run_dir).report_dir
-    out.mkdir(exist_ok=True)
-    names = inputs.manifest.target_names
-    n_rows = len(inputs.oof)
-
-    if inputs.curves:
-        _save(plots.learning_curves(inputs.curves), out / run_files.LEARNING_CURVES_PNG)
-
-    # The per-target loss is scores.json's, so the figure and the table agree with the scores.
-    loss = np.array([inputs.scores["per_target"][n] for n in names])
-    positives = inputs.labels.sum(axis=0)
-    fig, worst = plots.per_target_loss(names, loss, positives, n_rows)
-    _save(fig, out / run_files.PER_TARGET_PNG)
-
-    treated = ~inputs.is_control
-    calibration = plots.reliability_table(inputs.oof[treated], inputs.labels[treated])
-    _save(plots.reliability(calibration, int(treated.sum())), out / run_files.RELIABILITY_PNG)
-
-    text = build_markdown(inputs, worst, positives, plots.prior_loss(positives, n_rows), calibration)
-    path = out / run_files.REPORT_MD
-    run_files.write_text(text, path)
-    return path
-
-
 def _save(fig, path: Path) -> None:
     try:
         run_files.save_figure(fig, path)
@@ -166,17 +139,14 @@ def scores_section(scores: dict) -> list[str]:
     return lines
 
 
-def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarray, prior: np.ndarray,
-                   calibration: pd.DataFrame) -> str:
-    scores, names = inputs.scores, inputs.manifest.target_names
-    per_target = np.array([scores["per_target"][n] for n in names])
+def build_report(run_dir: Path) -> Path:
+    inputs = read_report_inputs(Path(run_dir))
+    out = RunDir(inputs.run_dir).report_dir
+    out.mkdir(exist_ok=True)
+    scores, manifest = inputs.scores, inputs.manifest
+    names = manifest.target_names
+    n_rows = len(inputs.oof)
     treated = ~inputs.is_control
-    mean_pred = float(inputs.oof[treated].mean())
-    rate = float(inputs.labels[treated].mean())
-    ece = float((calibration["count"] * (calibration["mean_prediction"] - calibration["observed_rate"]).abs()).sum()
-                / calibration["count"].sum())
-
-    manifest = inputs.manifest
     made_of = (
         f"a blend of {len(manifest.members)} runs over {len(manifest.folds)} fold(s)"
         if manifest.is_blend
@@ -184,11 +154,12 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
     )
     lines = [f"# Run report: {inputs.run_dir.name}", "",
              f"moa-lit {manifest.moa_lit_version}; {made_of}; {len(names)} targets; "
-             f"{len(inputs.manifest.layout.genes)} g-* and {len(inputs.manifest.layout.cells)} c-* columns.", ""]
+             f"{len(manifest.layout.genes)} g-* and {len(manifest.layout.cells)} c-* columns.", ""]
     lines += scores_section(scores)
 
     lines += ["", "## Learning curves", ""]
     if inputs.curves:
+        _save(plots.learning_curves(inputs.curves), out / run_files.LEARNING_CURVES_PNG)
         lines += ["Training loss (dashed; on smoothed labels, with dropout) and validation log loss (solid; the "
                   "fold's new-drug rows, or its treated rows where it has none) by epoch. The star is the epoch "
                   "whose checkpoint predicts: a star well before the last epoch means the later epochs overfit.", "",
@@ -196,6 +167,12 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
     else:
         lines += [f"No per-epoch logs in `{run_files.LOGS}/` (a run with `logger=null`, or a blend)."]
 
+    # The per-target loss is scores.json's, so the figure and the table agree with the scores.
+    loss = np.array([scores["per_target"][n] for n in names])
+    positives = inputs.labels.sum(axis=0)
+    fig, worst = plots.per_target_loss(names, loss, positives, n_rows)
+    _save(fig, out / run_files.PER_TARGET_PNG)
+    prior = plots.prior_loss(positives, n_rows)
     lines += ["", "## Per-target loss", "",
               "Each point is a target: its OOF log loss against how many OOF rows are positive for it. The dashed "
               "line is the loss of predicting the target's own rate everywhere; points above it are worse than "
@@ -203,8 +180,15 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
               f"![per-target loss]({run_files.PER_TARGET_PNG})", "", "Worst targets:", ""]
     lines += _table(
         ["target", "OOF log loss", "positives", "in-sample prior loss"],
-        [[names[j], fmt(per_target[j]), int(positives[j]), fmt(prior[j])] for j in worst],
+        [[names[j], fmt(loss[j]), int(positives[j]), fmt(prior[j])] for j in worst],
     )
+
+    calibration = plots.reliability_table(inputs.oof[treated], inputs.labels[treated])
+    _save(plots.reliability(calibration, int(treated.sum())), out / run_files.RELIABILITY_PNG)
+    mean_pred = float(inputs.oof[treated].mean())
+    rate = float(inputs.labels[treated].mean())
+    ece = float((calibration["count"] * (calibration["mean_prediction"] - calibration["observed_rate"]).abs()).sum()
+                / calibration["count"].sum())
 
     lines += ["", "## Calibration", "",
               f"Treated OOF rows only (controls are predicted exactly 0). Mean prediction {mean_pred:.5f} against "
@@ -228,4 +212,6 @@ def build_markdown(inputs: ReportInputs, worst: np.ndarray, positives: np.ndarra
         lines += ["The composed config (`.hydra/config.yaml`):", "", "```yaml", inputs.config_text.rstrip(), "```"]
     else:
         lines += [f"`{run_files.CONFIG}` not found in the run folder."]
-    return "\n".join(lines) + "\n"
+    path = out / run_files.REPORT_MD
+    run_files.write_text("\n".join(lines) + "\n", path)
+    return path

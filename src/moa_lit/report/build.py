@@ -42,8 +42,6 @@ class ReportInputs:
     labels: np.ndarray  # same shape, 0/1
     is_control: np.ndarray
     curves: list[FoldCurve]
-    config_text: str | None
-    overrides: str | None  # .hydra/overrides.yaml as written
 
 
 def _curves(run: RunDir, manifest: RunManifest) -> list[FoldCurve]:
@@ -76,8 +74,6 @@ def read_report_inputs(run_dir: Path) -> ReportInputs:
         labels=labels.targets[rows],
         is_control=labels.is_control[rows],
         curves=_curves(run, manifest),
-        config_text=run.text(run_files.CONFIG),
-        overrides=run.text(run_files.HYDRA_OVERRIDES),
     )
 
 
@@ -141,7 +137,8 @@ def scores_section(scores: dict) -> list[str]:
 
 def build_report(run_dir: Path) -> Path:
     inputs = read_report_inputs(Path(run_dir))
-    out = RunDir(inputs.run_dir).report_dir
+    run = RunDir(inputs.run_dir)
+    out = run.report_dir
     out.mkdir(exist_ok=True)
     scores, manifest = inputs.scores, inputs.manifest
     names = manifest.target_names
@@ -206,10 +203,11 @@ def build_report(run_dir: Path) -> Path:
     lines += _table(["fingerprint", "value"], _fingerprint_rows(data)) if data else ["No fingerprint in scores.json."]
 
     lines += ["", "## Config", ""]
-    if inputs.overrides:
-        lines += ["Command-line overrides:", "", "```yaml", inputs.overrides.rstrip(), "```", ""]
-    if inputs.config_text:
-        lines += ["The composed config (`.hydra/config.yaml`):", "", "```yaml", inputs.config_text.rstrip(), "```"]
+    overrides, config_text = run.text(run_files.HYDRA_OVERRIDES), run.text(run_files.CONFIG)
+    if overrides:
+        lines += ["Command-line overrides:", "", "```yaml", overrides.rstrip(), "```", ""]
+    if config_text:
+        lines += ["The composed config (`.hydra/config.yaml`):", "", "```yaml", config_text.rstrip(), "```"]
     else:
         lines += [f"`{run_files.CONFIG}` not found in the run folder."]
     path = out / run_files.REPORT_MD

@@ -18,8 +18,7 @@ from moa_lit import schema
 from moa_lit.errors import MoAError
 from moa_lit.predict import predict
 from moa_lit.explain import attributions, neighbours
-from moa_lit.explain.inputs import COLUMN, COMPONENT, META, ROW_STATISTIC, describe_inputs
-from moa_lit.explain.networks import FoldNetwork
+from moa_lit.explain.networks import COLUMN, COMPONENT, META, ROW_STATISTIC, STACKED, FoldNetwork, describe_inputs
 from moa_lit.explain.pooling import best_true_rank, compound_calls, evaluate_pooling, pool
 from moa_lit.models.mlp import MLP
 from moa_lit.training.features import build_feature_pipeline
@@ -99,7 +98,7 @@ def _train_network(frame: pd.DataFrame, labels: np.ndarray, seed: int, **feature
         opt.step()
     net.eval()
     return FoldNetwork(f"seed {seed}", lambda f, pre=pre: torch.from_numpy(pre.transform(f)), net, net.body,
-                       describe_inputs(pre, genes, cells, label=f"seed {seed}"))
+                       describe_inputs(pre, label=f"seed {seed}"))
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +116,10 @@ def test_describe_inputs_names_every_network_input():
     genes, cells = schema.gene_columns(N_GENES), schema.cell_columns(N_CELLS)
     pre = build_feature_pipeline(genes, cells, n_quantiles=50, pca_genes=3, factor_analysis_cells=2,
                                  row_stats=True).fit(frame)
-    inputs = describe_inputs(pre, genes, cells, n_stacked=2, label="seed 0 fold 1")
-    assert len(inputs) == pre.transform(frame.head(3)).shape[1] + 2
+    n_preprocessed = pre.transform(frame.head(3)).shape[1]
+    assert len(describe_inputs(pre)) == n_preprocessed
+    inputs = describe_inputs(pre, n_inputs=n_preprocessed + 2, label="seed 0 fold 1")  # 2 stacked predictions
+    assert len(inputs) == n_preprocessed + 2 and [i.kind for i in inputs].count(STACKED) == 2
     assert [i.name for i in inputs[:N_GENES]] == genes and all(i.kind == COLUMN for i in inputs[:N_GENES])
     pca = inputs[N_GENES : N_GENES + 3]
     assert [i.kind for i in pca] == [COMPONENT] * 3 and pca[0].name == "genes PCA 1 (seed 0 fold 1)"

@@ -9,7 +9,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from moa_lit.explain.browser import Browser, find_chromium
+from headless_chromium import Browser, find_chromium
 from moa_lit.predict import predict
 from saved_run import trained_run
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 from moa_lit.errors import MoAError
 from moa_lit.report import build_report
-from moa_lit.report.inputs import read_report_inputs
+from moa_lit.report.build import read_report_inputs
 from moa_lit.report.plots import reliability_table
 from saved_run import trained_run
 

@@ -26,7 +26,7 @@ from moa_lit import schema
 from moa_lit.cli import configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
-from moa_lit.explain import command as explain_command
+from moa_lit.explain import batch as explain_command
 from moa_lit.explain.batch import OUTPUTS as explain_outputs
 from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files

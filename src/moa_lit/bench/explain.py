@@ -34,7 +34,7 @@ from moa_lit.explain.batch import load_reference
 from moa_lit.explain.networks import from_fold_predictors
 from moa_lit.explain.pooling import evaluate_pooling
 from moa_lit.training.final_model import RunModel
-from moa_lit.report.inputs import read_report_inputs
+from moa_lit.report.build import read_report_inputs
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.targets import ALLOWED_TARGETS, with_allowed_targets
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     run = RunDir(args.run_dir)
     manifest = run.manifest()
     model = RunModel.load(run.path)
-    networks = from_fold_predictors(model.predictors, manifest.layout.genes, manifest.layout.cells)
+    networks = from_fold_predictors(model.predictors)
     reference = load_reference(args.reference, args.run_dir, manifest.layout, manifest.target_names)
     numeric = manifest.layout.numeric
     print(f"run: {args.run_dir} ({len(networks)} seed x fold models); training data: {reference.source}")

@@ -71,7 +71,7 @@ def main() -> None:
         fabricate(run_dir, 23814, 206, 16844, 1866, list(range(args.seeds)))
         t0 = time.perf_counter()
         from moa_lit.report import build_report  # matplotlib's import is part of the cost in train.py
-        from moa_lit.report.inputs import read_report_inputs
+        from moa_lit.report.build import read_report_inputs
 
         t1 = time.perf_counter()
         read_report_inputs(run_dir)

@@ -1,17 +1,9 @@
 """Integrated Gradients (captum) of each row's MoA logits with respect to the
-network inputs, averaged over the run's seed x fold models.
-
-Baseline: the same row with every g-*/c-* value at 0, i.e. a profile with no
-response (the assay values are centred), passed through each fold model's own
-preprocessing, so a feature's attribution is its share of the logit difference
-between the compound's profile and no response (IG's completeness). Logits, not
-probabilities, are attributed: the sigmoid saturates and would squash the
-attributions of confident calls.
-
-Inputs that mean the same in every fold model (the g-*/c-* columns, row
-statistics, meta indicators, stacked predictions) are averaged over models by
-name; PCA / factor-analysis components are fitted per fold, so each fold's
-component is its own entry (weighted 1 / number of models)."""
+network inputs, averaged over the run's seed x fold models (docs/explain.md).
+Logits, not probabilities, are attributed: the sigmoid saturates and would
+squash the attributions of confident calls. PCA / factor-analysis components
+are fitted per fold, so each fold's component is its own entry; every other
+input means the same in every model and is averaged by name."""
 
 from __future__ import annotations
 
@@ -22,17 +14,10 @@ import pandas as pd
 import torch
 from captum.attr import IntegratedGradients
 
-from moa_lit.explain.inputs import NetworkInput
-from moa_lit.explain.networks import FoldNetwork
+from moa_lit.explain.networks import FoldNetwork, NetworkInput
 from moa_lit.progress import QUIET, Progress
 
 DEFAULT_STEPS = 16  # the most steps within the 3-minute goal for 4,000 rows (bench.explain): docs/benchmarks.md
-
-
-def neutral_profiles(features: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
-    baseline = features.copy()
-    baseline[numeric] = np.zeros((len(features), len(numeric)), dtype=features[numeric[0]].dtype)
-    return baseline
 
 
 @dataclass
@@ -50,8 +35,6 @@ def integrated_gradients(
     numeric: list[str],
     targets: np.ndarray,
     n_steps: int = DEFAULT_STEPS,
-    method: str = "gausslegendre",
-    batch_rows: int = 8192,
     inputs_per_model: list[torch.Tensor] | None = None,
     progress: Progress = QUIET,
 ) -> Attributions:
@@ -60,30 +43,23 @@ def integrated_gradients(
     ``features`` when the caller has it already."""
     targets = np.asarray(targets, dtype=np.int64)
     n, t = targets.shape
-    names: dict[str, int] = {}
-    inputs: dict[str, NetworkInput] = {}
-    for net in networks:
-        for inp in net.inputs:
-            if inp.name not in names:
-                names[inp.name] = len(names)
-                inputs[inp.name] = inp
+    inputs = {inp.name: inp for net in networks for inp in net.inputs}  # shared inputs once, by name
+    names = {name: i for i, name in enumerate(inputs)}
     values = np.zeros((n, t, len(names)))
     delta = np.zeros((n, t))
     gap = np.zeros((n, t))
-    baseline_rows = neutral_profiles(features, numeric)
+    # Baseline: the same rows with every g-*/c-* value 0, a profile with no response (the values are centred).
+    baseline_rows = features.copy()
+    baseline_rows[numeric] = np.zeros((len(features), len(numeric)), dtype=features[numeric[0]].dtype)
     flat_targets = torch.from_numpy(targets.reshape(-1))
     # captum batches the steps of one example, not the examples: chunk them so
-    # one pass holds about batch_rows interpolated rows.
-    chunk = max(1, batch_rows // n_steps)
+    # one pass holds about 8192 interpolated rows.
+    chunk = max(1, 8192 // n_steps)
     progress.phase(f"Integrated Gradients, {n} rows x {t} MoAs x {len(networks)} models at {n_steps} steps, chunk",
                    total=len(networks) * -(-n * t // chunk))
     for i, net in enumerate(networks):
-        # One transform call for rows and baselines: the preprocessing has a fixed cost per call.
-        if inputs_per_model is None:
-            both = net.transform(pd.concat([features, baseline_rows], ignore_index=True)).float()
-            x, b = both[: len(features)], both[len(features) :]
-        else:
-            x, b = inputs_per_model[i].float(), net.transform(baseline_rows).float()
+        x = (net.transform(features) if inputs_per_model is None else inputs_per_model[i]).float()
+        b = net.transform(baseline_rows).float()
         xr, br = x.repeat_interleave(t, dim=0), b.repeat_interleave(t, dim=0)
         flat_targets = flat_targets.to(xr.device)
         ig = IntegratedGradients(net.network)
@@ -92,7 +68,7 @@ def integrated_gradients(
             for start in range(0, len(xr), chunk):
                 part = slice(start, start + chunk)
                 a, e = ig.attribute(xr[part], baselines=br[part], target=flat_targets[part], n_steps=n_steps,
-                                    method=method, return_convergence_delta=True)
+                                    method="gausslegendre", return_convergence_delta=True)
                 parts.append(a.detach().cpu())
                 errors.append(e.detach().cpu())
                 progress.advance()
@@ -101,8 +77,8 @@ def integrated_gradients(
             logits_x = net.network(xr).gather(1, flat_targets[:, None])[:, 0]
             logits_b = net.network(br).gather(1, flat_targets[:, None])[:, 0]
         columns = [names[inp.name] for inp in net.inputs]
-        values[:, :, columns] += attr.detach().double().numpy().reshape(n, t, -1)
-        delta += np.abs(err.detach().double().numpy()).reshape(n, t)
+        values[:, :, columns] += attr.double().numpy().reshape(n, t, -1)
+        delta += np.abs(err.double().numpy()).reshape(n, t)
         gap += np.abs((logits_x - logits_b).double().cpu().numpy()).reshape(n, t)
     k = len(networks)
     return Attributions(list(names), inputs, values / k, delta / k, gap / k)

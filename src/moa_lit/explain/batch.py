@@ -1,8 +1,10 @@
-"""One prediction batch explained: compound calls, attributions of each call,
-nearest known compounds, written as ``calls.csv``, ``explanations.json`` and
-``page.html`` into one folder. Everything is computed and checked before the
-first file is written, and each file is written atomically, so a failure
-leaves no half-written output."""
+"""``explain=true`` of ``python -m moa_lit.predict``: the settings checked
+before any model is loaded (``check``), then the batch explained with the
+networks of the final model predict loaded (``explain``): compound calls,
+attributions of each call, nearest known compounds, written as ``calls.csv``,
+``explanations.json`` and ``page.html`` into one folder. Everything is
+computed and checked before the first file is written, and each file is
+written atomically, so a failure leaves no half-written output."""
 
 from __future__ import annotations
 
@@ -10,24 +12,25 @@ import hashlib
 import json
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.targets import ALLOWED_TARGETS, check_targets
 from moa_lit.explain import attributions, neighbours, page
-from moa_lit.explain.networks import FoldNetwork
-from moa_lit.explain.pooling import COMPOUND, compound_calls
+from moa_lit.explain.networks import FoldNetwork, from_fold_predictors
+from moa_lit.explain.pooling import COMPOUND, POOLINGS, compound_calls
 from moa_lit.progress import QUIET, Progress
 from moa_lit.runs import files
+from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import RunDir
+from moa_lit.training.final_model import RunModel
 
 log = logging.getLogger("moa_lit.explain")
 
@@ -38,6 +41,11 @@ OUTPUTS = (CALLS, EXPLANATIONS, PAGE)
 REFERENCE_CACHE_DIR = ".moa_cache"  # the data reader's cache folder
 N_TOP_FEATURES = 10
 FLOAT_FORMAT = "%.6g"
+DEFAULT_TOP_K = 3
+# Measured better than the mean log-odds on OOF drugs of the built-in synthetic data,
+# format 2 (docs/benchmarks.md); format 1 had favoured the log-odds.
+DEFAULT_POOLING = "mean"
+MAX_IG_STEPS = 1024
 POOLING_TEXT = {
     "mean": "mean of the rows' probabilities",
     "logit_mean": "mean of the rows' log-odds (a geometric pooling of their probabilities)",
@@ -83,6 +91,19 @@ def check_count(key: str, value, upper: int, what: str) -> int:
     return value
 
 
+def check_output_folder(folder: Path) -> None:
+    """The folder is new, empty, or holds an earlier explanation (whose three
+    files are replaced); anything else there is not ours to overwrite."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MoAError(f"explain_dir={folder}: is a file; expected a folder for {', '.join(OUTPUTS)}")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in OUTPUTS)
+        if others:
+            raise MoAError(f"explain_dir={folder}: already holds {others[0]!r}; expected a new or empty folder "
+                           "(or one holding only an earlier explanation)")
+
+
 @dataclass
 class ReferenceData:
     features: pd.DataFrame  # treated training rows
@@ -92,49 +113,37 @@ class ReferenceData:
     fingerprint: dict | None = None  # the data reader's: file paths, sizes, modification times
 
 
-@contextmanager
-def _quiet_data_warnings():
-    """Training data oddities (targets without positives, ...) were reported when
-    the run was trained; repeating them here would only bury predict's output."""
-    data_log = logging.getLogger("moa_lit.data")
-    level = data_log.level
-    data_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        data_log.setLevel(level)
-
-
 def load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
     """The labelled training compounds to compare with: the folder given as
     ``reference`` (Kaggle layout, with train_drug.csv), or else the data the run
     was trained on, through its saved config."""
-    with _quiet_data_warnings():
-        return _load_reference(reference, run_dir, layout, target_names)
-
-
-def _load_reference(reference: str | None, run_dir: Path, layout, target_names: list[str]) -> ReferenceData:
-    if reference:
-        data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
-        source = str(reference)
-    else:
-        run = RunDir(run_dir)
-        config = run.path / files.CONFIG
-        try:
+    # Training data oddities (targets without positives, ...) were reported when
+    # the run was trained; repeating them here would only bury predict's output.
+    data_log = logging.getLogger("moa_lit.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
+    run = RunDir(run_dir)
+    config = run.path / files.CONFIG
+    try:
+        if reference:
+            data = reader.read_dataset(reference, n_genes=len(layout.genes), n_cells=len(layout.cells))
+        else:
             from hydra.utils import instantiate
 
             data_cfg = OmegaConf.create(run.config()).data
             check_targets(OmegaConf.create({"data": data_cfg}), skip=())
             data = instantiate(data_cfg, _execution_whitelist_=ALLOWED_TARGETS)
-        except MoAError:
+    except Exception as err:
+        if reference or isinstance(err, MoAError):
             raise
-        except Exception as err:
-            raise MoAError(
-                f"explain=true needs the training compounds to find neighbours, and the run's data "
-                f"({config}) cannot be read here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                "expected reference=<folder with train_features.csv, train_targets_scored.csv, train_drug.csv>"
-            ) from None
-        source = f"the run's training data ({config})"
+        raise MoAError(
+            f"explain=true needs the training compounds to find neighbours, and the run's data "
+            f"({config}) cannot be read here ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+            "expected reference=<folder with train_features.csv, train_targets_scored.csv, train_drug.csv>"
+        ) from None
+    finally:
+        data_log.setLevel(level)
+    source = str(reference) if reference else f"the run's training data ({config})"
     if data.drug is None:
         raise MoAError(f"reference {source}: no {schema.TRAIN_DRUG}; expected drug ids to name the known compounds")
     absent = [n for n in target_names if n not in data.scored.columns]
@@ -174,6 +183,58 @@ def reference_cache_path(reference: ReferenceData, run_dir: Path, target_names: 
     return Path(source["path"]).parent / REFERENCE_CACHE_DIR / f"explain-reference-{digest}.npz"
 
 
+# ---------------------------------------------------------------- the command
+@dataclass
+class ExplainSettings:
+    folder: Path
+    top_k: int
+    k: int
+    ig_steps: int
+    compounds: str | None
+    compound_column: str
+    reference: str | None
+    pooling: str = DEFAULT_POOLING
+
+
+def check(cfg: DictConfig, top_k: int, manifest: RunManifest, run_dir: Path, output: Path) -> ExplainSettings:
+    """Every explain setting checked before any model is loaded (the typed
+    settings, ``PredictConfig``, have checked each key alone)."""
+    if manifest.is_blend:
+        members = ", ".join(str(m.run) for m in manifest.members)
+        raise MoAError(
+            f"explain=true: run_dir={run_dir} is a blend of other runs ({members}); "
+            "expected a trained or merged run (explain one of the blended runs)"
+        )
+    n_targets = len(manifest.target_names)
+    folder = Path(cfg.explain_dir).expanduser() if cfg.get("explain_dir") else output.with_name(output.stem + "_explained")
+    check_output_folder(folder)
+    steps = cfg.get("ig_steps", attributions.DEFAULT_STEPS)
+    check_count("ig_steps", steps, MAX_IG_STEPS, "Integrated Gradients integration steps")
+    pooling = cfg.get("pooling") or DEFAULT_POOLING
+    if pooling not in POOLINGS:
+        raise MoAError(f"pooling={pooling!r}: expected one of {list(POOLINGS)}")
+    return ExplainSettings(folder, top_k or min(DEFAULT_TOP_K, n_targets), cfg.get("k", 5), steps, cfg.get("compounds"),
+                           str(cfg.get("compound_column") or COMPOUND), cfg.get("reference"), pooling)
+
+
+def explain(settings: ExplainSettings, model: RunModel, features: pd.DataFrame, predictions: pd.DataFrame) -> ExplainedBatch:
+    """The calls of ``model`` (the run's final model, which made ``predictions``)
+    explained with the networks it averages."""
+    run_dir, manifest = model.path, model.manifest
+    compounds = (read_compounds(settings.compounds, features[schema.ID], settings.compound_column)
+                 if settings.compounds else features[schema.ID].to_numpy(dtype=object))
+    reference = load_reference(settings.reference, run_dir, manifest.layout, manifest.target_names)
+    n_reference = len(pd.unique(reference.drugs[reference.labels.sum(axis=1) > 0]))
+    check_count("k", settings.k, n_reference, f"the number of labelled reference compounds in {reference.source}")
+    networks = from_fold_predictors(model.predictors)
+    probabilities = predictions[manifest.target_names].to_numpy(dtype=np.float64)
+    return explain_batch(
+        networks, features, probabilities, manifest.target_names, manifest.layout.numeric, compounds, reference,
+        top_k=settings.top_k, k=settings.k, ig_steps=settings.ig_steps, pooling=settings.pooling, title=f"MoA calls: {run_dir}",
+        reference_cache=reference_cache_path(reference, run_dir, manifest.target_names),
+    )
+
+
 # ---------------------------------------------------------------- the explanation
 @dataclass
 class ExplainedBatch:
@@ -190,19 +251,6 @@ class ExplainedBatch:
         files.write_text(self.html, folder / PAGE)
         self.progress.end()
         return [folder / name for name in OUTPUTS]
-
-
-def check_output_folder(folder: Path) -> None:
-    """The folder is new, empty, or holds an earlier explanation (whose three
-    files are replaced); anything else there is not ours to overwrite."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise MoAError(f"explain_dir={folder}: is a file; expected a folder for {', '.join(OUTPUTS)}")
-    if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir() if p.name not in OUTPUTS)
-        if others:
-            raise MoAError(f"explain_dir={folder}: already holds {others[0]!r}; expected a new or empty folder "
-                           "(or one holding only an earlier explanation)")
 
 
 def explain_batch(
@@ -225,74 +273,55 @@ def explain_batch(
     is_control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
     compounds = np.asarray(compounds, dtype=object)
     calls = compound_calls(probabilities, features[schema.ID].to_numpy(), compounds, target_names, top_k, is_control, pooling)
-    index = {n: i for i, n in enumerate(target_names)}
-    treated = ~is_control
-    rows = features.loc[treated].reset_index(drop=True)
-    row_compounds = compounds[treated]
-    q_codes, q_ids = pd.factorize(pd.Series(row_compounds), sort=False)
-    per_compound_targets = {
-        c: [index[m] for m in g.sort_values("rank")["moa"]] for c, g in calls.groupby(COMPOUND, sort=False)
-    }
+    rows = features.loc[~is_control].reset_index(drop=True)
+    q_codes, q_ids = pd.factorize(pd.Series(compounds[~is_control]), sort=False)
+    # calls holds n_calls rows per compound, in q_ids' order (both first seen), best first.
     n_calls = min(top_k, len(target_names))
-    row_targets = np.array([per_compound_targets[c] for c in row_compounds], dtype=np.int64).reshape(len(rows), n_calls)
-
-    if len(rows) == 0:  # only control rows: nothing to call, explain or compare
-        return _explained(calls, [], compounds, is_control, q_ids, networks, reference, ig_steps, title, {}, 0.0, 0.0,
-                          pooling, progress)
-    progress.phase(f"preprocessing {len(rows)} treated rows, model", total=len(networks))
-    q_inputs = []
-    for net in networks:
-        q_inputs.append(net.transform(rows))
-        progress.advance()
-    attr = attributions.integrated_gradients(networks, rows, numeric, row_targets, n_steps=ig_steps,
-                                             inputs_per_model=q_inputs, progress=progress)
-    t_attr = time.perf_counter() - t0
-    ref = cached_reference(networks, reference, target_names, reference_cache, progress)
-    progress.phase(f"nearest of {len(q_ids)} compounds among {len(ref.drugs)} known compounds")
-    near = {}
-    for space in (neighbours.LEARNED, neighbours.FEATURES):
-        s = neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space)
-        near[space] = neighbours.nearest(s, k) if len(q_ids) else (np.zeros((0, 0), int), np.zeros((0, 0)))
-    t_near = time.perf_counter() - t0 - t_attr
-
-    calls_of = {c: g.sort_values("rank") for c, g in calls.groupby(COMPOUND, sort=False)}
-    compounds_out = []
-    derived: dict[str, dict] = {}
-    progress.phase("top inputs of each call, compound", total=len(q_ids))
-    for g, compound in enumerate(q_ids):
-        mine = q_codes == g
-        entry = {
-            COMPOUND: str(compound),
-            "sig_ids": [str(s) for s in rows[schema.ID][mine]],
-            "calls": [],
-            "nearest_compounds": _neighbour_list(near[neighbours.LEARNED], g, ref),
-            "nearest_compounds_feature_space": _neighbour_list(near[neighbours.FEATURES], g, ref),
-        }
-        mean_attr = attr.values[mine].mean(axis=0)  # (n_calls, inputs)
-        for c, call in enumerate(calls_of[compound].itertuples()):
-            top = attributions.top_features(mean_attr[c], attr.names, attr.inputs, N_TOP_FEATURES)
-            for item in top:
-                if item["kind"] != "column":
-                    derived[item["name"]] = {k2: v for k2, v in item.items() if k2 in ("kind", "top_loadings")}
-            entry["calls"].append(
-                {
-                    "rank": int(call.rank), "moa": call.moa, "probability": float(call.probability),
-                    "row_min": float(call.row_min), "row_max": float(call.row_max), "row_std": float(call.row_std),
-                    "rows_ranking_first": float(call.rows_ranking_first),
-                    "ig_completeness_error": float(attr.delta[mine, c].mean()),
-                    "logit_gap": float(attr.logit_gap[mine, c].mean()),
-                    "top_features": top,
-                }
-            )
-        compounds_out.append(entry)
-        progress.advance()
-    return _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title,
-                      derived, t_attr, t_near, pooling, progress)
-
-
-def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, reference, ig_steps, title, derived,
-               t_attr, t_near, pooling, progress) -> ExplainedBatch:
-    controls = sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids})
+    index = {n: i for i, n in enumerate(target_names)}
+    call_targets = calls["moa"].map(index).to_numpy(np.int64).reshape(len(q_ids), n_calls)
+    compounds_out, derived, t_attr, t_near = [], {}, 0.0, 0.0
+    if len(rows):  # else only control rows: nothing to call, explain or compare
+        progress.phase(f"preprocessing {len(rows)} treated rows, model", total=len(networks))
+        q_inputs = []
+        for net in networks:
+            q_inputs.append(net.transform(rows))
+            progress.advance()
+        attr = attributions.integrated_gradients(networks, rows, numeric, call_targets[q_codes], n_steps=ig_steps,
+                                                 inputs_per_model=q_inputs, progress=progress)
+        t_attr = time.perf_counter() - t0
+        ref = cached_reference(networks, reference, target_names, reference_cache, progress)
+        progress.phase(f"nearest of {len(q_ids)} compounds among {len(ref.drugs)} known compounds")
+        near = {space: neighbours.nearest(neighbours.similarities(networks, q_inputs, q_codes, len(q_ids), ref, space), k)
+                for space in (neighbours.LEARNED, neighbours.FEATURES)}
+        t_near = time.perf_counter() - t0 - t_attr
+        progress.phase("top inputs of each call, compound", total=len(q_ids))
+        for g, compound in enumerate(q_ids):
+            mine = q_codes == g
+            entry = {
+                COMPOUND: str(compound),
+                "sig_ids": [str(s) for s in rows[schema.ID][mine]],
+                "calls": [],
+                "nearest_compounds": _neighbour_list(near[neighbours.LEARNED], g, ref),
+                "nearest_compounds_feature_space": _neighbour_list(near[neighbours.FEATURES], g, ref),
+            }
+            mean_attr = attr.values[mine].mean(axis=0)  # (n_calls, inputs)
+            for c, call in enumerate(calls.iloc[g * n_calls : (g + 1) * n_calls].itertuples()):
+                top = attributions.top_features(mean_attr[c], attr.names, attr.inputs, N_TOP_FEATURES)
+                for item in top:
+                    if item["kind"] != "column":
+                        derived[item["name"]] = {k2: v for k2, v in item.items() if k2 in ("kind", "top_loadings")}
+                entry["calls"].append(
+                    {
+                        "rank": int(call.rank), "moa": call.moa, "probability": float(call.probability),
+                        "row_min": float(call.row_min), "row_max": float(call.row_max), "row_std": float(call.row_std),
+                        "rows_ranking_first": float(call.rows_ranking_first),
+                        "ig_completeness_error": float(attr.delta[mine, c].mean()),
+                        "logit_gap": float(attr.logit_gap[mine, c].mean()),
+                        "top_features": top,
+                    }
+                )
+            compounds_out.append(entry)
+            progress.advance()
     explanations = {
         "title": title,
         "method": {
@@ -308,7 +337,7 @@ def _explained(calls, compounds_out, compounds, is_control, q_ids, networks, ref
         },
         "timings_s": {"attributions": round(t_attr, 2), "neighbours": round(t_near, 2)},
         "compounds": compounds_out,
-        "control_only_compounds": controls,
+        "control_only_compounds": sorted({str(c) for c in compounds[is_control]} - {str(c) for c in q_ids}),
         "derived_inputs": derived,
     }
     progress.phase(f"rendering the page of {len(compounds_out)} compounds")

@@ -1,16 +1,9 @@
 """Nearest known compounds: each query compound against the labelled training
 compounds, by cosine similarity of compound profiles (the mean of the
-compound's row vectors) in two spaces:
-
-- learned: each fold model's penultimate representation (the body's output,
-  the input of the head that scores the MoAs); the similarity matrices of the
-  fold models are averaged (each model has its own representation space, so
-  vectors are never mixed across models);
-- baseline: the rank-Gauss feature space, i.e. the g-*/c-* inputs of the same
-  fold models, averaged likewise.
-
-``evaluate_neighbours`` measures on out-of-fold drugs whether the nearest
-training compound shares a MoA, against chance and the baseline."""
+compound's row vectors) in each fold model's penultimate representation and,
+as a baseline, in its rank-Gauss g-*/c-* inputs. The fold models' similarity
+matrices are averaged: each model has its own representation space, so
+vectors are never mixed across models."""
 
 from __future__ import annotations
 
@@ -22,28 +15,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moa_lit.explain.inputs import COLUMN
-from moa_lit.explain.networks import FoldNetwork
+from moa_lit.explain.networks import COLUMN, FoldNetwork
 from moa_lit.progress import QUIET, Progress
 from moa_lit.runs import files
 
 LEARNED, FEATURES = "learned", "features"
 
 
-def _group_means(x: torch.Tensor, codes: np.ndarray, n_groups: int) -> torch.Tensor:
-    sums = torch.zeros((n_groups, x.shape[1]), dtype=x.dtype, device=x.device)
-    sums.index_add_(0, torch.from_numpy(codes).to(x.device), x)
-    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(x.device, x.dtype).clamp(min=1)
-    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
-
-
 def compound_vectors(net: FoldNetwork, x: torch.Tensor, codes: np.ndarray, n_groups: int, space: str) -> torch.Tensor:
-    """Unit-length compound profiles of one fold model from its network inputs x."""
+    """Unit-length compound profiles (group means) of one fold model from its network inputs x."""
     if space == LEARNED:
         v = net.embed(x.float())
     else:
         v = x[:, [i for i, inp in enumerate(net.inputs) if inp.kind == COLUMN]].float()
-    return _group_means(v, codes, n_groups)
+    sums = torch.zeros((n_groups, v.shape[1]), dtype=v.dtype, device=v.device)
+    sums.index_add_(0, torch.from_numpy(codes).to(v.device), v)
+    counts = torch.from_numpy(np.bincount(codes, minlength=n_groups)).to(v.device, v.dtype).clamp(min=1)
+    return torch.nn.functional.normalize(sums / counts[:, None], dim=1).cpu()
 
 
 @dataclass
@@ -64,9 +52,8 @@ def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: 
     keep = labels.sum(axis=1) > 0
     codes, uniques = pd.factorize(pd.Series(np.asarray(drugs)[keep]), sort=False)
     y = labels[keep]
-    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
     names = np.asarray(names)
-    moas = [list(names[y[i] > 0.5]) for i in first]
+    moas = [list(names[y[i] > 0.5]) for i in np.unique(codes, return_index=True)[1]]  # each drug's first row
     rows = features.loc[keep]
     vectors = {LEARNED: [], FEATURES: []}
     progress.phase(f"reference vectors of {len(uniques)} labelled training compounds ({len(rows)} rows), model",
@@ -79,15 +66,10 @@ def build_reference(networks: list[FoldNetwork], features: pd.DataFrame, drugs: 
     return Reference(np.asarray(uniques), moas, {k: torch.cat(v, dim=1) for k, v in vectors.items()}, len(networks))
 
 
-def query_vectors(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
-                  n_queries: int, space: str) -> torch.Tensor:
-    return torch.cat([compound_vectors(net, x, query_codes, n_queries, space) for net, x in zip(networks, query_inputs)], dim=1)
-
-
 def similarities(networks: list[FoldNetwork], query_inputs: list[torch.Tensor], query_codes: np.ndarray,
                  n_queries: int, reference: Reference, space: str) -> np.ndarray:
     """(query compounds x reference compounds) cosine similarity, averaged over fold models."""
-    q = query_vectors(networks, query_inputs, query_codes, n_queries, space)
+    q = torch.cat([compound_vectors(net, x, query_codes, n_queries, space) for net, x in zip(networks, query_inputs)], dim=1)
     return (q @ reference.vectors[space].T).double().numpy() / reference.n_models
 
 
@@ -120,23 +102,20 @@ def evaluate_neighbours(
     the most similar reference shares at least one MoA with the query."""
     drugs, folds = np.asarray(drugs), np.asarray(folds)
     labelled = labels.sum(axis=1) > 0
-    folds_of_drug = pd.Series(folds).groupby(drugs).agg(lambda f: frozenset(f))
+    drug_folds = pd.crosstab(drugs, folds) > 0  # drugs x folds: has rows there
+    whole = drug_folds.sum(axis=1).loc[drugs].to_numpy() == 1  # the row's drug lies in one fold
     hits = {LEARNED: [], FEATURES: []}
     chance = []
     for fold, networks in sorted(networks_by_fold.items()):
-        in_fold = pd.Series(drugs).map(folds_of_drug).to_numpy()
-        query_rows = labelled & np.array([f == frozenset([fold]) for f in in_fold])
-        ref_rows = labelled & np.array([fold not in f for f in in_fold])
+        in_fold = drug_folds[fold].loc[drugs].to_numpy()
+        query_rows, ref_rows = labelled & in_fold & whole, labelled & ~in_fold
         if not query_rows.any() or not ref_rows.any():
             continue
         reference = build_reference(networks, features.loc[ref_rows], drugs[ref_rows], labels[ref_rows],
                                     [str(i) for i in range(labels.shape[1])])
         q_codes, q_drugs = pd.factorize(pd.Series(drugs[query_rows]), sort=False)
-        q_first = pd.Series(np.arange(len(q_codes))).groupby(q_codes).first().to_numpy()
-        yq = labels[query_rows][q_first] > 0.5
-        yr = np.zeros((len(reference.drugs), labels.shape[1]), dtype=bool)
-        for i, m in enumerate(reference.moas):
-            yr[i, [int(t) for t in m]] = True
+        yq = labels[query_rows][np.unique(q_codes, return_index=True)[1]] > 0.5  # each drug's first row
+        yr = labels[ref_rows][np.unique(pd.factorize(pd.Series(drugs[ref_rows]))[0], return_index=True)[1]] > 0.5
         shares = (yq.astype(np.float32) @ yr.T.astype(np.float32)) > 0  # (queries, references)
         chance += list(shares.mean(axis=1))
         q_inputs = [net.transform(features.loc[query_rows]) for net in networks]

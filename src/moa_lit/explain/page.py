@@ -1,38 +1,16 @@
 """One self-contained HTML page per prediction batch (no external file, font
 or script): per compound, its top MoAs with pooled probability and replicate
 agreement, a bar chart of the inputs that push each call up most, and its
-nearest known compounds. A small inline script filters compounds by id."""
+nearest known compounds. A small inline script filters compounds by id. The
+page's frame, style and script are ``page_template.html``."""
 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
+from string import Template
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;color:#1d232a;max-width:70rem}
-h1{font-size:1.4rem;margin:0 0 .3rem} h2{font-size:1.1rem;margin:0 0 .4rem}
-.note{color:#56606b;font-size:.85rem;margin:.2rem 0 1rem}
-section.compound{border:1px solid #d5dbe1;border-radius:6px;padding:.8rem 1rem;margin:0 0 1rem}
-.calls{display:flex;flex-wrap:wrap;gap:1rem}
-.call{flex:1 1 19rem;min-width:17rem}
-.call h3{font-size:.95rem;margin:.2rem 0}
-.agree{font-size:.8rem;color:#56606b;margin:0 0 .2rem}
-table{border-collapse:collapse;font-size:.85rem} td,th{padding:.15rem .5rem;text-align:left;border-bottom:1px solid #eef1f4}
-svg text{font-size:11px;fill:#1d232a}
-#filter{font-size:.9rem;padding:.3rem .5rem;width:18rem;margin-bottom:1rem}
-"""
-
-_SCRIPT = """
-document.getElementById('filter').addEventListener('input', function (event) {
-  var needle = event.target.value.trim().toLowerCase();
-  var shown = 0;
-  document.querySelectorAll('section.compound').forEach(function (section) {
-    var match = section.dataset.compound.toLowerCase().indexOf(needle) !== -1;
-    section.hidden = !match;
-    if (match) { shown += 1; }
-  });
-  document.getElementById('shown').textContent = shown;
-});
-"""
+_TEMPLATE = Template((Path(__file__).parent / "page_template.html").read_text(encoding="utf-8"))
 
 _COLOURS = {"column": "#2f6fb0", "component": "#c2702b", "row statistic": "#7a5bb5", "meta": "#6b7785", "stacked prediction": "#3c8f5a"}
 
@@ -95,21 +73,11 @@ def _section(c: dict) -> str:
 
 
 def render(explanations: dict) -> str:
-    compounds = explanations["compounds"]
-    method = explanations["method"]
-    title = explanations.get("title") or "MoA calls"
+    compounds, method = explanations["compounds"], explanations["method"]
     controls = explanations.get("control_only_compounds", [])
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head><body>'
-        f"<h1>{escape(title)}</h1>"
-        f'<p class="note">{len(compounds)} compounds (<span id="shown">{len(compounds)}</span> shown)'
-        + (f"; {len(controls)} control-only compounds have no MoA" if controls else "")
-        + f". Calls: {escape(method['pooling'])}. Bars: {escape(method['attributions'])} "
-        "(blue: g-*/c-* columns, orange: PCA/factor-analysis components, hover for their top-loading columns). "
-        f"Neighbours: {escape(method['neighbours'])}.</p>"
-        '<input id="filter" type="search" placeholder="filter compounds by id" aria-label="filter compounds">'
-        + "".join(_section(c) for c in compounds)
-        + f"<script>{_SCRIPT}</script></body></html>\n"
+    return _TEMPLATE.substitute(
+        title=escape(explanations.get("title") or "MoA calls"), n=len(compounds),
+        controls=f"; {len(controls)} control-only compounds have no MoA" if controls else "",
+        pooling=escape(method["pooling"]), attributions=escape(method["attributions"]),
+        neighbours=escape(method["neighbours"]), sections="".join(_section(c) for c in compounds),
     )

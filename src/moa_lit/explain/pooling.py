@@ -1,7 +1,6 @@
 """One MoA ranking per compound from the probabilities of its rows (doses x
 times), with how well the rows agree, and the measurement that decides the
-pooling: on out-of-fold rows grouped by drug, does the pooled ranking put a
-true MoA higher than single rows do?"""
+pooling (``evaluate_pooling``)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from moa_lit import schema
 
 COMPOUND = "compound_id"
 POOLINGS = ("mean", "logit_mean")
+CALL_COLUMNS = [COMPOUND, "n_rows", "rank", "moa", "probability", "row_min", "row_max", "row_std", "rows_ranking_first"]
 _EPS = 1e-6
 
 
@@ -45,8 +45,6 @@ def compound_calls(
     Control rows rank nothing (their probabilities are 0 by definition)."""
     treated = ~np.asarray(is_control)
     p, groups = probabilities[treated], np.asarray(compounds)[treated]
-    if len(p) == 0:
-        return pd.DataFrame(columns=[COMPOUND, "n_rows", "rank", "moa", "probability", "row_min", "row_max", "row_std", "rows_ranking_first"])
     uniques, pooled = pool(p, groups, how)
     codes = pd.factorize(pd.Series(groups), sort=False)[0]
     row_first = p.argmax(axis=1)
@@ -69,15 +67,13 @@ def compound_calls(
                     "rows_ranking_first": float((row_first[codes == g] == t).mean()),
                 }
             )
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(records, columns=CALL_COLUMNS)
 
 
 def best_true_rank(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per row: the 1-based rank of its highest-ranked true MoA (rows with a label only)."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, probabilities.shape[1] + 1)[None, :].repeat(len(order), 0), axis=1)
-    return np.where(labels > 0.5, ranks, probabilities.shape[1] + 1).min(axis=1)
+    hits = np.take_along_axis(labels > 0.5, np.argsort(-probabilities, axis=1, kind="stable"), axis=1)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, probabilities.shape[1] + 1)
 
 
 @dataclass
@@ -88,8 +84,8 @@ class PoolingResult:
     pooled: dict  # {pooling: metrics of the pooled ranking}
 
 
-def _metrics(ranks: np.ndarray) -> dict:
-    return {"top1": float((ranks == 1).mean()), "top5": float((ranks <= 5).mean()), "mrr": float((1.0 / ranks).mean())}
+def _metrics(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    return {"top1": ranks == 1, "top5": ranks <= 5, "mrr": 1.0 / ranks}
 
 
 def evaluate_pooling(oof: np.ndarray, labels: np.ndarray, drugs: np.ndarray, is_control: np.ndarray,
@@ -102,13 +98,10 @@ def evaluate_pooling(oof: np.ndarray, labels: np.ndarray, drugs: np.ndarray, is_
     sizes = pd.Series(drugs[keep]).value_counts()
     keep &= pd.Series(drugs).map(sizes).fillna(0).to_numpy() <= max_rows
     p, y, d = oof[keep], labels[keep], drugs[keep]
-    row_ranks = best_true_rank(p, y)
     codes, uniques = pd.factorize(pd.Series(d), sort=False)
-    per_drug_rows = {k: np.bincount(codes, weights=v, minlength=len(uniques)) / np.bincount(codes)
-                     for k, v in (("top1", row_ranks == 1), ("top5", row_ranks <= 5), ("mrr", 1.0 / row_ranks))}
-    first_row = pd.Series(np.arange(len(d))).groupby(codes).first().to_numpy()
-    pooled = {}
-    for how in POOLINGS:
-        _, q = pool(p, d, how)
-        pooled[how] = _metrics(best_true_rank(q, y[first_row]))
-    return PoolingResult(len(uniques), int(keep.sum()), {k: float(v.mean()) for k, v in per_drug_rows.items()}, pooled)
+    rows = {k: float((np.bincount(codes, weights=v) / np.bincount(codes)).mean())
+            for k, v in _metrics(best_true_rank(p, y)).items()}
+    first_row = np.unique(codes, return_index=True)[1]
+    pooled = {how: {k: float(v.mean()) for k, v in _metrics(best_true_rank(pool(p, d, how)[1], y[first_row])).items()}
+              for how in POOLINGS}
+    return PoolingResult(len(uniques), int(keep.sum()), rows, pooled)

@@ -16,7 +16,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from moa_lit.scoring.metric import EPS  # noqa: E402
-from moa_lit.report.inputs import FoldCurve  # noqa: E402
 
 SEED_COLORS = plt.get_cmap("tab10").colors
 LABEL_GAP = 0.06  # between the names of the worst targets, in axes fraction
@@ -29,7 +28,7 @@ def _margins(fig: plt.Figure, left: float, right: float, bottom: float, top: flo
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, **space)
 
 
-def learning_curves(curves: list[FoldCurve]) -> plt.Figure:
+def learning_curves(curves: list) -> plt.Figure:
     """One panel per fold; each seed's train (dashed) and validation (solid) loss by epoch, best epoch starred."""
     folds = sorted({c.fold for c in curves})
     n_cols = min(len(folds), 3)

@@ -126,7 +126,6 @@ def write_combined(out: RunDir, source: RunDir, manifest: RunManifest, folds: pd
                    submission: pd.DataFrame | None, scores: dict) -> None:
     """A complete run: what ``predict`` and ``report`` read, the labels and
     data fingerprint of ``source``; scores.json last."""
-    out.path.mkdir(parents=True, exist_ok=True)
     out.write_folds(folds)
     files.write_text((source.path / files.LABELS).read_text(), out.path / files.LABELS)
     fingerprint = source.data_fingerprint()

@@ -7,7 +7,7 @@ another; other versions are refused with one line."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from moa_lit import __version__, schema
@@ -97,9 +97,6 @@ class RunManifest:
     @property
     def is_blend(self) -> bool:
         return bool(self.members)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def started_marker() -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -88,10 +88,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def under(key: str, prefixes) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in prefixes)
-
-
 def changed_settings(saved: dict, current: dict, ignore=MAY_CHANGE_ON_RESUME) -> list[str]:
     """``key: saved -> current`` for each setting outside ``ignore`` that differs."""
     old, new = flatten(saved), flatten(current)
@@ -99,7 +95,7 @@ def changed_settings(saved: dict, current: dict, ignore=MAY_CHANGE_ON_RESUME) ->
     return [
         f"{key}: {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
         for key in sorted(set(old) | set(new))
-        if not under(key, ignore) and old.get(key, missing) != new.get(key, missing)
+        if not any(key == k or key.startswith(k + ".") for k in ignore) and old.get(key, missing) != new.get(key, missing)
     ]
 
 
@@ -452,7 +448,7 @@ class RunDir:
 
     # -- whole-run tables ---------------------------------------------------
     def write_manifest(self, manifest: RunManifest) -> None:
-        files.write_json(manifest.to_json(), self.path / files.RUN_MANIFEST)
+        files.write_json(asdict(manifest), self.path / files.RUN_MANIFEST)
 
     def manifest(self) -> RunManifest:
         """The run's manifest, or a one-line MoAError saying what is wrong with the folder."""

@@ -1,34 +1,15 @@
 """``python -m moa_lit.blend runs=[dir1,dir2,...] [output_dir=...]``: the
-weighted average of several runs' predictions whose non-negative weights,
-summing to one, minimise the out-of-fold log loss over the new-drug rows
-(treated rows of drugs kept whole in their fold; the treated rows where the
-runs have no drug ids).
-
-The weights are fitted on the OOF predictions of the rows the runs share, so
-the runs must have the same rows, the same folds (otherwise an OOF row of
-one run may have been a training row of another's fold model) and the same
-data files (the SHA-1s of ``data.json``); mismatched runs are refused. A run
-marked untrusted makes the blend untrusted (``scores.json``, and exit status 3
-as train's unless that run was trained with ``allow_worse_than_prior=true``). Writes a complete run: ``oof.csv``, ``scores.json`` (the blended
-OOF log loss over all rows and treated rows, as ``train`` reports it),
-``weights.json``, ``folds.csv``, ``labels.csv``, ``run.json`` naming the member
-runs and their weights (``predict`` averages the members' predictions with
-them; the members stay where they are) and, when every run has one, the
-blended ``submission.csv``. Labels come from the runs' own ``labels.csv``, so
-it runs from any working directory.
-
-The weights are fitted on OOF rows they are scored on, so the blended
-score is slightly optimistic (a handful of weights fitted on ~20k rows).
-"""
+weighted average of runs of the same rows, folds and data (docs/runs.md)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+import pandas as pd
+from omegaconf import DictConfig
 from scipy.optimize import minimize
 
 from moa_lit import schema
@@ -53,8 +34,8 @@ WEIGHTS = "weights.json"
 
 
 def load_runs(run_dirs: list[Path]) -> list[FinishedRun]:
-    """The runs' folds and OOF frames; refuses runs whose OOF rows or fold
-    assignment differ from the first run's."""
+    """The finished runs; refuses runs whose data, fold assignment, OOF rows,
+    feature columns or targets differ from the first run's."""
     runs = [read_finished(run_dir) for run_dir in run_dirs]
     check_same_data(runs)
     first = runs[0]
@@ -68,6 +49,10 @@ def load_runs(run_dirs: list[Path]) -> list[FinishedRun]:
             )
         if list(other.oof.columns) != list(first.oof.columns):
             raise MoAError(f"runs {first.path} and {other.path} predict different target columns in {files.OOF}")
+    manifests = [r.run.manifest() for r in runs]
+    for r, m in zip(runs[1:], manifests[1:]):
+        if m.layout != manifests[0].layout or m.target_names != manifests[0].target_names:
+            raise MoAError(f"runs {first.path} and {r.path} were trained on other feature columns or targets (run.json); blend runs of the same data")
     return runs
 
 
@@ -104,8 +89,6 @@ def nested_weights(
     other folds' rows only (of them, the ``choosing`` rows: the new-drug rows),
     so the rows of fold k never choose the weights they are blended with (what
     ``experiment=ensemble`` reports as its OOF)."""
-    if len(fold_ids) < 2:
-        raise MoAError(f"nested blend weights need at least two folds' OOF predictions, got folds {list(fold_ids)}")
     choosing = np.ones(len(fold_of_row), dtype=bool) if choosing is None else choosing
     weights = {}
     for k in fold_ids:
@@ -124,49 +107,65 @@ def nested_blend(predictions: list[np.ndarray], fold_of_row: np.ndarray, weights
     return out
 
 
+@dataclass
+class Blend:
+    runs: list[FinishedRun]
+    weights: np.ndarray  # fitted on every OOF row (the submission's and predict's)
+    per_fold: dict[int, np.ndarray] | None  # nested: fold k's rows blended with weights fitted on the other folds
+    oof: pd.DataFrame
+    scores: dict
+    singles: list[dict]  # each run's headline scores
+    submission: pd.DataFrame | None  # None unless every run has one
+
+
+def blend_runs(run_dirs: list[Path], nested: bool = False) -> Blend:
+    """The runs' weights, fitted on the new-drug rows (else the treated rows), and the blended predictions."""
+    runs = load_runs(run_dirs)
+    first = runs[0]
+    names = list(first.oof.columns[1:])
+    labels = labels_in_fold_order(first.run, first.folds, names)
+    rows = labels.rows_of(first.oof[schema.ID], first.path / files.OOF)
+    truth = labels.targets[rows]
+    predictions = [r.oof[names].to_numpy(dtype=np.float64) for r in runs]
+    new_drugs = new_drugs_of(first, labels)
+    fit = choosing_rows(new_drugs[0], labels.is_control)[rows]
+    weights = optimise_weights(truth[fit], [p[fit] for p in predictions])
+    paths, per_fold = [r.path for r in runs], None
+    if nested:
+        fold_of_row = first.folds["fold"].to_numpy()[rows]
+        per_fold = nested_weights(truth, predictions, fold_of_row, sorted(int(k) for k in np.unique(fold_of_row)), fit)
+        oof = pd.DataFrame(nested_blend(predictions, fold_of_row, per_fold), columns=names)
+        oof.insert(0, schema.ID, first.oof[schema.ID].to_numpy())
+    else:
+        oof = weighted_average([r.oof for r in runs], weights, files.OOF, paths)
+    submission = None
+    if all(r.submission is not None for r in runs):
+        submission = weighted_average([r.submission for r in runs], weights, files.SUBMISSION, paths)
+    scores = score_oof(labels, first.folds, oof, names, *new_drugs)
+    singles = [headline_scores(score_oof(labels, first.folds, r.oof, names, *new_drugs)) for r in runs]
+    return Blend(runs, weights, per_fold, oof, scores, singles, submission)
+
+
 def blend(run_dirs: list[Path], output_dir: Path) -> dict:
     if len(run_dirs) < 2:
         raise MoAError(f"runs={[str(r) for r in run_dirs]}: expected at least two run directories, e.g. runs=[dir1,dir2]")
     target = RunDir(output_dir)
     target.check_apart_from(run_dirs, "output_dir")
     target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
-    runs = load_runs(run_dirs)
-    first = runs[0]
-    names = list(first.oof.columns[1:])
-    manifests = [r.run.manifest() for r in runs]
-    for r, m in zip(runs[1:], manifests[1:]):
-        if m.layout != manifests[0].layout or m.target_names != manifests[0].target_names:
-            raise MoAError(f"runs {first.path} and {r.path} were trained on other feature columns or targets (run.json); blend runs of the same data")
-    labels = labels_in_fold_order(first.run, first.folds, names)
-    predictions = [r.oof[names].to_numpy(dtype=np.float64) for r in runs]
-    rows = labels.rows_of(first.oof[schema.ID], first.path / files.OOF)
-    new_drugs = new_drugs_of(first, labels)
-    fit = choosing_rows(new_drugs[0], labels.is_control)[rows]  # the new-drug rows, else the treated rows
-    weights = optimise_weights(labels.targets[rows][fit], [p[fit] for p in predictions])
-
-    oof = weighted_average([r.oof for r in runs], weights, files.OOF, [r.path for r in runs])
-    scores, _ = score_oof(labels, first.folds, oof, names, *new_drugs)
-    singles = {}
-    for r in runs:
-        singles[str(r.path)] = headline_scores(score_oof(labels, first.folds, r.oof, names, *new_drugs)[0])
-    scores["runs"] = singles
+    blended = blend_runs(run_dirs)
+    first, scores, weights = blended.runs[0], blended.scores, blended.weights
+    scores["runs"] = {str(r.path): s for r, s in zip(blended.runs, blended.singles)}
     scores["data"] = first.run.data_fingerprint()
-    scores["untrusted"], accepted = carried_untrusted(runs)
-
-    submission = None
-    if all(r.submission is not None for r in runs):
-        submission = weighted_average([r.submission for r in runs], weights, files.SUBMISSION, [r.path for r in runs])
-    else:
+    scores["untrusted"], accepted = carried_untrusted(blended.runs)
+    if blended.submission is None:
         log.info("not every run has a %s: no blended submission written", files.SUBMISSION)
-    members = [BlendMember(str(r.path.resolve()), float(w)) for r, w in zip(runs, weights)]
-    manifest = replace(manifests[0].with_folds(scores["folds"]), seeds=[], clip=None, members=members)
+    members = [BlendMember(str(r.path.resolve()), float(w)) for r, w in zip(blended.runs, weights)]
+    manifest = replace(first.run.manifest().with_folds(scores["folds"]), seeds=[], clip=None, members=members)
     with target.claimed("output_dir"):
         target.write_json(WEIGHTS, {str(r): float(w) for r, w in zip(run_dirs, weights)})
-        write_combined(target, first.run, manifest, first.folds, oof, submission, scores)
+        write_combined(target, first.run, manifest, first.folds, blended.oof, blended.submission, scores)
         build_report(target.path)
     return {"weights": weights, "scores": scores, "accepted": accepted}
-
-
 
 
 def run(cfg: DictConfig) -> dict:

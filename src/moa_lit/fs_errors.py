@@ -1,7 +1,5 @@
-"""File-system faults as one line naming the path and the real cause (no
-space left, a read-only or missing folder, a folder where a file should be),
-instead of a traceback or a message without the file's name: pandas, for
-one, reports a full disk as ``[Errno 28] No space left on device`` with no
+"""File-system faults as one line naming the path and the real cause: pandas,
+for one, reports a full disk as ``[Errno 28] No space left on device`` with no
 path at all."""
 
 from __future__ import annotations
@@ -48,9 +46,8 @@ def nearest_existing(path: Path) -> Path:
 
 
 def check_writable_folder(folder: str | os.PathLike, key: str, shown: str | None = None) -> None:
-    """``folder`` (made later if missing) can hold new files: not a file, and
-    its nearest existing folder writable. Checked before work starts.
-    ``shown``: the setting as the user gave it (default ``key=folder``)."""
+    """``folder`` (made later if missing) can hold new files, checked before work
+    starts. ``shown``: the setting as the user gave it (default ``key=folder``)."""
     folder = Path(folder).expanduser()
     shown = shown or f"{key}={folder}"
     if folder.exists() and not folder.is_dir():

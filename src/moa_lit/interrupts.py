@@ -1,13 +1,8 @@
-"""Ctrl-C (SIGINT) and SIGTERM end a run with one line saying how to go on.
-
-Both signals raise ``RunInterrupted`` in the main thread, which unwinds like
-any error: a file being written is removed by ``runs.files.atomic_path``, the
-finished folds and the interrupted fold's ``last.ckpt`` stay. Lightning's own
-handling of KeyboardInterrupt (a message and exit status 1) is not reached,
-as SIGINT no longer raises KeyboardInterrupt. The line gives the command
-that continues the run (``resume=true`` in the same folder), each argument
-shell-quoted so that a folder with spaces pastes as is; the exit status is
-128 + the signal's number (130, 143), as a shell reports a killed program."""
+"""Ctrl-C (SIGINT) and SIGTERM end a run with one line giving the command
+that continues it, and exit status 128 + the signal's number, as a shell
+reports a killed program. Both signals raise ``RunInterrupted``, which unwinds
+like any error (a file being written is removed by ``atomic_path``) and is not
+a KeyboardInterrupt, so Lightning's own handling (exit status 1) is not reached."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""``python -m moa_lit.merge runs=[dir1,dir2,...]``: assemble runs that each
-trained a subset of the folds (e.g. ``-m cv.folds=[0],[1],[2],[3],[4]`` with a
-parallel Hydra launcher) into one run directory with the same outputs and
-scores as a single run over all those folds: a complete run, which
-``predict`` and ``report`` read like any other. Labels come from the parts'
-own ``labels.csv``, so it runs from any working directory.
-
-The parts must have read the same data files (the SHA-1s of ``data.json``)
-with the same settings but ``cv.folds``; otherwise one line names the first
-difference. A part marked untrusted makes the merged run untrusted
-(``scores.json``, and exit status 3 as train's unless the part was trained
-with ``allow_worse_than_prior=true``)."""
+"""``python -m moa_lit.merge runs=[dir1,dir2,...]``: runs that each trained some
+folds, assembled into one complete run as if trained at once (docs/runs.md)."""
 
 from __future__ import annotations
 
@@ -42,8 +32,8 @@ log = logging.getLogger("moa_lit.merge")
 PER_PART_KEYS = ("cv.folds", "paths", "hydra", "num_threads", "callbacks", "logger", "trainer.enable_progress_bar", "resume")
 
 
-def load_part(run_dir: Path) -> tuple[FinishedRun, dict, dict]:
-    """A part, its settings and its scores; refuses a folder that is not a finished training run."""
+def load_part(run_dir: Path) -> tuple[FinishedRun, dict]:
+    """A part and its settings; refuses a folder that is not a finished training run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MoAError(f"runs: {run_dir} is not a folder")
@@ -51,22 +41,22 @@ def load_part(run_dir: Path) -> tuple[FinishedRun, dict, dict]:
     for name in (files.SETTINGS, files.RUN_MANIFEST, files.FOLDS, files.LABELS, files.OOF, files.SCORES):
         if not run.has(name):
             raise MoAError(f"runs: {run_dir} has no {name}; expected a finished training run")
-    return read_finished(run_dir), run.settings(), run.read_scores()
+    return read_finished(run_dir), run.settings()
 
 
-def check_compatible(parts: list[FinishedRun], settings: list[dict], scores: list[dict]) -> None:
+def check_compatible(parts: list[FinishedRun], settings: list[dict]) -> None:
     """Parts of one cross-validation: the same data files, the same settings but
     cv.folds, the same fold assignment, each fold in one part; else the first difference."""
     check_same_data(parts)
     first = parts[0]
     seen_folds: dict[int, Path] = {}
-    for part, part_settings, part_scores in zip(parts, settings, scores):
+    for part, part_settings in zip(parts, settings):
         changed = changed_settings(settings[0], part_settings, ignore=PER_PART_KEYS)
         if changed:
             raise MoAError(f"runs: {part.path} differs from {first.path} in {changed[0]}; expected runs that differ only in cv.folds")
         if not part.folds.equals(first.folds):
             raise MoAError(f"runs: {part.path} and {first.path} have different fold assignments (folds.csv); expected parts of one cross-validation")
-        for k in part_scores["folds"]:
+        for k in part.scores["folds"]:
             if k in seen_folds:
                 raise MoAError(f"runs: fold {k} was trained in both {seen_folds[k]} and {part.path}; expected each fold in one run")
             seen_folds[k] = part.path
@@ -80,25 +70,19 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
     target = RunDir(output_dir)
     target.check_apart_from([Path(d) for d in run_dirs], "output_dir")
     target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
-    loaded = [load_part(Path(d)) for d in run_dirs]
-    parts, settings, part_scores = (list(x) for x in zip(*loaded))
-    check_compatible(parts, settings, part_scores)
+    parts, settings = (list(x) for x in zip(*[load_part(Path(d)) for d in run_dirs]))
+    check_compatible(parts, settings)
     first = parts[0]
+    part_scores = [p.scores for p in parts]
     manifest = first.run.manifest()
     names = manifest.target_names
     fold_ids = sorted(int(k) for s in part_scores for k in s["folds"])
-    n_folds = int(settings[0]["cv"]["n_folds"])
 
     fold_table = first.folds
     labels = labels_in_fold_order(first.run, fold_table, names)
-    position = pd.Series(np.arange(len(labels.ids)), index=labels.ids)
-    oof = np.full(labels.targets.shape, np.nan)
-    for part in parts:
-        oof[position.loc[part.oof[schema.ID]].to_numpy()] = part.oof[names].to_numpy()
     rows = np.isin(fold_table["fold"].to_numpy(), fold_ids)
-    oof_frame = pd.DataFrame(oof[rows], columns=names)
-    oof_frame.insert(0, schema.ID, labels.ids[rows])
-    scores, _ = score_oof(labels, fold_table, oof_frame, names, *new_drugs_of(first, labels))
+    oof_frame = pd.concat([p.oof for p in parts]).set_index(schema.ID).loc[labels.ids[rows], names].reset_index()
+    scores = score_oof(labels, fold_table, oof_frame, names, *new_drugs_of(first, labels))
     scores["seeds"] = part_scores[0].get("seeds")
     scores["merged_from"] = [str(p.path) for p in parts]
     scores["fold_summaries"] = [s for p in part_scores for s in p.get("fold_summaries", [])]
@@ -116,26 +100,19 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
         submission = pd.DataFrame(values, columns=columns[1:])
         submission.insert(0, columns[0], first.submission[columns[0]].to_numpy())
 
+    merged_folds = None if fold_ids == list(range(int(settings[0]["cv"]["n_folds"]))) else fold_ids
     with target.claimed("output_dir"):
-        _write_merged(target, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores)
+        for part in parts:  # models and learning curves, for predict and the report
+            for name in (files.MODELS, files.LOGS):
+                if (part.path / name).is_dir():
+                    shutil.copytree(part.path / name, target.path / name, dirs_exist_ok=True)
+        config = first.run.config()
+        config["cv"]["folds"] = merged_folds
+        target.write_yaml(files.CONFIG, config)
+        target.write_yaml(files.SETTINGS, {**settings[0], "cv": {**settings[0]["cv"], "folds": merged_folds}})
+        write_combined(target, first.run, manifest.with_folds(fold_ids), fold_table, oof_frame, submission, scores)
+        build_report(target.path)
     return scores, accepted
-
-
-def _write_merged(out: RunDir, parts, settings, first, manifest, fold_ids, n_folds, fold_table, oof_frame, submission, scores) -> None:
-    out.path.mkdir(parents=True, exist_ok=True)
-    for part in parts:  # models and learning curves, for predict and the report
-        for name in (files.MODELS, files.LOGS):
-            if (part.path / name).is_dir():
-                shutil.copytree(part.path / name, out.path / name, dirs_exist_ok=True)
-    merged_folds = None if fold_ids == list(range(n_folds)) else fold_ids
-    config = first.run.config()
-    config["cv"]["folds"] = merged_folds
-    out.write_config(config)
-    merged_settings = dict(settings[0])
-    merged_settings["cv"] = {**merged_settings["cv"], "folds": merged_folds}
-    out.write_settings(merged_settings)
-    write_combined(out, first.run, manifest.with_folds(fold_ids), fold_table, oof_frame, submission, scores)
-    build_report(out.path)
 
 
 def merge(cfg: DictConfig) -> float:

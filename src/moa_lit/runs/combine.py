@@ -1,9 +1,7 @@
-"""What ``merge`` and ``blend`` share: reading finished runs, refusing runs
-of other data (their recorded SHA-1s differ), carrying their ``untrusted``
-marks over, scoring combined out-of-fold predictions with the labels the runs
-hold (``labels.csv``, so no training data is read and the working directory
-does not matter), and writing the result as a complete run that ``predict``
-and ``report`` read."""
+"""What ``merge``, ``blend`` and ``experiment=ensemble`` share: reading
+finished runs, refusing runs of other data, carrying ``untrusted`` marks
+over, scoring combined OOF predictions with the labels the runs hold (no
+training data is read), and writing the result as a complete run."""
 
 from __future__ import annotations
 
@@ -24,9 +22,8 @@ FINISHED = "a finished run directory of python -m moa_lit.train"
 
 
 def run_folders(value) -> list[Path]:
-    """``runs=`` as given: a list of folders, or one plain path (that one
-    folder, never its characters); each folder once (resolved), since a run
-    given twice would count its predictions twice."""
+    """``runs=``: a list of folders, or one plain path (never its characters);
+    each folder once, since a run given twice would count twice."""
     from omegaconf import OmegaConf
 
     values = [] if value is None else list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
@@ -45,6 +42,7 @@ class FinishedRun:
     folds: pd.DataFrame
     oof: pd.DataFrame
     submission: pd.DataFrame | None
+    scores: dict  # scores.json, {} without one
 
     @property
     def path(self) -> Path:
@@ -53,9 +51,8 @@ class FinishedRun:
 
 def read_finished(path: Path) -> FinishedRun:
     run = RunDir(path)
-    folds = run.read_folds(FINISHED)
-    oof = run.read_oof(FINISHED)
-    return FinishedRun(run=run, folds=folds, oof=oof, submission=run.read_submission())
+    folds, oof = run.read_folds(FINISHED), run.read_oof(FINISHED)
+    return FinishedRun(run, folds, oof, run.read_submission(), run.read_scores() if run.has(files.SCORES) else {})
 
 
 def check_same_data(runs: list[FinishedRun]) -> None:
@@ -71,12 +68,11 @@ def check_same_data(runs: list[FinishedRun]) -> None:
 
 
 def carried_untrusted(runs: list[FinishedRun]) -> tuple[list[str], bool]:
-    """The ``untrusted`` marks of the runs (scores.json), one line per marked
-    run, which a merge or blend of them carries; and whether every marked run
-    was accepted as it is (trained with ``allow_worse_than_prior=true``)."""
+    """The runs' ``untrusted`` marks, one line per marked run, and whether every
+    marked run was accepted as it is (``allow_worse_than_prior=true``)."""
     marks, accepted = [], True
     for r in runs:
-        reasons = r.run.read_scores().get("untrusted") if r.run.has(files.SCORES) else None
+        reasons = r.scores.get("untrusted")
         if reasons:
             marks.append(f"{r.path} is untrusted ({'; '.join(reasons)})")
             accepted = accepted and bool((r.run.settings() or {}).get("allow_worse_than_prior"))
@@ -94,25 +90,23 @@ def labels_in_fold_order(source: RunDir, folds: pd.DataFrame, names: list[str]) 
 
 
 def new_drugs_of(run: FinishedRun, labels: Labels) -> tuple[np.ndarray | None, int | None]:
-    """A finished run's new-drug rows (``scores.new_drug_rows``, as train found
-    them: the drug ids of its folds.csv, the cv.drug_threshold its scores.json
-    records) and that threshold."""
-    threshold = run.run.read_scores().get(DRUG_THRESHOLD) if run.run.has(files.SCORES) else None
+    """A finished run's new-drug rows as train found them (its folds.csv's drug
+    ids, the cv.drug_threshold its scores.json records) and that threshold."""
+    threshold = run.scores.get(DRUG_THRESHOLD)
     drug = run.folds[schema.DRUG] if schema.DRUG in run.folds else None
     return new_drug_rows(drug, labels.is_control, threshold), threshold
 
 
 def score_oof(labels: Labels, folds: pd.DataFrame, oof: pd.DataFrame, names: list[str], new_drugs=None,
-              drug_threshold=None) -> tuple[dict, np.ndarray]:
+              drug_threshold=None) -> dict:
     """scores.json's numbers for OOF predictions of some of the rows, as train
-    computes them (``new_drugs``, ``drug_threshold``: :func:`new_drugs_of`);
-    also the rows' positions among all rows."""
+    computes them (``new_drugs``, ``drug_threshold``: :func:`new_drugs_of`)."""
     fold_of_row = folds["fold"].to_numpy()
     rows = labels.rows_of(oof[schema.ID], Path(files.OOF))
     full = np.full(labels.targets.shape, np.nan)
     full[rows] = oof[names].to_numpy(dtype=np.float64)
     fold_ids = sorted(int(k) for k in np.unique(fold_of_row[rows]))
-    return score_run(labels.targets, full, fold_of_row, labels.is_control, fold_ids, names, new_drugs, drug_threshold), rows
+    return score_run(labels.targets, full, fold_of_row, labels.is_control, fold_ids, names, new_drugs, drug_threshold)
 
 
 def weighted_average(frames: list[pd.DataFrame], weights, what: str, paths: list[Path]) -> pd.DataFrame:
@@ -128,18 +122,10 @@ def weighted_average(frames: list[pd.DataFrame], weights, what: str, paths: list
     return out
 
 
-def write_combined(
-    out: RunDir,
-    source: RunDir,
-    manifest: RunManifest,
-    folds: pd.DataFrame,
-    oof: pd.DataFrame,
-    submission: pd.DataFrame | None,
-    scores: dict,
-) -> None:
+def write_combined(out: RunDir, source: RunDir, manifest: RunManifest, folds: pd.DataFrame, oof: pd.DataFrame,
+                   submission: pd.DataFrame | None, scores: dict) -> None:
     """A complete run: what ``predict`` and ``report`` read, the labels and
     data fingerprint of ``source``; scores.json last."""
-    out.path.mkdir(parents=True, exist_ok=True)
     out.write_folds(folds)
     files.write_text((source.path / files.LABELS).read_text(), out.path / files.LABELS)
     fingerprint = source.data_fingerprint()

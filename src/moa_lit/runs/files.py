@@ -1,7 +1,6 @@
-"""A run directory's files, named in one place (opened by ``run_dir.RunDir``), and written atomically: each
-file appears whole or not at all (written under a temporary name in the same
-folder, then renamed), so an interrupted run never leaves a truncated
-submission or a half-written score file."""
+"""A run folder's file names, in one place, and atomic writes: each file
+appears whole or not at all (written under a temporary name in the same
+folder, then renamed), so an interrupted run leaves no truncated file."""
 
 from __future__ import annotations
 
@@ -22,23 +21,18 @@ FOLDS = "folds.csv"
 OOF = "oof.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
-# The composed config, as Hydra would write it; train writes it (with hydra.yaml
-# and overrides.yaml) once the folder is its own (conf/hydra/default.yaml says why).
-CONFIG = ".hydra/config.yaml"
-# The settings that fix a run's results, saved when it starts: .hydra/config.yaml
-# is rewritten on every start, so `resume=true` compares against this.
+CONFIG = ".hydra/config.yaml"  # written by train once the folder is its own (conf/hydra/default.yaml)
+# The settings that fix a run's results, saved when it starts (.hydra/config.yaml
+# is rewritten on every start): `resume=true` compares against this.
 SETTINGS = "settings.yaml"
 MODELS = "models"  # models/seed<s>/fold<k>/{preprocessor.skops,best.ckpt,...}
 PREPROCESSOR = "preprocessor.skops"  # the fitted scikit-learn pipeline, skops.io (no pickle)
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"  # the latest epoch, where an interrupted fold resumes
 FOLD_INFO = "fold.json"
-# Each stage's training loss at its start and per epoch ({"pretrain": {"start": x, "epochs": [...]},
-# "stack inner fold 0": ..., "scored": ...}), whatever the logger: the divergence check reads it.
-TRAIN_LOSSES = "train_losses.json"
+TRAIN_LOSSES = "train_losses.json"  # each stage's training loss, whatever the logger: the divergence check reads it
 STACK_MODELS = "stack_models.pt"  # the stacked stage's inner models, beside best.ckpt
-# A fold's out-of-fold and test predictions; written last, it marks the fold finished.
-FOLD_PREDICTIONS = "predictions.npz"
+FOLD_PREDICTIONS = "predictions.npz"  # written last: it marks the fold finished
 TEMPORARY_SUFFIX = ".tmp"
 LOGS = "logs"  # logs/seed<s>_fold<k>/metrics.csv (CSVLogger: epoch, train_loss, val_logloss)
 METRICS = "metrics.csv"
@@ -49,20 +43,18 @@ LABELS = "labels.csv"  # sig_id, cp_type and the positive targets of every train
 DATA_FINGERPRINT = "data.json"  # the data files (size, SHA-1) the run started with; resume compares it
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 HYDRA_CONFIG = ".hydra/hydra.yaml"
-# Held (a POSIX lock, runs/locks.py) while a process writes the folder; names the holder; removed when it ends.
-LOCK = ".lock"
+LOCK = ".lock"  # held while a process writes the folder (runs/locks.py)
 REPORT = "report"  # report/{report.md, learning_curves.png, per_target_loss.png, reliability.png}
 REPORT_MD = "report.md"
 LEARNING_CURVES_PNG = "learning_curves.png"
 PER_TARGET_PNG = "per_target_loss.png"
 RELIABILITY_PNG = "reliability.png"
-# A hyperparameter search's sweep folder (hydra.sweep.dir).
-OPTIMIZATION_RESULTS = "optimization_results.yaml"  # the name Hydra's Optuna sweeper uses
+MEMBERS = "members"  # an ensemble's member runs: members/<family>/
+OPTIMIZATION_RESULTS = "optimization_results.yaml"  # in a search's sweep folder, as Hydra's Optuna sweeper names it
 
 
 def trial_subdir(number: int) -> str:
-    """A search trial's run folder inside the sweep folder, named by its Optuna
-    trial number so resumed and parallel sweeps never reuse a folder."""
+    """Named by the Optuna trial number: resumed and parallel sweeps never reuse a folder."""
     return f"trial_{number:04d}"
 
 
@@ -72,14 +64,6 @@ os.umask(_UMASK)  # ... and put it back at once
 
 def fold_dir(run_dir: Path, seed: int, fold: int) -> Path:
     return Path(run_dir) / MODELS / f"seed{seed}" / f"fold{fold}"
-
-
-REFIT = "refit"  # models/refit/seed<s>/: a final model trained on every training row
-MEMBERS = "members"  # an ensemble's member runs: members/<family>/
-
-
-def refit_dir(run_dir: Path, seed: int) -> Path:
-    return Path(run_dir) / MODELS / REFIT / f"seed{seed}"
 
 
 @contextmanager
@@ -97,19 +81,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         # mkstemp makes the file private (0600); give it the mode open() would.
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if err.errno in fs_errors.HANDLED_ERRNOS:  # a full disk: pandas' error names no file
+        if isinstance(err, OSError) and err.errno in fs_errors.HANDLED_ERRNOS:  # a full disk: pandas' error names no file
             raise fs_errors.describe(err, path) from err
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
-    """Compressed as the final name says (``p.csv.gz``: gzip), as pandas would
-    infer it; the temporary name ends in .tmp, so it is named here."""
+    """Compressed as the final name says (``p.csv.gz``: gzip); the temporary name ends in .tmp."""
     method = infer_compression(str(path), "infer")
     compression = {"method": method, **({"archive_name": Path(path).name[: -len(".zip")]} if method == "zip" else {})}
     with atomic_path(path) as tmp:
@@ -118,7 +98,7 @@ def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) 
 
 def write_json(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def write_bytes(data: bytes, path: Path) -> None:
@@ -144,8 +124,7 @@ def save_figure(figure, path: Path, dpi: int = 110) -> None:
 
 
 def remove_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed run left behind (a SIGKILL skips the
-    clean-up of ``atomic_path``); they are never a finished output."""
+    """Delete the temporary files a killed run left behind (a SIGKILL skips ``atomic_path``'s clean-up)."""
     stale = [p for p in Path(run_dir).rglob(f".*{TEMPORARY_SUFFIX}") if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)

@@ -1,16 +1,11 @@
 """The lock a process holds while it writes an output (a run folder, a
-predictions file): a second writer gets one line naming the holder (process,
-host, command, start time).
+predictions file): a second writer gets one line naming the holder.
 
 A POSIX record lock, not ``flock``: the system drops it when the holder ends
-(a killed run leaves no lock to delete by hand), and NFS (v4, or v3 with
-lockd) carries it between machines, where ``flock`` may only exclude
-processes of one host. On Linux it is an open-file-description lock
-(``F_OFD_SETLK``): a classic ``lockf`` lock is dropped as soon as the process
-closes *any* descriptor of the file (reading the lock file to show it would
-release it); elsewhere ``lockf``. A file system that cannot lock is refused
-with one line rather than writing unguarded. The locks one process holds are
-also kept in a set, so it cannot take one twice."""
+(a killed run leaves no lock to delete by hand), and NFS carries it between
+machines. On Linux an open-file-description lock (``F_OFD_SETLK``), since a
+``lockf`` lock is dropped when the process closes *any* descriptor of the
+file (reading it to name the holder would release it)."""
 
 from __future__ import annotations
 
@@ -35,30 +30,15 @@ _HELD: set[str] = set()  # lock files this process holds
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _holder(text: str) -> dict | str:
+def _holder(text: str) -> tuple[dict | None, str]:
+    """The lock file's record of its holder (None if unreadable), and the holder named for a message."""
     try:
         info = json.loads(text)
     except ValueError:
-        return text.strip()
-    return info if isinstance(info, dict) and "pid" in info else text.strip()
-
-
-def describe_holder(text: str) -> str:
-    info = _holder(text)
-    if isinstance(info, str):
-        return info or "another process"
-    return f"process {info['pid']} on {info.get('host')} since {info.get('started')} ({info.get('command')})"
+        info = None
+    if not (isinstance(info, dict) and "pid" in info):
+        return None, text.strip() or "another process"
+    return info, f"process {info['pid']} on {info.get('host')} since {info.get('started')} ({info.get('command')})"
 
 
 def _this_process() -> dict:
@@ -69,14 +49,20 @@ def _this_process() -> dict:
 
 def _say_if_stale(text: str, what: str) -> None:
     """The lock file of a holder that ended without removing it (killed): said once."""
-    info = _holder(text)
-    if not isinstance(info, dict):
+    info, holder = _holder(text)
+    if info is None:
         return
-    if info.get("host") == socket.gethostname():
-        why = "no longer running" if not process_alive(int(info["pid"])) else "no longer holding it"
-    else:
+    if info.get("host") != socket.gethostname():
         why = f"no longer holding it (it ended, or its host {info.get('host')} lost it)"
-    log.warning("%s: took over the lock left by %s, %s", what, describe_holder(text), why)
+    else:
+        try:
+            os.kill(int(info["pid"]), 0)
+            why = "no longer holding it"
+        except ProcessLookupError:
+            why = "no longer running"
+        except PermissionError:  # alive, another user's
+            why = "no longer holding it"
+    log.warning("%s: took over the lock left by %s, %s", what, holder, why)
 
 
 def _try_lock(fd: int) -> None:
@@ -110,7 +96,7 @@ def hold_lock(path: Path, what: str) -> Iterator[None]:
             text = os.read(fd, 1000).decode(errors="replace")
             os.close(fd)
             if err.errno in (errno.EACCES, errno.EAGAIN):
-                raise MoAError(f"{what} is being written by {describe_holder(text)}; wait for it to end, or write elsewhere") from None
+                raise MoAError(f"{what} is being written by {_holder(text)[1]}; wait for it to end, or write elsewhere") from None
             if err.errno in _NO_LOCKS:
                 raise MoAError(
                     f"{path}: this file system cannot lock files ({os.strerror(err.errno)}), so a second writer "
@@ -137,6 +123,6 @@ def hold_lock(path: Path, what: str) -> Iterator[None]:
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 path.unlink()
-        except FileNotFoundError:  # the folder was moved (a replaced output)
+        except FileNotFoundError:  # the folder was deleted or moved
             pass
         os.close(fd)  # drops the lock

@@ -1,22 +1,13 @@
 """``run.json``: what a saved run needs to score new profiles without its
-training data. Written at the start of training (and by ``merge`` and
-``blend``), read by ``predict`` and ``report``: the feature layout the models
-were fitted on (g-*/c-* names), the target names in model-output and
-submission order, the seeds and folds whose models make the ensemble, the
-prediction clip, and for a blend its member runs and weights.
-
-``run.json`` is also the marker of a folder moa-lit made: a command writes it
-first (:func:`started_marker`, replaced by the full manifest once the data is
-read), and writes only into a folder it creates, an empty one, or one holding
-its marker (:meth:`moa_lit.runs.run_dir.RunDir.check_may_write`).
-
-``FORMAT_VERSION`` changes whenever a run directory written by one moa-lit
-cannot be read by another (file names, the preprocessor's saved form, the
-checkpoint's hyperparameters); other versions are refused with one line."""
+training data (feature layout, targets in output order, seeds and folds, the
+prediction clip, a blend's members). It is also the marker of a folder moa-lit
+made: a command writes it first (:func:`started_marker`). ``FORMAT_VERSION``
+changes whenever a run folder written by one moa-lit cannot be read by
+another; other versions are refused with one line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from moa_lit import __version__, schema
@@ -27,6 +18,8 @@ from moa_lit.runs import files
 # 3: labels.csv lists each row's positive targets as a JSON list (names may hold "|");
 #    preprocessor.skops (skops.io, no pickle) instead of preprocessor.joblib; run.json written first.
 FORMAT_VERSION = 3
+# What run.json must hold besides its format version (read in this order).
+_REQUIRED = ("moa_lit_version", "genes", "cells", "target_names", "output_columns", "seeds", "folds")
 
 
 @dataclass(frozen=True)
@@ -38,9 +31,14 @@ class BlendMember:
         return Path(blend_dir) / self.run  # an absolute run stays as it is
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunManifest:
-    layout: schema.FeatureLayout
+    """The fields in run.json's order (``asdict`` writes it)."""
+
+    format_version: int = FORMAT_VERSION
+    moa_lit_version: str = __version__
+    genes: tuple[str, ...]
+    cells: tuple[str, ...]
     target_names: list[str]  # the models' output order
     output_columns: list[str]  # sig_id + targets, in the order submissions are written
     seeds: list[int]
@@ -49,23 +47,41 @@ class RunManifest:
     members: list[BlendMember] = field(default_factory=list)  # a blend's runs; empty otherwise
     final_model: str = "fold_average"  # fold_average, refit or both (training/refit.py)
     refit_seeds: list[int] = field(default_factory=list)  # models/refit/seed<s>/ when final_model is refit or both
-    format_version: int = FORMAT_VERSION
-    moa_lit_version: str = __version__
+
+    def __post_init__(self) -> None:
+        """Each field as its type (a malformed run.json fails here)."""
+        typed = dict(
+            moa_lit_version=str(self.moa_lit_version),
+            genes=tuple(self.genes),
+            cells=tuple(self.cells),
+            target_names=list(self.target_names),
+            output_columns=list(self.output_columns),
+            seeds=[int(s) for s in self.seeds],
+            folds=[int(k) for k in self.folds],
+            clip=None if self.clip is None else (float(self.clip[0]), float(self.clip[1])),
+            members=[m if isinstance(m, BlendMember) else BlendMember(str(m["run"]), float(m["weight"])) for m in self.members],
+            final_model=str(self.final_model),
+            refit_seeds=[int(s) for s in self.refit_seeds],
+        )
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
+        if self.final_model not in ("fold_average", "refit", "both"):
+            raise ValueError(f"final_model {self.final_model!r}")
 
     @classmethod
     def new(
         cls, layout, target_names, submission_columns, seeds, folds, clip=None, final_model="fold_average", refit_seeds=()
     ) -> "RunManifest":
         return cls(
-            layout=layout,
-            target_names=list(target_names),
-            output_columns=list(submission_columns) if submission_columns else [schema.ID, *target_names],
-            seeds=[int(s) for s in seeds],
-            folds=[int(k) for k in folds],
-            clip=None if clip is None else (float(clip[0]), float(clip[1])),
-            final_model=str(final_model),
-            refit_seeds=[int(s) for s in refit_seeds] if final_model != "fold_average" else [],
+            genes=layout.genes, cells=layout.cells, target_names=target_names,
+            output_columns=submission_columns if submission_columns else [schema.ID, *target_names],
+            seeds=seeds, folds=folds, clip=clip, final_model=final_model,
+            refit_seeds=refit_seeds if final_model != "fold_average" else [],
         )
+
+    @property
+    def layout(self) -> schema.FeatureLayout:
+        return schema.FeatureLayout(self.genes, self.cells)
 
     @property
     def uses_fold_models(self) -> bool:
@@ -81,22 +97,6 @@ class RunManifest:
     @property
     def is_blend(self) -> bool:
         return bool(self.members)
-
-    def to_json(self) -> dict:
-        return {
-            "format_version": self.format_version,
-            "moa_lit_version": self.moa_lit_version,
-            "genes": list(self.layout.genes),
-            "cells": list(self.layout.cells),
-            "target_names": self.target_names,
-            "output_columns": self.output_columns,
-            "seeds": self.seeds,
-            "folds": self.folds,
-            "clip": None if self.clip is None else list(self.clip),
-            "members": [{"run": m.run, "weight": m.weight} for m in self.members],
-            "final_model": self.final_model,
-            "refit_seeds": self.refit_seeds,
-        }
 
 
 def started_marker() -> dict:
@@ -129,26 +129,9 @@ def parse_manifest(path: Path) -> RunManifest:
             f"(is run_dir a training run of moa-lit {__version__}?)"
         )
     raw = check_format_version(path)
-    version = raw["format_version"]
     if raw.keys() == started_marker().keys():
         raise MoAError(f"{path}: the run stopped before it read its data (run.json holds only its start); expected a finished run")
     try:
-        clip = raw.get("clip")
-        manifest = RunManifest(
-            format_version=version,
-            moa_lit_version=str(raw["moa_lit_version"]),
-            layout=schema.FeatureLayout(tuple(raw["genes"]), tuple(raw["cells"])),
-            target_names=list(raw["target_names"]),
-            output_columns=list(raw["output_columns"]),
-            seeds=[int(s) for s in raw["seeds"]],
-            folds=[int(k) for k in raw["folds"]],
-            clip=None if clip is None else (float(clip[0]), float(clip[1])),
-            members=[BlendMember(str(m["run"]), float(m["weight"])) for m in raw.get("members", [])],
-            final_model=str(raw.get("final_model", "fold_average")),
-            refit_seeds=[int(s) for s in raw.get("refit_seeds", [])],
-        )
-        if manifest.final_model not in ("fold_average", "refit", "both"):
-            raise ValueError(f"final_model {manifest.final_model!r}")
-        return manifest
+        return RunManifest(**{f.name: raw[f.name] for f in fields(RunManifest) if f.name in raw or f.name in _REQUIRED})
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise MoAError(f"{path}: malformed ({type(err).__name__}: {err}); expected the file written by training") from None

@@ -1,32 +1,14 @@
-"""A run folder, the one place that opens its files: ``train``, ``merge``,
-``blend``, ``predict``, ``report`` and ``resume`` read and write runs through
-:class:`RunDir` and :class:`FoldDir` (file names in :mod:`moa_lit.runs.files`,
-every write atomic).
-
-What a finished run holds: ``run.json`` (the manifest), ``settings.yaml``,
-``data.json`` (the data fingerprint), ``folds.csv``, ``labels.csv`` (each
-training row's cp_type and positive targets, so scoring a merged or blended
-run needs no training data), ``oof.csv``, ``scores.json``, optionally
-``submission.csv``, ``models/seed<s>/fold<k>/`` and ``logs/``.
-
-One rule for writing (:meth:`RunDir.check_may_write`): ``train``, ``merge``
-and ``blend`` write a folder they create or find empty, writing its marker
-(``run.json``) first; a folder holding anything else is refused with one line,
-and one holding a run is written again only by ``resume=true``. Replacing a
-run means deleting it first. A process writing a run folder holds its lock
-(:meth:`RunDir.lock`): a second writer gets one line naming the holder.
-
-Resume (``resume=true hydra.run.dir=<run>``): the folder must have been
-started with the same settings and the same data; finished folds are reused
-(their ``predictions.npz`` is written last), an unfinished fold goes on from
-its ``last.ckpt``."""
+"""A run folder, the one place that opens its files: commands read and write
+runs through :class:`RunDir` and :class:`FoldDir` (file names in
+:mod:`moa_lit.runs.files`, every write atomic). What a run holds, the rule for
+writing and resume: docs/runs.md."""
 
 from __future__ import annotations
 
 import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -67,9 +49,8 @@ MAY_CHANGE_ON_RESUME = (
 
 
 def _made_for_this_job(folder: Path) -> set[str]:
-    """What a folder may hold that no earlier command put there: the lock, and
-    in the run folder Hydra made for this job, its log file and its
-    ``output_subdir`` (a command's first log line opens the log file)."""
+    """What no earlier command put there: the lock, and in Hydra's folder for
+    this job its log file (opened by the first log line) and ``output_subdir``."""
     names = {files.LOCK}
     from hydra.core.hydra_config import HydraConfig
 
@@ -107,10 +88,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def under(key: str, prefixes) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in prefixes)
-
-
 def changed_settings(saved: dict, current: dict, ignore=MAY_CHANGE_ON_RESUME) -> list[str]:
     """``key: saved -> current`` for each setting outside ``ignore`` that differs."""
     old, new = flatten(saved), flatten(current)
@@ -118,7 +95,7 @@ def changed_settings(saved: dict, current: dict, ignore=MAY_CHANGE_ON_RESUME) ->
     return [
         f"{key}: {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
         for key in sorted(set(old) | set(new))
-        if not under(key, ignore) and old.get(key, missing) != new.get(key, missing)
+        if not any(key == k or key.startswith(k + ".") for k in ignore) and old.get(key, missing) != new.get(key, missing)
     ]
 
 
@@ -135,14 +112,15 @@ def changed_data_files(saved: dict, current: dict) -> list[str]:
     return changed
 
 
+def _meets(out: Path, other: Path) -> str | None:
+    """How folder ``out`` meets folder ``other`` (both resolved): is it, lies inside it, holds it; None: apart."""
+    return "is" if out == other else "lies inside" if other in out.parents else "holds" if out in other.parents else None
+
+
 def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key: str = "hydra.run.dir") -> None:
-    """A run folder is never its data folder, inside it or around it: outputs
-    are never written among their inputs."""
-    if not data_dir:
-        return
-    out, data = Path(run_dir).expanduser().resolve(), Path(data_dir).expanduser().resolve()
-    if out == data or data in out.parents or out in data.parents:
-        how = "is" if out == data else ("lies inside" if data in out.parents else "holds")
+    """Outputs are never written among their inputs."""
+    how = data_dir and _meets(Path(run_dir).expanduser().resolve(), Path(data_dir).expanduser().resolve())
+    if how:
         raise MoAError(
             f"{key}={run_dir} {how} the data folder data.dir={data_dir}; expected a run folder apart from the data "
             "(outputs must not be written among their inputs)"
@@ -151,8 +129,7 @@ def check_apart_from_data(run_dir: str | Path, data_dir: str | Path | None, key:
 
 def labels_table(ids, cp_type, targets: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Each row's sig_id, cp_type and positive targets as a JSON list of names
-    (readable, a hundred times smaller than the 0/1 matrix, and any character
-    of a target name survives: ``|`` and ``,`` included)."""
+    (a hundred times smaller than the 0/1 matrix; any character of a name survives)."""
     names = np.asarray(names, dtype=object)
     positives = [json.dumps(list(names[row > 0.5]), ensure_ascii=False) for row in np.asarray(targets)]
     return pd.DataFrame({schema.ID: np.asarray(ids), schema.CP_TYPE: np.asarray(cp_type), POSITIVES: positives})
@@ -175,25 +152,22 @@ class Labels:
 
     def rows_of(self, ids, path: Path) -> np.ndarray:
         """Positions of ``ids`` among the labelled rows."""
-        position = pd.Series(np.arange(len(self.ids)), index=self.ids)
-        ids = pd.Index(ids)
-        missing = ids[~ids.isin(position.index)]
-        if len(missing):
-            raise MoAError(f"{path}: no row for sig_id {missing[0]}; expected files of one run")
-        return position.loc[ids].to_numpy()
+        rows = pd.Index(self.ids).get_indexer(ids)
+        if (rows < 0).any():
+            raise MoAError(f"{path}: no row for sig_id {np.asarray(ids)[rows < 0][0]}; expected files of one run")
+        return rows
 
 
 class FoldDir:
     """``models/seed<s>/fold<k>/``: one fold's fitted preprocessing, stacked
-    models, checkpoints, summary and predictions."""
+    models, checkpoints, summary and predictions; with no fold,
+    ``models/refit/seed<s>/``, a final model trained on every training row
+    (its predictions hold the test rows only)."""
 
     def __init__(self, path: Path, seed: int | None = None, fold: int | None = None) -> None:
         self.path = Path(path)
         self.seed, self.fold = seed, fold
-
-    @property
-    def label(self) -> str:
-        return f"seed {self.seed} fold {self.fold}"
+        self.label = f"seed {seed} fold {fold}" if fold is not None else f"seed {seed} refit on all rows"
 
     preprocessor = property(lambda self: self.path / files.PREPROCESSOR)
     best_checkpoint = property(lambda self: self.path / files.BEST_CHECKPOINT)
@@ -211,9 +185,7 @@ class FoldDir:
         return self.last_checkpoint if self.last_checkpoint.is_file() else None
 
     def record_train_losses(self, stage: str, losses: dict) -> None:
-        """A stage's training loss at its start and per epoch (``{"start": x,
-        "epochs": [...]}``), kept as soon as it has trained (a resumed fold does
-        not train its finished stages again)."""
+        """Kept as soon as the stage has trained: a resumed fold does not train it again."""
         recorded = self.train_losses()
         recorded[stage] = losses
         files.write_json(recorded, self.train_losses_file)
@@ -273,15 +245,6 @@ class FoldDir:
         self.last_checkpoint.unlink(missing_ok=True)
 
 
-class RefitDir(FoldDir):
-    """``models/refit/seed<s>/``: a final model trained on every training row
-    (the same files as a fold's; its predictions hold the test rows only)."""
-
-    @property
-    def label(self) -> str:
-        return f"seed {self.seed} refit on all rows"
-
-
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -296,10 +259,10 @@ class RunDir:
     def folds_of(self, manifest: RunManifest) -> list[FoldDir]:
         return [self.fold(s, k) for s in manifest.seeds for k in manifest.folds]
 
-    def refit(self, seed: int) -> RefitDir:
-        return RefitDir(files.refit_dir(self.path, seed), seed)
+    def refit(self, seed: int) -> FoldDir:
+        return FoldDir(self.path / files.MODELS / "refit" / f"seed{seed}", seed)
 
-    def refits_of(self, manifest: RunManifest) -> list[RefitDir]:
+    def refits_of(self, manifest: RunManifest) -> list[FoldDir]:
         return [self.refit(s) for s in manifest.refit_seeds]
 
     def member(self, name: str) -> "RunDir":
@@ -338,11 +301,9 @@ class RunDir:
 
     # -- the one rule for writing ---------------------------------------------
     def check_may_write(self, key: str, resume: bool | None = None) -> bool:
-        """moa-lit writes a run folder only when it creates it, finds it empty, or
-        (``resume=true``) finds its own marker there: ``run.json`` of this
-        format version. True when the folder holds a run to continue; else a
-        one-line MoAError before anything is written. ``resume``: None for a
-        command that cannot continue a run (merge, blend)."""
+        """Whether the folder holds a run to continue (``resume=true`` and its
+        ``run.json``), False when new or empty, else a one-line MoAError.
+        ``resume``: None for a command that cannot continue a run (merge, blend)."""
         theirs = sorted(p.name for p in self.path.iterdir() if p.name not in _made_for_this_job(self.path)) if self.path.is_dir() else []
         if not theirs:
             return False
@@ -360,28 +321,24 @@ class RunDir:
 
     def check_apart_from(self, inputs: list[Path], key: str) -> None:
         """Never one of the runs a command reads, inside one or around one."""
-        out = self.path.resolve()
         for source in inputs:
-            source = Path(source).resolve()
-            if out == source or source in out.parents or out in source.parents:
+            if _meets(self.path.resolve(), Path(source).resolve()):
                 raise MoAError(
-                    f"{key}={self.path} is or holds {source}, one of the runs this command reads; "
+                    f"{key}={self.path} is or holds {Path(source).resolve()}, one of the runs this command reads; "
                     f"expected a new {key} (it would be overwritten)"
                 )
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Held while this process writes the folder (:func:`locks.hold_lock`):
-        a second writer gets one line naming the holder."""
+        """Held while this process writes the folder (:func:`locks.hold_lock`)."""
         self.path.mkdir(parents=True, exist_ok=True)
         with hold_lock(self.path / files.LOCK, str(self.path)):
             yield
 
     @contextmanager
     def claimed(self, key: str, resume: bool | None = None) -> Iterator[bool]:
-        """The folder, locked (a second writer is told who writes it) and checked
-        (:meth:`check_may_write`), with its marker written first; yields whether
-        a run there is continued. A refused folder keeps every byte it had."""
+        """The folder, locked and checked (:meth:`check_may_write`), with its
+        marker written first; yields whether a run there is continued."""
         if self.path.exists() and not self.path.is_dir():
             raise MoAError(f"{key}={self.path} is a file; expected a folder")
         with self.lock():
@@ -395,7 +352,7 @@ class RunDir:
         (``resume=true``) was started with these settings."""
         settings_path = self.path / files.SETTINGS
         if not resuming:
-            self.write_settings(settings)
+            self.write_yaml(files.SETTINGS, settings)
             log.info("if this run is interrupted, continue it with the same command plus: resume=true hydra.run.dir=%s", self.path)
             return
         if not settings_path.is_file():
@@ -414,8 +371,7 @@ class RunDir:
         log.info("resume=true: continuing %s (%d temporary files of the interrupted run removed)", self.path, len(stale))
 
     def record_data(self, fingerprint: dict, resuming: bool) -> None:
-        """Write the data fingerprint when a run starts; on resume, refuse data
-        whose files changed since, naming them."""
+        """Write the data fingerprint when a run starts; on resume, refuse changed data files."""
         path = self.path / files.DATA_FINGERPRINT
         if resuming:
             if not path.is_file():
@@ -457,21 +413,15 @@ class RunDir:
         path = self.path / files.FOLDS
         if not path.is_file():
             return
-        saved = read_run_csv(path)
-        same = list(saved.columns) == list(fold_table.columns) and len(saved) == len(fold_table)
-        if same:
-            same = all(
-                (saved[c].astype(str).to_numpy() == fold_table[c].astype(str).to_numpy()).all() for c in fold_table.columns
-            )
-        if not same:
+        if not read_run_csv(path).astype(str).equals(fold_table.astype(str)):
             raise MoAError(
                 f"resume=true: the data's rows or fold assignment differ from {path}; "
                 "the data changed since the run started: start a new run"
             )
 
     # -- settings and config ------------------------------------------------
-    def write_settings(self, settings: dict) -> None:
-        files.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)), self.path / files.SETTINGS)
+    def write_yaml(self, name: str, tree: dict) -> None:
+        files.write_text(OmegaConf.to_yaml(OmegaConf.create(tree)), self.path / name)
 
     def settings(self) -> dict | None:
         """The resolved settings the run started with (``settings.yaml``)."""
@@ -482,13 +432,8 @@ class RunDir:
         """Hydra's composed config (``.hydra/config.yaml``), unresolved."""
         return OmegaConf.to_container(OmegaConf.load(self.need(files.CONFIG)), resolve=False)
 
-    def write_config(self, config: dict) -> None:
-        files.write_text(OmegaConf.to_yaml(OmegaConf.create(config)), self.path / files.CONFIG)
-
     def write_hydra_record(self, cfg) -> None:
-        """``.hydra/config.yaml`` (the composed config, unresolved), and under a
-        Hydra job ``hydra.yaml`` and ``overrides.yaml``: what Hydra itself would
-        write (``hydra.output_subdir``), written here once the run owns the folder."""
+        """What Hydra itself would write into ``.hydra/``, written once the run owns the folder."""
         from hydra.core.hydra_config import HydraConfig
 
         files.write_text(OmegaConf.to_yaml(cfg), self.path / files.CONFIG)
@@ -503,7 +448,7 @@ class RunDir:
 
     # -- whole-run tables ---------------------------------------------------
     def write_manifest(self, manifest: RunManifest) -> None:
-        files.write_json(manifest.to_json(), self.path / files.RUN_MANIFEST)
+        files.write_json(asdict(manifest), self.path / files.RUN_MANIFEST)
 
     def manifest(self) -> RunManifest:
         """The run's manifest, or a one-line MoAError saying what is wrong with the folder."""
@@ -570,9 +515,8 @@ class RunDir:
 
     # -- learning curves ----------------------------------------------------
     def keep_earlier_epochs(self, seed: int, fold: int, last_epoch: int) -> None:
-        """Before a fold resumes after ``last_epoch``: Lightning's CSV logger
-        starts ``metrics.csv`` again, so the epochs logged before the
-        interruption (up to the checkpoint's) are kept aside until the fold ends."""
+        """Before a fold resumes after ``last_epoch``: Lightning's CSV logger starts
+        ``metrics.csv`` again, so the epochs up to the checkpoint's are kept aside."""
         frames = [pd.read_csv(p) for p in (self.earlier_metrics_file(seed, fold), self.metrics_file(seed, fold)) if p.is_file()]
         frames = [f for f in frames if len(f) and "epoch" in f.columns]
         if not frames:

@@ -1,7 +1,5 @@
-"""Reading back the CSV tables a run wrote (folds, oof, submission): sig_id and
-drug_id stay text. pandas would read ids such as ``1200000`` or ``0000600``
-as numbers (``0000600`` becomes 600), and they would no longer match the ids of
-the data, so every reader of a run's tables (:class:`moa_lit.runs.run_dir.RunDir`) goes through ``read_run_csv``."""
+"""A run's CSV tables read back with sig_id and drug_id as text: pandas would
+read ``0000600`` as 600, no longer the data's id."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ from moa_lit.errors import MoAError
 from moa_lit.predict import predict
 from moa_lit.explain import attributions, neighbours
 from moa_lit.explain.networks import COLUMN, COMPONENT, META, ROW_STATISTIC, STACKED, FoldNetwork, describe_inputs
-from moa_lit.explain.pooling import best_true_rank, compound_calls, evaluate_pooling, pool
+from moa_lit.bench.explain import best_true_rank, evaluate_neighbours, evaluate_pooling
+from moa_lit.explain.pooling import compound_calls, pool
 from moa_lit.models.mlp import MLP
 from moa_lit.training.features import build_feature_pipeline
 from saved_run import run_predict_cli, trained_run
@@ -164,7 +165,7 @@ def test_nearest_compounds_share_a_moa_more_often_than_chance(planted):
     networks_by_fold = {
         k: [_train_network(frame[folds != k].reset_index(drop=True), labels[folds != k], seed=k)] for k in (0, 1)
     }
-    result = neighbours.evaluate_neighbours(networks_by_fold, frame, drugs, folds, labels)
+    result = evaluate_neighbours(networks_by_fold, frame, drugs, folds, labels)
     assert result.n_queries > 100
     assert 0.15 < result.chance < 0.35  # about 1 in 4 labelled drugs share the one MoA of a query
     assert result.hit_rate[neighbours.LEARNED] > result.chance + 0.4

@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,94 @@ from moa_lit import schema
 from moa_lit.explain import attributions, neighbours
 from moa_lit.explain.batch import load_reference
 from moa_lit.explain.networks import from_fold_predictors
-from moa_lit.explain.pooling import evaluate_pooling
+from moa_lit.explain.pooling import POOLINGS, pool
 from moa_lit.training.final_model import RunModel
 from moa_lit.report.build import read_report_inputs
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.targets import ALLOWED_TARGETS, with_allowed_targets
+
+
+# How well pooling and nearest compounds do, on out-of-fold drugs.
+def best_true_rank(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row: the 1-based rank of its highest-ranked true MoA (rows with a label only)."""
+    hits = np.take_along_axis(labels > 0.5, np.argsort(-probabilities, axis=1, kind="stable"), axis=1)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, probabilities.shape[1] + 1)
+
+
+@dataclass
+class PoolingResult:
+    n_drugs: int
+    n_rows: int
+    rows: dict  # single-row metrics, averaged per drug then over drugs
+    pooled: dict  # {pooling: metrics of the pooled ranking}
+
+
+def _metrics(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    return {"top1": ranks == 1, "top5": ranks <= 5, "mrr": 1.0 / ranks}
+
+
+def evaluate_pooling(oof: np.ndarray, labels: np.ndarray, drugs: np.ndarray, is_control: np.ndarray,
+                     max_rows: int = 18) -> PoolingResult:
+    """On OOF rows of labelled treated drugs with at most ``max_rows`` rows (the
+    drugs a drug-aware split holds out whole, so no fold model saw any of their
+    rows): single rows against each pooling, every drug weighted equally."""
+    keep = ~np.asarray(is_control) & (labels.sum(axis=1) > 0)
+    drugs = np.asarray(drugs)
+    sizes = pd.Series(drugs[keep]).value_counts()
+    keep &= pd.Series(drugs).map(sizes).fillna(0).to_numpy() <= max_rows
+    p, y, d = oof[keep], labels[keep], drugs[keep]
+    codes, uniques = pd.factorize(pd.Series(d), sort=False)
+    rows = {k: float((np.bincount(codes, weights=v) / np.bincount(codes)).mean())
+            for k, v in _metrics(best_true_rank(p, y)).items()}
+    first_row = np.unique(codes, return_index=True)[1]
+    pooled = {how: {k: float(v.mean()) for k, v in _metrics(best_true_rank(pool(p, d, how)[1], y[first_row])).items()}
+              for how in POOLINGS}
+    return PoolingResult(len(uniques), int(keep.sum()), rows, pooled)
+
+
+@dataclass
+class NeighbourResult:
+    n_queries: int
+    hit_rate: dict  # {space: share of queries whose nearest reference shares a MoA}
+    chance: float  # mean over queries of the share of references sharing a MoA
+
+
+def evaluate_neighbours(
+    networks_by_fold: dict[int, list[neighbours.FoldNetwork]],
+    features: pd.DataFrame,
+    drugs: np.ndarray,
+    folds: np.ndarray,
+    labels: np.ndarray,
+) -> NeighbourResult:
+    """For each fold k: queries are the labelled drugs whose rows all lie in
+    fold k (no model of fold k saw them), references the labelled drugs with no
+    row in fold k; both embedded by fold k's models (its seeds averaged). A hit:
+    the most similar reference shares at least one MoA with the query."""
+    drugs, folds = np.asarray(drugs), np.asarray(folds)
+    labelled = labels.sum(axis=1) > 0
+    drug_folds = pd.crosstab(drugs, folds) > 0  # drugs x folds: has rows there
+    whole = drug_folds.sum(axis=1).loc[drugs].to_numpy() == 1  # the row's drug lies in one fold
+    hits = {neighbours.LEARNED: [], neighbours.FEATURES: []}
+    chance = []
+    for fold, networks in sorted(networks_by_fold.items()):
+        in_fold = drug_folds[fold].loc[drugs].to_numpy()
+        query_rows, ref_rows = labelled & in_fold & whole, labelled & ~in_fold
+        if not query_rows.any() or not ref_rows.any():
+            continue
+        reference = neighbours.build_reference(networks, features.loc[ref_rows], drugs[ref_rows], labels[ref_rows],
+                                    [str(i) for i in range(labels.shape[1])])
+        q_codes, q_drugs = pd.factorize(pd.Series(drugs[query_rows]), sort=False)
+        yq = labels[query_rows][np.unique(q_codes, return_index=True)[1]] > 0.5  # each drug's first row
+        yr = labels[ref_rows][np.unique(pd.factorize(pd.Series(drugs[ref_rows]))[0], return_index=True)[1]] > 0.5
+        shares = (yq.astype(np.float32) @ yr.T.astype(np.float32)) > 0  # (queries, references)
+        chance += list(shares.mean(axis=1))
+        q_inputs = [net.transform(features.loc[query_rows]) for net in networks]
+        for space in (neighbours.LEARNED, neighbours.FEATURES):
+            s = neighbours.similarities(networks, q_inputs, q_codes, len(q_drugs), reference, space)
+            best = s.argmax(axis=1)
+            hits[space] += list(shares[np.arange(len(best)), best])
+    return NeighbourResult(len(chance), {k: float(np.mean(v)) for k, v in hits.items()}, float(np.mean(chance)))
 
 
 def _load() -> str:
@@ -63,7 +146,7 @@ def neighbour_quality(run_dir: Path, networks, reference, fold_of_row: np.ndarra
     for net in networks:
         by_fold.setdefault(net.fold, []).append(net)
     t0 = time.perf_counter()
-    r = neighbours.evaluate_neighbours(by_fold, reference.features, reference.drugs, fold_of_row, reference.labels)
+    r = evaluate_neighbours(by_fold, reference.features, reference.drugs, fold_of_row, reference.labels)
     print(f"nearest training compound shares a MoA with the query ({r.n_queries} OOF labelled drugs, "
           f"{time.perf_counter() - t0:.1f} s):")
     print(f"  learned representation: {r.hit_rate[neighbours.LEARNED]:.3f}")

@@ -82,50 +82,6 @@ def nearest(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(similarity, idx, axis=1)
 
 
-@dataclass
-class NeighbourResult:
-    n_queries: int
-    hit_rate: dict  # {space: share of queries whose nearest reference shares a MoA}
-    chance: float  # mean over queries of the share of references sharing a MoA
-
-
-def evaluate_neighbours(
-    networks_by_fold: dict[int, list[FoldNetwork]],
-    features: pd.DataFrame,
-    drugs: np.ndarray,
-    folds: np.ndarray,
-    labels: np.ndarray,
-) -> NeighbourResult:
-    """For each fold k: queries are the labelled drugs whose rows all lie in
-    fold k (no model of fold k saw them), references the labelled drugs with no
-    row in fold k; both embedded by fold k's models (its seeds averaged). A hit:
-    the most similar reference shares at least one MoA with the query."""
-    drugs, folds = np.asarray(drugs), np.asarray(folds)
-    labelled = labels.sum(axis=1) > 0
-    drug_folds = pd.crosstab(drugs, folds) > 0  # drugs x folds: has rows there
-    whole = drug_folds.sum(axis=1).loc[drugs].to_numpy() == 1  # the row's drug lies in one fold
-    hits = {LEARNED: [], FEATURES: []}
-    chance = []
-    for fold, networks in sorted(networks_by_fold.items()):
-        in_fold = drug_folds[fold].loc[drugs].to_numpy()
-        query_rows, ref_rows = labelled & in_fold & whole, labelled & ~in_fold
-        if not query_rows.any() or not ref_rows.any():
-            continue
-        reference = build_reference(networks, features.loc[ref_rows], drugs[ref_rows], labels[ref_rows],
-                                    [str(i) for i in range(labels.shape[1])])
-        q_codes, q_drugs = pd.factorize(pd.Series(drugs[query_rows]), sort=False)
-        yq = labels[query_rows][np.unique(q_codes, return_index=True)[1]] > 0.5  # each drug's first row
-        yr = labels[ref_rows][np.unique(pd.factorize(pd.Series(drugs[ref_rows]))[0], return_index=True)[1]] > 0.5
-        shares = (yq.astype(np.float32) @ yr.T.astype(np.float32)) > 0  # (queries, references)
-        chance += list(shares.mean(axis=1))
-        q_inputs = [net.transform(features.loc[query_rows]) for net in networks]
-        for space in (LEARNED, FEATURES):
-            s = similarities(networks, q_inputs, q_codes, len(q_drugs), reference, space)
-            best = s.argmax(axis=1)
-            hits[space] += list(shares[np.arange(len(best)), best])
-    return NeighbourResult(len(chance), {k: float(np.mean(v)) for k, v in hits.items()}, float(np.mean(chance)))
-
-
 # ---------------------------------------------------------------- cache
 def save_reference(reference: Reference, path: Path) -> None:
     """The reference's vectors in one .npz (written atomically): building them

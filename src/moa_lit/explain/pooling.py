@@ -1,16 +1,14 @@
 """One MoA ranking per compound from the probabilities of its rows (doses x
 times), with how well the rows agree, and the measurement that decides the
-pooling (``evaluate_pooling``)."""
+pooling (measured by ``python -m moa_lit.bench.explain``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from moa_lit import schema
 
 COMPOUND = "compound_id"
 POOLINGS = ("mean", "logit_mean")
@@ -68,40 +66,3 @@ def compound_calls(
                 }
             )
     return pd.DataFrame.from_records(records, columns=CALL_COLUMNS)
-
-
-def best_true_rank(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per row: the 1-based rank of its highest-ranked true MoA (rows with a label only)."""
-    hits = np.take_along_axis(labels > 0.5, np.argsort(-probabilities, axis=1, kind="stable"), axis=1)
-    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, probabilities.shape[1] + 1)
-
-
-@dataclass
-class PoolingResult:
-    n_drugs: int
-    n_rows: int
-    rows: dict  # single-row metrics, averaged per drug then over drugs
-    pooled: dict  # {pooling: metrics of the pooled ranking}
-
-
-def _metrics(ranks: np.ndarray) -> dict[str, np.ndarray]:
-    return {"top1": ranks == 1, "top5": ranks <= 5, "mrr": 1.0 / ranks}
-
-
-def evaluate_pooling(oof: np.ndarray, labels: np.ndarray, drugs: np.ndarray, is_control: np.ndarray,
-                     max_rows: int = 18) -> PoolingResult:
-    """On OOF rows of labelled treated drugs with at most ``max_rows`` rows (the
-    drugs a drug-aware split holds out whole, so no fold model saw any of their
-    rows): single rows against each pooling, every drug weighted equally."""
-    keep = ~np.asarray(is_control) & (labels.sum(axis=1) > 0)
-    drugs = np.asarray(drugs)
-    sizes = pd.Series(drugs[keep]).value_counts()
-    keep &= pd.Series(drugs).map(sizes).fillna(0).to_numpy() <= max_rows
-    p, y, d = oof[keep], labels[keep], drugs[keep]
-    codes, uniques = pd.factorize(pd.Series(d), sort=False)
-    rows = {k: float((np.bincount(codes, weights=v) / np.bincount(codes)).mean())
-            for k, v in _metrics(best_true_rank(p, y)).items()}
-    first_row = np.unique(codes, return_index=True)[1]
-    pooled = {how: {k: float(v.mean()) for k, v in _metrics(best_true_rank(pool(p, d, how)[1], y[first_row])).items()}
-              for how in POOLINGS}
-    return PoolingResult(len(uniques), int(keep.sum()), rows, pooled)

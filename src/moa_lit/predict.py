@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
+from moa_lit.cli import configure_threads, hydra_command
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.explain import command as explain_command
@@ -189,7 +189,7 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     held.enter_context(hold_lock(lock_file(output), f"output={output}"))
     if explain_settings:
         held.enter_context(hold_lock(lock_file(explain_settings.folder), f"explain_dir={explain_settings.folder}"))
-    configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
+    configure_threads(cfg.get("num_threads"))
     device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")

@@ -188,7 +188,7 @@ class FailureTolerantSweeperImpl(Sweeper):
                 # sweep folder only when the first trial is launched.
                 Path(cfg[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             return cfg
-        check_targets(OmegaConf.create({"storage": cfg}), skip=())
+        check_targets(OmegaConf.create({"storage": cfg}))
         for path in _file_paths(cfg):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
+from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
 from moa_lit.data.reader import with_content_hashes
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
@@ -45,7 +45,6 @@ from moa_lit.settings import (
     check_config,
     check_ignored_rate,
     command_line_overrides,
-    library_error,
     typed,
 )
 from moa_lit.timing import PhaseTimer
@@ -98,24 +97,22 @@ def check_library_settings(cfg: DictConfig) -> None:
     """Lightning's, torch's (and a logger's optional package's) own checks of
     the arguments they are given, run once before any work by building the
     trainer, optimiser, scheduler, logger and callbacks from the config:
-    what they refuse is one line naming the setting (settings.library_error)."""
-    probe = torch.nn.Parameter(torch.zeros(1))
-
-    def build(path: str, node, **kwargs):
-        try:
-            return instantiate(node, **kwargs)
-        except Exception as exc:
-            raise library_error(exc, node, path) from exc
-
-    build("trainer", cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    optimizer = build("model.optimizer", cfg.model.optimizer, params=[probe])
-    if cfg.model.get("scheduler"):
-        build("model.scheduler", cfg.model.scheduler, optimizer=optimizer, total_steps=100)
-    if cfg.get("logger"):
-        build("logger", cfg.logger, save_dir=str(cfg.paths.output_dir), name="", version="check")  # writes nothing yet
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if node is not None:
-            build(f"callbacks.{name}", node)
+    what they refuse is one line naming the setting (cli.library_error)."""
+    try:
+        instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        optimizer = instantiate(cfg.model.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
+        if cfg.model.get("scheduler"):
+            instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=100)
+        if cfg.get("logger"):  # writes nothing yet
+            instantiate(cfg.logger, save_dir=str(cfg.paths.output_dir), name="", version="check")
+        for node in (cfg.get("callbacks") or {}).values():
+            if node is not None:
+                instantiate(node)
+    except Exception as exc:
+        err = library_error(exc, cfg)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
@@ -162,7 +159,7 @@ def train(cfg: DictConfig) -> float:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
-    threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
+    threads = configure_threads(cfg.get("num_threads"))
     metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
     loader = typed(cfg.loader, LoaderSettings)

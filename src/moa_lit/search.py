@@ -85,7 +85,7 @@ def storage_for_display(storage: Any) -> str:
     if storage is None:
         return "null (in memory)"
     if hasattr(storage, "get") and storage.get("_target_"):  # a storage built from config
-        paths = [str(v) for k, v in _items(storage) if k == "file_path"]
+        paths = [str(v) for k, v in nested_items(storage) if k == "file_path"]
         return f"{str(storage.get('_target_')).rsplit('.', 1)[-1]}({', '.join(paths)})"
     text = str(storage)
     try:
@@ -96,12 +96,12 @@ def storage_for_display(storage: Any) -> str:
         return text
 
 
-def _items(node: Any) -> Iterable[tuple[str, Any]]:
+def nested_items(node: Any) -> Iterable[tuple[str, Any]]:
     """(key, value) pairs of a nested mapping, depth first."""
     for key, value in node.items():
         yield key, value
         if hasattr(value, "items"):
-            yield from _items(value)
+            yield from nested_items(value)
 
 
 def config_keys(node: Any, prefix: str = "") -> Iterable[str]:

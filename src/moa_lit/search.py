@@ -14,26 +14,20 @@ SEARCH_ONLY_KEYS = ("hparams_search",)
 
 
 def failures_go_to_sweeper() -> bool:
-    """True inside a trial launched by the failure-tolerant sweeper: a failing
-    trial must then raise (Hydra hands the exception to the sweeper, which
-    records the trial as FAIL and goes on) instead of ending the process."""
+    """True inside a trial launched by a sweeper whose class says
+    ``records_failed_trials`` (a subclass or another name for it too): a
+    failing trial then raises to the sweeper, which records it as FAIL and
+    goes on, instead of ending the process."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return False
-    hydra_cfg = HydraConfig.get()
-    target = hydra_cfg.sweeper.get("_target_")
-    if hydra_cfg.mode != RunMode.MULTIRUN or not target:
-        return False
     from hydra.utils import get_class
 
-    try:
-        sweeper = get_class(target)
-    except Exception:  # not importable here: Hydra itself reports that
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return False
-    # A property of the sweeper class, so a subclass or another name for it counts too.
-    return bool(getattr(sweeper, "records_failed_trials", False))
+    try:
+        return bool(getattr(get_class(HydraConfig.get().sweeper.get("_target_")), "records_failed_trials", False))
+    except Exception:  # no sweeper, or not importable here: Hydra itself reports that
+        return False
 
 
 def one_line(exc: BaseException) -> str:

@@ -34,7 +34,6 @@ from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_line, score_run
 from moa_lit.settings import (
     CVSettings,
-    EnsembleSettings,
     FeatureSettings,
     LoaderSettings,
     PredictSettings,
@@ -117,10 +116,9 @@ def check_library_settings(cfg: DictConfig) -> None:
 
 def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
     """Every setting (``settings.check_config``) and the combinations that
-    cannot run or would be silently ignored; ``overrides``: the command
-    line's ``key=value`` arguments. On the command line this runs before
-    Hydra makes the run folder (``cli.CheckFirst``), and again when train
-    starts (a search trial, an ensemble member, a call from Python)."""
+    cannot run or would be silently ignored (``overrides``: the command
+    line's). Run before Hydra makes the run folder (``cli.CheckFirst``) and
+    again when train starts (a search trial, an ensemble member, Python)."""
     from moa_lit.ensemble import refuse_model_overrides
 
     check_config(cfg, TrainConfig)
@@ -134,7 +132,7 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
             if existing.path.is_dir():  # under its lock: a run being written is named by its writer
                 with existing.lock():
                     existing.check_may_write(key, bool(cfg.resume))  # again when train claims it
-    if typed(cfg.ensemble, EnsembleSettings).models is not None:
+    if cfg.ensemble.get("models") is not None:
         refuse_model_overrides(overrides)
         return
     check_ignored_rate(cfg, overrides)
@@ -144,7 +142,7 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
 def train(cfg: DictConfig) -> float:
     overrides = command_line_overrides()
     check_settings(cfg, overrides)
-    if typed(cfg.ensemble, EnsembleSettings).models is not None:
+    if cfg.ensemble.get("models") is not None:
         from moa_lit.ensemble import train_ensemble
 
         return train_ensemble(cfg, train, overrides)

@@ -117,13 +117,16 @@ def test_value_checks_name_the_setting(compose_cfg):
 
 
 def test_a_library_refusal_names_the_setting():
-    from moa_lit.settings import library_error
+    from moa_lit.cli import library_error
 
-    node = OmegaConf.create({"_target_": "torch.optim.Adam", "lr": 0.1, "weight_decay": -1})
-    err = library_error(ValueError("Invalid weight_decay value: -1"), node, "model.optimizer")
-    assert str(err) == "model.optimizer.weight_decay=-1: Invalid weight_decay value: -1"
-    err = library_error(ValueError("something else went wrong"), node, "model.optimizer")
-    assert str(err) == "model.optimizer: something else went wrong"
+    cfg = OmegaConf.create({"model": {"optimizer": {"_target_": "torch.optim.Adam", "lr": 0.1, "weight_decay": -1}}})
+    refused = ValueError("Invalid weight_decay value: -1")
+    refused.add_note("full_key: model.optimizer")  # as Hydra's instantiate notes the node
+    assert str(library_error(refused, cfg)) == "model.optimizer.weight_decay=-1: Invalid weight_decay value: -1"
+    other = ValueError("something else went wrong")
+    other.add_note("full_key: model.optimizer")
+    assert str(library_error(other, cfg)) == "model.optimizer: something else went wrong"
+    assert library_error(ValueError("not from a config"), cfg) is None
 
 
 def test_a_refused_job_removes_the_folders_hydra_made_only_when_empty(tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ def test_joblib_jobs_share_the_cores_they_were_given(monkeypatch):
     assert cli.parallel_jobs(joblib) == 2
     assert cli.configure_threads(None, cli.parallel_jobs(joblib)) == 4 == torch.get_num_threads()
     assert cli.parallel_jobs(hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=3"])) == 3
-    assert cli.auto_threads(3) == 2  # 8 // 3
+    assert cli.configure_threads(None, 3) == 2  # 8 // 3
     # A search's trials per batch cap what the launcher could run at once.
     search = hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=4", "hparams_search=optuna",
                            "hydra.sweeper.n_jobs=2"])
@@ -57,7 +57,7 @@ def test_joblib_jobs_share_the_cores_they_were_given(monkeypatch):
     fake_cores(monkeypatch, 6)
     assert cli.parallel_jobs(hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=-1"])) == 6
     assert cli.parallel_jobs(hydra_config(["hydra/launcher=joblib_folds", "hydra.launcher.n_jobs=-2"])) == 5
-    assert cli.auto_threads(7) == 1  # never 0
+    assert cli.configure_threads(None, 7) == 1  # never 0
 
 
 def test_one_job_at_a_time_keeps_every_core(monkeypatch):
@@ -77,7 +77,7 @@ def test_slurm_cores_are_divided_among_parallel_jobs(monkeypatch):
     # A job array on the submitit launcher: each job has its own cores.
     submitit = OmegaConf.create({"mode": RunMode.MULTIRUN, "launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"},
                                  "sweeper": {"n_jobs": 8}})
-    assert cli.parallel_jobs(submitit) == 1 and cli.auto_threads(1) == 6
+    assert cli.parallel_jobs(submitit) == 1 and cli.configure_threads(None, 1) == 6
 
 
 def test_a_busy_machine_is_named_in_one_line(monkeypatch):

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from pathlib import Path
 
 import torch
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from moa_lit import fs_errors
 from moa_lit.errors import MoAError
@@ -32,11 +36,10 @@ def available_cores() -> int:
 
 def parallel_jobs(hydra_cfg) -> int:
     """How many jobs of this command run at once on the cores this one was
-    given, read from a job's Hydra config (``HydraConfig.get()``): the joblib
-    launcher runs ``hydra.launcher.n_jobs`` at once (-1: one per core, as in
-    joblib), capped by a search's trials per batch (``hydra.sweeper.n_jobs``);
-    the basic launcher runs one at a time, and a SLURM job has cores of its own.
-    A single run (not -m) is one job."""
+    given, read from a job's Hydra config: the joblib launcher runs
+    ``hydra.launcher.n_jobs`` at once (-1: one per core, as in joblib), capped
+    by a search's trials per batch (``hydra.sweeper.n_jobs``); the basic
+    launcher runs one at a time, and a SLURM job has cores of its own."""
     from hydra.types import RunMode
 
     if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
@@ -57,24 +60,17 @@ def parallel_jobs(hydra_cfg) -> int:
     return jobs
 
 
-def this_jobs_hydra_config():
-    """The running job's Hydra config, or None outside a Hydra job."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def auto_threads(jobs: int = 1) -> int:
-    """Threads for one job: the cores given divided by the jobs sharing them.
-    More threads than that would make OpenMP threads of the jobs wait on each
-    other (measured: one run of 2 threads beside another on 2 cores went 15x
+def configure_threads(num_threads: int | None, jobs: int | None = None) -> int:
+    """torch's threads: ``num_threads`` when set, else the cores given divided
+    by the jobs sharing them (default: this Hydra job's :func:`parallel_jobs`).
+    More threads than that make OpenMP threads of the jobs wait on each other
+    (measured: one run of 2 threads beside another on 2 cores went 15x
     slower, not 2x)."""
-    return max(1, available_cores() // max(1, int(jobs)))
+    if jobs is None:
+        from hydra.core.hydra_config import HydraConfig
 
-
-def configure_threads(num_threads: int | None, jobs: int = 1) -> int:
-    """torch's threads: ``num_threads`` when set, else ``auto_threads(jobs)``."""
-    n = int(num_threads) if num_threads else auto_threads(jobs)
+        jobs = parallel_jobs(HydraConfig.get() if HydraConfig.initialized() else None)
+    n = int(num_threads) if num_threads else max(1, available_cores() // max(1, int(jobs)))
     torch.set_num_threads(n)
     return n
 
@@ -96,9 +92,10 @@ def busy_machine_line(threads: int) -> str | None:
     )
 
 
-def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError | None:
-    """The MoAError behind an exception, also when Hydra's instantiate wrapped
-    it; a file-system fault (full disk, read-only folder, ...) counts as one.
+def user_error(exc: BaseException, writing_under: str | None = None, cfg=None) -> MoAError | None:
+    """The MoAError behind an exception; a file-system fault (full disk,
+    read-only folder, ...) counts as one, and so does a library's refusal
+    of a node Hydra's ``instantiate`` built from ``cfg`` (:func:`library_error`).
     ``writing_under``: the folder named when the fault names no file (a full
     disk met by a library's own writer, e.g. Lightning's CSV logger)."""
     seen, first = set(), exc
@@ -110,13 +107,15 @@ def user_error(exc: BaseException, writing_under: str | None = None) -> MoAError
             return fs_errors.describe(exc, where)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return _instantiation_error(first)
+    return library_error(first, cfg)
 
 
-def _instantiation_error(exc: BaseException) -> MoAError | None:
-    """A library's refusal of a node Hydra's ``instantiate`` built from the
-    config (torch, Lightning, a missing optional package): Hydra notes the
-    node's ``full_key`` on the exception (or in its message), which names it."""
+def library_error(exc: BaseException, cfg=None) -> MoAError | None:
+    """A library's refusal (torch, Lightning, scikit-learn, a missing optional
+    package) of a node Hydra's ``instantiate`` built: Hydra notes the node's
+    ``full_key`` on the exception. One line naming the setting: the key of
+    the node (in ``cfg``) that the message names or whose value it quotes,
+    else the node; None for any other exception."""
     def key_of(e):
         lines = [*getattr(e, "__notes__", []), *str(e).splitlines()]
         return next((line.split("full_key:", 1)[1].strip() for line in lines if line.startswith("full_key:")), None)
@@ -125,17 +124,22 @@ def _instantiation_error(exc: BaseException) -> MoAError | None:
         exc = exc.__cause__
     if exc is None:
         return None
-    text = " ".join(line for line in str(exc).splitlines() if not line.startswith("full_key:"))
-    return MoAError(f"{key_of(exc)}: {type(exc).__name__}: {' '.join(text.split())}")
+    path = key_of(exc)
+    text = " ".join(" ".join(line for line in str(exc).splitlines() if not line.startswith("full_key:")).split())
+    node = OmegaConf.select(cfg, path, default=None) if OmegaConf.is_dict(cfg) else None
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_dict(node) else {}
+    plain = {k: v for k, v in values.items() if not str(k).startswith("_") and not isinstance(v, (dict, list))}
+    named = [k for k in plain if re.search(rf"\b{re.escape(str(k))}\b", text, re.IGNORECASE)]
+    if len(named) != 1:  # no key named: the one whose value the message quotes
+        named = [k for k, v in plain.items() if re.search(rf"(?<![\w.'-]){re.escape(str(v))}(?![\w.'-])", text)]
+    from moa_lit.settings import shown
 
-
-MAX_LINE = 600
+    key = f"{path}.{named[0]}={shown(plain[named[0]])}" if len(named) == 1 else path
+    return MoAError(f"{key}: {text or type(exc).__name__}")
 
 
 def _output_folder(cfg) -> str | None:
     """Where the command writes, when its config says (a run's folder, an output)."""
-    from omegaconf import OmegaConf
-
     for key in ("paths.output_dir", "output_dir", "output"):
         try:
             value = OmegaConf.select(cfg, key, default=None)
@@ -146,7 +150,7 @@ def _output_folder(cfg) -> str | None:
     return None
 
 
-def one_line(message: str, limit: int = MAX_LINE) -> str:
+def one_line(message: str, limit: int = 600) -> str:
     """A message on one line of at most ``limit`` characters: a long middle (a
     huge list of values, a path repeated) is cut, the start (what failed) and
     the end (what was expected) are kept."""
@@ -155,17 +159,6 @@ def one_line(message: str, limit: int = MAX_LINE) -> str:
         return text
     head, tail = limit * 2 // 3, limit // 3 - 5
     return f"{text[:head]} ... {text[-tail:]}"
-
-
-def _job_folder() -> str | None:
-    """The folder Hydra made for this job (``hydra.runtime.output_dir``), or
-    None outside one (a sweeper between its jobs has none)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return None
-    return OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
 
 
 # The nearest folder that existed above the run (or sweep) folder before Hydra
@@ -177,8 +170,6 @@ def remove_if_empty(folder: str | None) -> None:
     """A refused command leaves no folder behind: the folders Hydra made for
     it go if nothing was written into them (and only then); a folder that
     existed before the command (the current one, a user's) is never removed."""
-    from pathlib import Path
-
     above = _EXISTED.get("above")
     path = Path(folder).resolve() if folder else None
     while path is not None and above is not None and above in path.parents:
@@ -191,16 +182,19 @@ def remove_if_empty(folder: str | None) -> None:
 
 def run_and_exit_on_error(fn, cfg):
     """Bad input or settings end the program with one line and exit code 2;
-    a library's refusal of a setting it builds (Hydra's ``instantiate``
-    names the node) too."""
+    a library's refusal of a setting it builds too."""
     try:
         return fn(cfg)
     except Exception as exc:
-        err = user_error(exc, writing_under=_output_folder(cfg))
+        err = user_error(exc, _output_folder(cfg), cfg)
         if err is None:
             raise
         if getattr(err, "exit_status", 2) == 2:
-            remove_if_empty(_job_folder())
+            from hydra.core.hydra_config import HydraConfig
+
+            # The folder Hydra made for this job (a sweeper between its jobs has none).
+            remove_if_empty(OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None, throw_on_missing=False)
+                            if HydraConfig.initialized() else None)
         stop(err)
 
 
@@ -209,6 +203,15 @@ def stop(err: MoAError) -> None:
     log.debug("stopped: %s", err)  # the console gets the one line below
     print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
     sys.exit(getattr(err, "exit_status", 2))
+
+
+def _stop_on_hydra_error(exc: BaseException, overrides: list[str]) -> None:
+    """Hydra's refusal (or a MoAError) as one line and exit 2; returns for anything else."""
+    from moa_lit.config import hydra_error
+
+    line = hydra_error(exc, overrides)
+    if line is not None:
+        stop(MoAError(line))
 
 
 def entry_point(main, argv: list[str]):
@@ -220,13 +223,9 @@ def entry_point(main, argv: list[str]):
     try:
         return main()
     except Exception as exc:
-        from moa_lit.config import hydra_error
-
-        line = None if users else hydra_error(exc, argv)
-        if line is None:
-            raise
-        print(f"moa-lit: error: {one_line(line)}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        if not users:
+            _stop_on_hydra_error(exc, argv)
+        raise
     finally:
         if users is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -235,67 +234,46 @@ def entry_point(main, argv: list[str]):
 _CHECKS: dict = {}  # config name -> the command's check(cfg, overrides)
 
 
-def _run_check(config, config_name) -> None:
-    """Hydra's callbacks turn an exception into a warning and go on: a
-    refusal here ends the program itself (one line, exit 2)."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
-    from moa_lit.targets import check_targets
-
-    from moa_lit.fs_errors import nearest_existing
-
-    _EXISTED.clear()
-    try:
-        key = "hydra.sweep.dir" if str(config.hydra.mode).endswith("MULTIRUN") else "hydra.run.dir"
-        _EXISTED["above"] = nearest_existing(Path(str(OmegaConf.select(config, key))).resolve())
-    except Exception:  # an unresolvable folder: Hydra says so when it makes it
-        pass
-    try:
-        check_targets(config)  # Hydra's own section too
-        if config_name in _CHECKS:
-            _CHECKS[config_name](config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    except Exception as exc:
-        from moa_lit.config import hydra_error
-
-        line = hydra_error(exc, [])  # a MoAError's line, or an OmegaConf error's (a group removed with ~)
-        if line is None:
-            raise
-        stop(MoAError(line))
-
-
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover
-    Callback = object
-
-
 class CheckFirst(Callback):
     """A Hydra callback (``hydra.callbacks.check_first`` in each command's
     config): every ``_target_`` and the command's settings are checked when
     Hydra has composed the config and before it makes any folder, so a
-    refused command line leaves nothing behind."""
+    refused command line leaves nothing behind. Hydra's callbacks turn an
+    exception into a warning and go on: a refusal ends the program here."""
 
     def on_run_start(self, config, config_name=None, **kwargs) -> None:
-        _run_check(config, config_name)
+        from moa_lit.fs_errors import nearest_existing
+        from moa_lit.targets import check_targets
 
-    def on_multirun_start(self, config, config_name=None, **kwargs) -> None:
-        _run_check(config, config_name)
+        _EXISTED.clear()
+        try:
+            key = "hydra.sweep.dir" if str(config.hydra.mode).endswith("MULTIRUN") else "hydra.run.dir"
+            _EXISTED["above"] = nearest_existing(Path(str(OmegaConf.select(config, key))).resolve())
+        except Exception:  # an unresolvable folder: Hydra says so when it makes it
+            pass
+        try:
+            check_targets(config)  # Hydra's own section too
+            if config_name in _CHECKS:
+                _CHECKS[config_name](config, OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+        except Exception as exc:
+            _stop_on_hydra_error(exc, [])  # a MoAError's line, or an OmegaConf error's (a group removed with ~)
+            raise
+
+    on_multirun_start = on_run_start
 
 
 def hydra_command(config_name: str, command, around=None, check=None):
     """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
-    ``conf/<config_name>.yaml`` (whose ``hydra.job.name`` names the job);
-    :class:`CheckFirst` checks every ``_target_`` against
-    :mod:`moa_lit.targets` and runs ``check(cfg, overrides)`` (default: the
-    command's schema, :func:`moa_lit.settings.check_config`) before Hydra
-    makes a folder; then ``command(cfg)`` runs under
-    :func:`run_and_exit_on_error`, or, as a trial of a failure-tolerant
-    search, raises to the sweeper, which records it. ``around(cfg)``, if
-    given, is a context manager the command runs in, outside a search trial
-    (train's Ctrl-C handling). Hydra enforces the same allow-list on every
-    ``instantiate`` (``execution_whitelist``), its callbacks' too."""
+    ``conf/<config_name>.yaml``; :class:`CheckFirst` runs ``check(cfg,
+    overrides)`` (default: :func:`moa_lit.settings.check_config` against the
+    command's schema) before Hydra makes a folder; then ``command(cfg)`` runs
+    under :func:`run_and_exit_on_error`, or, as a trial of a failure-tolerant
+    search, raises to the sweeper, which records it. ``around(cfg)``: a
+    context manager the command runs in, outside a search trial (train's
+    Ctrl-C handling). Hydra enforces the allow-list of :mod:`moa_lit.targets`
+    on every ``instantiate`` (``execution_whitelist``), its callbacks' too."""
+    import contextlib
+
     import hydra
 
     from moa_lit.config import CONFIG_DIR
@@ -308,11 +286,8 @@ def hydra_command(config_name: str, command, around=None, check=None):
     @hydra.main(config_path=CONFIG_DIR, config_name=config_name, execution_whitelist=ALLOWED_TARGETS)
     def main(cfg):
         if failures_go_to_sweeper():
-            # An Optuna trial: the sweeper records a failure and goes on.
-            return command(cfg)
-        if around is None:
-            return run_and_exit_on_error(command, cfg)
-        with around(cfg):
+            return command(cfg)  # an Optuna trial: the sweeper records a failure and goes on
+        with around(cfg) if around else contextlib.nullcontext():
             return run_and_exit_on_error(command, cfg)
 
     return lambda: entry_point(main, sys.argv[1:])

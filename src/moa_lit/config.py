@@ -65,30 +65,128 @@ def hydra_error(exc: BaseException, overrides: list[str]) -> str | None:
     return f"{key}: {first}" if key else first
 
 
-def compose_checked(overrides: list[str], config_name: str = "train"):
-    """A command line's composed config, its settings checked
-    (``settings.check_config``); a refusal is a MoAError line. For tools that
-    start many runs (benchmarks): a bad setting stops them before the first."""
+def composed(overrides: list[str], config_name: str = "train"):
+    """A command line's config as Hydra composes it from :data:`CONFIG_DIR`."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from moa_lit.errors import MoAError
-    from moa_lit.settings import SCHEMAS, check_config
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR):
-            cfg = compose(config_name=config_name, overrides=overrides)
+            return compose(config_name=config_name, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_checked(overrides: list[str], config_name: str = "train"):
+    """A command line's composed config, its settings checked
+    (``settings.check_config``); a refusal is a MoAError line. For tools that
+    start many runs (benchmarks): a bad setting stops them before the first."""
+    from moa_lit.errors import MoAError
+    from moa_lit.settings import SCHEMAS, check_config
+
+    try:
+        cfg = composed(overrides, config_name)
     except Exception as exc:
         line = hydra_error(exc, overrides)
         if line is None:
             raise
         raise MoAError(line) from None
-    finally:
-        GlobalHydra.instance().clear()
     check_config(cfg, SCHEMAS[config_name])
     return cfg
 
 
+# -- docs/configuration.md, generated from the settings' declarations ------------------------------
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's comment in the class's source: on its line, or the lines just above it."""
+    import inspect
+    import re
+
+    comments, above = {}, []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# "))
+            continue
+        field_line = re.match(r"(\w+)\s*:[^=]*=[^#]*(?:#\s*(.*))?$", text)
+        comment = " ".join(above + ([field_line.group(2)] if field_line and field_line.group(2) else []))
+        if field_line and comment and not text.startswith(("_", "key:")):
+            comments[field_line.group(1)] = comment
+        above = []
+    return comments
+
+
+REFERENCE_TARGETS = (  # (the node, the group choice that builds it)
+    ("data", "data=synthetic"),
+    ("data", "data=kaggle"),
+    ("model", "model=mlp"),
+    ("model.net", "model=mlp"),
+    ("model.net", "model=resnet"),
+    ("model.net", "model=cnn1d"),
+    ("model.net", "model=linear"),
+)
+TRAINER_COMMENTS = {
+    "check_val_every_n_epoch": "at most trainer.max_epochs: each fold's best epoch is chosen on validation",
+    "precision": "the batches are float32 tensors: 64-true and 16-true fail inside a layer",
+}
+HEADER = ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every key a user sets, its type, default (as the
+    shipped configs compose), allowed values and comment, from the settings'
+    declarations and the classes the configs build."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from moa_lit.settings import SCHEMAS, TRAINER_NEEDS, groups, shown, target_constraints
+
+    def rows(cfg, prefix, constraints, comments, keys):
+        found, raw = [], OmegaConf.to_container(cfg, resolve=False)  # ${now:...} shown, not the time it is
+        for name in keys:
+            value = raw
+            for part in f"{prefix}{name}".split("."):
+                value = value.get(part, "<unset>") if isinstance(value, dict) else "<unset>"
+            default = "required" if value == "???" else "unset" if value == "<unset>" else f"`{shown(value)}`"
+            kind, allowed = (c.kind, c.describe()) if (c := constraints.get(name)) else ("any", "")
+            found.append(f"| `{prefix}{name}` | {kind} | {default} | {allowed} | {comments.get(name, '')} |")
+        return found
+
+    def schema_rows(cfg, schema, prefix=""):
+        nested, comments, constraints = groups(schema), _comments(schema), schema._parameter_constraints
+        keys = [f.name for f in fields(schema) if f.name not in nested and (f.name in constraints or f.name in comments)]
+        found = rows(cfg, prefix, constraints, comments, keys)
+        for name, group in nested.items():
+            found += schema_rows(cfg, group, f"{prefix}{name}.")
+        return found
+
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated by `python -m moa_lit.config > docs/configuration.md` from the typed settings",
+        "(`src/moa_lit/settings.py`), the classes the configs build and the shipped defaults;",
+        "`tests/test_settings_docs.py` fails when this file differs. Every value is checked once when",
+        "a command starts: a value outside *allowed* is one line `moa-lit: error: key=value: expected ...`",
+        "and exit status 2. Arguments of torch, Lightning and scikit-learn not listed here are checked by",
+        "those libraries (their refusal is one line naming the setting).",
+    ]
+    for command, schema in SCHEMAS.items():
+        cfg = composed([], command)
+        out += ["", f"## `python -m moa_lit.{command}` (conf/{command}.yaml)", "", *HEADER, *schema_rows(cfg, schema)]
+        if command != "train":
+            continue
+        for node, choice in REFERENCE_TARGETS:
+            chosen = composed([choice])
+            target = OmegaConf.select(chosen, f"{node}._target_")
+            constraints, _ = target_constraints(target)
+            out += ["", f"### `{node}` with {choice} (`{target}`)", "", *HEADER, *rows(chosen, f"{node}.", constraints, {}, constraints)]
+        out += ["", "### `trainer` (Lightning's Trainer: what the fold loop needs; its other arguments are Lightning's)", "",
+                *HEADER, *rows(cfg, "trainer.", TRAINER_NEEDS, TRAINER_COMMENTS, TRAINER_NEEDS)]
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":  # python -m moa_lit.config > docs/configuration.md
-    print(moa_lit.settings.reference_markdown(CONFIG_DIR), end="")
+    print(reference_markdown(), end="")

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
+from moa_lit.cli import configure_threads, hydra_command
 from moa_lit.data import reader
 from moa_lit.errors import MoAError
 from moa_lit.explain import batch as explain_command
@@ -39,10 +39,8 @@ log = logging.getLogger("moa_lit.predict")
 
 
 def inference_device(choice: str | None = "auto") -> torch.device:
-    """``device=auto`` predicts on the GPU when there is one, else on the CPU
-    (``device`` is one of auto, cpu, cuda: settings.PredictConfig)."""
-    choice = "auto" if choice is None else str(choice)
-    if choice == "auto":
+    """``device=auto``: the GPU when there is one, else the CPU."""
+    if choice in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
         raise MoAError("device=cuda was requested but no CUDA GPU is available; use device=cpu or device=auto")
@@ -80,14 +78,6 @@ def _required(cfg: DictConfig, key: str) -> str:
             f"{key} is required: python -m moa_lit.predict run_dir=<training run folder> input=<features.csv>"
         )
     return str(cfg[key])
-
-
-def _top_k(value, n_targets: int) -> int:
-    if value in (None, 0):
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n_targets:
-        raise MoAError(f"top_k={value}: expected a whole number from 1 to {n_targets} (the number of targets)")
-    return value
 
 
 DATA_FILES = (schema.TRAIN_FEATURES, schema.TEST_FEATURES, schema.SAMPLE_SUBMISSION, schema.TRAIN_TARGETS_SCORED)
@@ -162,7 +152,9 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     check_config(cfg, PredictConfig)
     run = RunDir(run_dir)
     manifest = run.manifest()
-    top_k = _top_k(cfg.get("top_k"), len(manifest.target_names))
+    top_k = cfg.get("top_k") or 0  # a whole number >= 0 (check_config)
+    if top_k > len(manifest.target_names):
+        raise MoAError(f"top_k={top_k}: expected a whole number from 1 to {len(manifest.target_names)} (the number of targets)")
     output = check_output_file(str(cfg.output), "output") if cfg.get("output") else Path(f"{_stem(source)}_predictions.csv")
     if output.resolve() == source.resolve():
         raise MoAError(f"output={output} is the input file; expected another path (it would be overwritten)")
@@ -189,7 +181,7 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
     held.enter_context(hold_lock(lock_file(output), f"output={output}"))
     if explain_settings:
         held.enter_context(hold_lock(lock_file(explain_settings.folder), f"explain_dir={explain_settings.folder}"))
-    configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
+    configure_threads(cfg.get("num_threads"))
     device = inference_device(cfg.get("device"))
 
     features = reader.read_features(source, manifest.layout, role=f"input {source}")

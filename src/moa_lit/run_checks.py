@@ -1,14 +1,9 @@
 """Whether a finished run can be trusted, and what would be silently skipped
-before it starts.
-
-A run whose out-of-fold log loss is worse than the per-target prior on the
-same rows learned nothing usable, and a fold whose training loss rose far above
-its first epoch's diverged; both still write every output (nothing is lost),
-then end with one line and exit status 3 unless ``allow_worse_than_prior=true``.
-The divergence check reads each stage's per-epoch training loss that the fold
-recorded (``models/seed<s>/fold<k>/train_losses.json``, whatever the logger;
-pretraining and stacked stages too, naming ``pretrain.lr`` / ``stack.lr`` when
-set): no per-step host reads."""
+before it starts. A run whose out-of-fold log loss is worse than the
+per-target prior on the same rows, or a stage of a fold whose training loss
+rose far above where it started (``train_losses.json``, whatever the logger),
+still writes every output, then ends with one line and exit status 3 unless
+``allow_worse_than_prior=true``."""
 
 from __future__ import annotations
 
@@ -156,13 +151,6 @@ def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path,
     return reasons
 
 
-def untrusted_run_error(reasons: list[str], run_dir: Path) -> UntrustedRunError:
-    return UntrustedRunError(
-        "this run should not be trusted: " + "; ".join(reasons) + f"; outputs kept in {run_dir}; "
-        "allow_worse_than_prior=true accepts it"
-    )
-
-
 def end_untrusted_run(reasons: list[str], run_dir: Path, allowed: bool, log) -> None:
     """A run that should not be trusted ends with its one line (exit 3) unless
     allowed; in a search trial the sweeper records its value and the log says why."""
@@ -170,7 +158,10 @@ def end_untrusted_run(reasons: list[str], run_dir: Path, allowed: bool, log) -> 
         return
     from moa_lit.search import failures_go_to_sweeper
 
-    error = untrusted_run_error(reasons, run_dir)
+    error = UntrustedRunError(
+        "this run should not be trusted: " + "; ".join(reasons) + f"; outputs kept in {run_dir}; "
+        "allow_worse_than_prior=true accepts it"
+    )
     if not failures_go_to_sweeper():
         raise error
     log.warning("%s", error)

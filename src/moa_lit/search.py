@@ -14,26 +14,20 @@ SEARCH_ONLY_KEYS = ("hparams_search",)
 
 
 def failures_go_to_sweeper() -> bool:
-    """True inside a trial launched by the failure-tolerant sweeper: a failing
-    trial must then raise (Hydra hands the exception to the sweeper, which
-    records the trial as FAIL and goes on) instead of ending the process."""
+    """True inside a trial launched by a sweeper whose class says
+    ``records_failed_trials`` (a subclass or another name for it too): a
+    failing trial then raises to the sweeper, which records it as FAIL and
+    goes on, instead of ending the process."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return False
-    hydra_cfg = HydraConfig.get()
-    target = hydra_cfg.sweeper.get("_target_")
-    if hydra_cfg.mode != RunMode.MULTIRUN or not target:
-        return False
     from hydra.utils import get_class
 
-    try:
-        sweeper = get_class(target)
-    except Exception:  # not importable here: Hydra itself reports that
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return False
-    # A property of the sweeper class, so a subclass or another name for it counts too.
-    return bool(getattr(sweeper, "records_failed_trials", False))
+    try:
+        return bool(getattr(get_class(HydraConfig.get().sweeper.get("_target_")), "records_failed_trials", False))
+    except Exception:  # no sweeper, or not importable here: Hydra itself reports that
+        return False
 
 
 def one_line(exc: BaseException) -> str:
@@ -85,7 +79,7 @@ def storage_for_display(storage: Any) -> str:
     if storage is None:
         return "null (in memory)"
     if hasattr(storage, "get") and storage.get("_target_"):  # a storage built from config
-        paths = [str(v) for k, v in _items(storage) if k == "file_path"]
+        paths = [str(v) for k, v in nested_items(storage) if k == "file_path"]
         return f"{str(storage.get('_target_')).rsplit('.', 1)[-1]}({', '.join(paths)})"
     text = str(storage)
     try:
@@ -96,12 +90,12 @@ def storage_for_display(storage: Any) -> str:
         return text
 
 
-def _items(node: Any) -> Iterable[tuple[str, Any]]:
+def nested_items(node: Any) -> Iterable[tuple[str, Any]]:
     """(key, value) pairs of a nested mapping, depth first."""
     for key, value in node.items():
         yield key, value
         if hasattr(value, "items"):
-            yield from _items(value)
+            yield from nested_items(value)
 
 
 def config_keys(node: Any, prefix: str = "") -> Iterable[str]:

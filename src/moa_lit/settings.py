@@ -1,27 +1,14 @@
 """Every setting a user sets, declared once with its constraints and checked
 once, at the start of each command (scikit-learn's ``_parameter_constraints``).
 
-- The typed groups (``cv``, ``loader``, ``features``, ... and the entry
-  configs of predict, merge, blend and report) are dataclasses registered in
-  Hydra's ConfigStore: an unknown key is refused when the config is composed.
-  Each declares ``_parameter_constraints`` next to its fields. Whole numbers,
-  booleans and texts are typed ``Any`` for OmegaConf so the checker sees the
-  value as given (``resume=maybe``, ``explain=no``, ``cv.n_folds=2.5`` are
-  refused, never converted); numbers are ``float`` (``5`` reads as 5.0).
-- A ``_target_`` node (``model``, ``model.net``, ``data``, an ensemble
-  member) is checked against the ``_parameter_constraints`` of the moa-lit
-  class it builds; of Lightning's Trainer only what the fold loop needs is
-  declared (:data:`TRAINER_NEEDS`). Everything else is left to the library:
-  :func:`library_error` names the setting behind its error.
-
-:func:`check_config` is the one check. On the command line it runs when
-Hydra has composed the config, before Hydra makes any folder
-(``cli.CheckFirst``); each command also runs it first (a search trial, an
-ensemble member, a call from Python). A refusal is one line,
-``key=value: expected ...`` (``MoAError``, exit 2). Settings the data decides
-(``FeatureSettings.refusal_on_data``) are checked once the folds are known.
-``docs/configuration.md`` is generated from these declarations
-(``python -m moa_lit.config``)."""
+The typed groups and the commands' entry configs are dataclasses registered in
+Hydra's ConfigStore: an unknown key is refused when the config is composed.
+Whole numbers, booleans and texts are typed ``Any`` so the checker sees the
+value as given (``resume=maybe``, ``cv.n_folds=2.5`` are refused, never
+converted). A ``_target_`` node is checked against the ``_parameter_constraints``
+of the moa-lit class it builds; of Lightning's Trainer, what the fold loop needs
+(:data:`TRAINER_NEEDS`); the rest is the library's (``cli.library_error``).
+A refusal is one line, ``key=value: expected ...`` (``MoAError``, exit 2)."""
 
 from __future__ import annotations
 
@@ -29,7 +16,7 @@ import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, Callable, ClassVar, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -56,149 +43,72 @@ def _is_number(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Constraint:
+    """What a setting's value must be (``fits``; None only when ``nullable``),
+    said as ``text`` in a refusal and in docs/configuration.md, whose type
+    column is ``kind``; ``detail(key, value)`` adds a hint to a refusal."""
+
+    kind: str
+    text: str
+    fits: Callable[[Any], bool]
     nullable: bool = False
-
-    def fits(self, value: Any) -> bool:
-        return value is None and self.nullable if value is None else self._fits(value)
-
-    def _fits(self, value: Any) -> bool:
-        raise NotImplementedError
-
-    def text(self) -> str:
-        raise NotImplementedError
+    detail: Callable[[str, Any], str] = lambda key, value: ""
 
     def describe(self) -> str:
-        return self.text() + (" (or null)" if self.nullable else "")
+        return self.text + (" (or null)" if self.nullable else "")
 
-    def detail(self, key: str, value: Any) -> str:
-        return ""
+    def refusal(self, key: str, value: Any) -> str | None:
+        """The line refusing ``key=value``, or None when the value fits."""
+        if self.nullable if value is None else self.fits(value):
+            return None
+        return f"{key}={shown(value)}: expected {self.describe()}{self.detail(key, value)}"
 
 
-@dataclass(frozen=True)
-class Interval(Constraint):
+def Interval(kind: type = int, low: float | None = None, high: float | None = None, closed: str = "both", nullable: bool = False) -> Constraint:
     """A whole number (``kind=int``) or a finite number in [low, high];
     ``closed``: which ends are included, as in scikit-learn."""
+    left, right = closed in ("left", "both"), closed in ("right", "both")
+    bounds = [f"{'>=' if left else '>'} {low:g}"] if low is not None else []
+    bounds += [f"{'<=' if right else '<'} {high:g}"] if high is not None else []
+    name = "whole number" if kind is int else "number"
 
-    kind: type = int
-    low: float | None = None
-    high: float | None = None
-    closed: str = "both"  # left | right | both | neither
+    def fits(v: Any) -> bool:
+        return ((_is_int(v) if kind is int else _is_number(v)) and (low is None or (v >= low if left else v > low))
+                and (high is None or (v <= high if right else v < high)))
 
-    def _fits(self, value: Any) -> bool:
-        if not (_is_int(value) if self.kind is int else _is_number(value)):
-            return False
-        left, right = self.closed in ("left", "both"), self.closed in ("right", "both")
-        if self.low is not None and (value < self.low if left else value <= self.low):
-            return False
-        return self.high is None or (value <= self.high if right else value < self.high)
-
-    def text(self) -> str:
-        bounds = []
-        if self.low is not None:
-            bounds.append(f"{'>=' if self.closed in ('left', 'both') else '>'} {self.low:g}")
-        if self.high is not None:
-            bounds.append(f"{'<=' if self.closed in ('right', 'both') else '<'} {self.high:g}")
-        text = "a whole number" if self.kind is int else "a number"
-        return f"{text} {' and '.join(bounds)}" if bounds else text
+    return Constraint(name, f"a {name} {' and '.join(bounds)}".strip(), fits, nullable)
 
 
-@dataclass(frozen=True)
-class Options(Constraint):
-    values: tuple = ()
-
-    def _fits(self, value: Any) -> bool:
-        return not isinstance(value, bool) and value in self.values
-
-    def text(self) -> str:
-        return f"one of {', '.join(dict.fromkeys(map(str, self.values)))}"
+def at_least(low: float, kind: type = int, nullable: bool = False) -> Constraint:
+    return Interval(kind, low, nullable=nullable)
 
 
-@dataclass(frozen=True)
-class Boolean(Constraint):
-    """``true`` or ``false`` only: ``yes``, ``no``, ``1`` are refused."""
-
-    def _fits(self, value: Any) -> bool:
-        return isinstance(value, bool)
-
-    def text(self) -> str:
-        return "true or false"
+def Options(values: tuple) -> Constraint:
+    return Constraint("choice", f"one of {', '.join(dict.fromkeys(map(str, values)))}", lambda v: not isinstance(v, bool) and v in values)
 
 
-@dataclass(frozen=True)
-class Path(Constraint):
-    def _fits(self, value: Any) -> bool:  # Hydra reads a folder named 2024 as a number
-        return (isinstance(value, str) or _is_int(value)) and str(value).strip() != ""
-
-    def text(self) -> str:
-        return "a path"
-
-    def detail(self, key: str, value: Any) -> str:
-        return f"; a folder name that reads as a number is quoted: {key}='<name>'" if isinstance(value, float) else ""
+def _is_path(value: Any) -> bool:  # Hydra reads a folder named 2024 as a number
+    return (isinstance(value, str) or _is_int(value)) and str(value).strip() != ""
 
 
-@dataclass(frozen=True)
-class Text(Constraint):
-    def _fits(self, value: Any) -> bool:
-        return isinstance(value, str) and value.strip() != ""
-
-    def text(self) -> str:
-        return "a text"
+def Path(nullable: bool = False) -> Constraint:
+    return Constraint("path", "a path", _is_path, nullable, lambda key, value: (
+        f"; a folder name that reads as a number is quoted: {key}='<name>'" if isinstance(value, float) else ""))
 
 
-@dataclass(frozen=True)
-class WholeNumbers(Constraint):
-    """A non-empty list of distinct whole numbers >= ``low``."""
-
-    low: int = 0
-
-    def _fits(self, value: Any) -> bool:
-        values = value if isinstance(value, list) else [value]
-        return bool(values) and all(_is_int(v) and v >= self.low for v in values) and len(set(values)) == len(values)
-
-    def text(self) -> str:
-        return f"a list of distinct whole numbers >= {self.low}, e.g. [0,1,2]"
-
-    def detail(self, key: str, value: Any) -> str:
-        repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1] if isinstance(value, list) else []
-        return f" ({repeated[0]} is repeated: each would train into the same folder)" if repeated else ""
+def _distinct_whole_numbers(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(_is_int(v) and v >= 0 for v in values) and len(set(values)) == len(values)
 
 
-@dataclass(frozen=True)
-class Paths(Constraint):
-    """One path or a list of them (``runs=``)."""
-
-    def _fits(self, value: Any) -> bool:
-        return all(Path()._fits(v) for v in (value if isinstance(value, list) else [value]))
-
-    def text(self) -> str:
-        return "a list of folders, e.g. [dir1,dir2]"
+def _repeated(key: str, value: Any) -> str:
+    repeated = [v for v, n in Counter(map(repr, value)).items() if n > 1] if isinstance(value, list) else []
+    return f" ({repeated[0]} is repeated: each would train into the same folder)" if repeated else ""
 
 
-@dataclass(frozen=True)
-class Mapping(Constraint):
-    def _fits(self, value: Any) -> bool:
-        return isinstance(value, dict)
-
-    def text(self) -> str:
-        return "a mapping of names to configs"
-
-
-@dataclass(frozen=True)
-class Clip(Constraint):
-    def _fits(self, value: Any) -> bool:
-        return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)) and 0.0 <= value[0] < value[1] <= 1.0
-
-    def text(self) -> str:
-        return "[lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]"
-
-
-def at_least(low: float, kind: type = int, nullable: bool = False) -> Interval:
-    return Interval(nullable=nullable, kind=kind, low=low)
-
-
+WHOLE_NUMBERS = Constraint("list", "a list of distinct whole numbers >= 0, e.g. [0,1,2]", _distinct_whole_numbers, detail=_repeated)
 POSITIVE = Interval(kind=float, low=0, closed="right")
 PROBABILITY = Interval(kind=float, low=0, high=1, closed="left")  # dropout rates
-BOOLEAN = Boolean()
+BOOLEAN = Constraint("boolean", "true or false", lambda v: isinstance(v, bool))  # yes, no, 1 are refused
 
 
 def shown(value: Any) -> str:
@@ -208,13 +118,6 @@ def shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(shown(v) for v in value[:10]) + (",...]" if len(value) > 10 else "]")
     return repr(value) if isinstance(value, str) else str(value)
-
-
-def refusal(key: str, value: Any, constraint: Constraint) -> str | None:
-    """The line refusing ``key=value``, or None when the value fits."""
-    if constraint.fits(value):
-        return None
-    return f"{key}={shown(value)}: expected {constraint.describe()}{constraint.detail(key, value)}"
 
 
 _ABSENT = object()
@@ -239,7 +142,7 @@ def check_node(node: Any, constraints: dict[str, Constraint], prefix: str = "") 
         value = _value(node, key, prefix + key)
         if value is _ABSENT:
             continue
-        message = refusal(prefix + key, value, constraint)
+        message = constraint.refusal(prefix + key, value)
         if message:
             raise MoAError(message)
         values[key] = value
@@ -274,7 +177,7 @@ class CVSettings(Settings):
         "n_folds": at_least(2),
         "seed": at_least(0),
         "drug_threshold": at_least(1),
-        "folds": WholeNumbers(nullable=True),
+        "folds": dataclasses.replace(WHOLE_NUMBERS, nullable=True),
     }
 
     @staticmethod
@@ -385,7 +288,10 @@ class PredictSettings(Settings):
     # Written (and scored) predictions clipped to [lo, hi]; controls stay 0.
     clip: Any = None
 
-    _parameter_constraints: ClassVar = {"clip": Clip(nullable=True)}
+    _parameter_constraints: ClassVar = {"clip": Constraint(
+        "[lo, hi]", "[lo, hi] with 0 <= lo < hi <= 1, e.g. [0.0005, 0.999]",
+        lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and 0.0 <= v[0] < v[1] <= 1.0, True,
+    )}
 
     @property
     def clip_range(self) -> tuple[float, float] | None:
@@ -419,7 +325,7 @@ class EnsembleSettings(Settings):
                 )
         return None
 
-    _parameter_constraints: ClassVar = {"models": Mapping(nullable=True)}
+    _parameter_constraints: ClassVar = {"models": Constraint("mapping", "a mapping of names to configs", lambda v: isinstance(v, dict), True)}
 
 
 @dataclass
@@ -432,7 +338,7 @@ class RefitSettings(Settings):
     epoch_scale: float = 1.0
 
     _parameter_constraints: ClassVar = {
-        "seeds": WholeNumbers(),
+        "seeds": WHOLE_NUMBERS,
         "epoch_scale": Interval(kind=float, low=0, high=10, closed="right"),
     }
 
@@ -504,7 +410,7 @@ class TrainConfig(Settings):
 
     _parameter_constraints: ClassVar = {
         "final_model": Options(values=FINAL_MODELS),
-        "seeds": WholeNumbers(),
+        "seeds": WHOLE_NUMBERS,
         "resume": BOOLEAN,
         "allow_worse_than_prior": BOOLEAN,
         "num_threads": at_least(1, nullable=True),
@@ -538,7 +444,7 @@ class PredictConfig(Settings):
         "top_k": at_least(0, nullable=True),
         "explain": BOOLEAN,
         "compounds": Path(nullable=True),
-        "compound_column": Text(),
+        "compound_column": Constraint("text", "a text", lambda v: isinstance(v, str) and v.strip() != ""),
         "k": at_least(1),
         "reference": Path(nullable=True),
         "ig_steps": at_least(1),
@@ -546,6 +452,10 @@ class PredictConfig(Settings):
         "device": Options(values=("auto", "cpu", "cuda")),
         "num_threads": at_least(1, nullable=True),
     }
+
+
+PATHS = Constraint("path or list of paths", "a list of folders, e.g. [dir1,dir2]",
+                   lambda v: all(map(_is_path, v if isinstance(v, list) else [v])))
 
 
 @dataclass
@@ -556,7 +466,7 @@ class MergeConfig(Settings):
     output_dir: Any = None  # null: a new folder under paths.log_dir
     paths: PathsSettings = field(default_factory=PathsSettings)
 
-    _parameter_constraints: ClassVar = {"runs": Paths(), "output_dir": Path(nullable=True)}
+    _parameter_constraints: ClassVar = {"runs": PATHS, "output_dir": Path(nullable=True)}
 
 
 @dataclass
@@ -565,7 +475,7 @@ class BlendConfig(MergeConfig):
 
     runs: Any = None  # blend says what is missing
 
-    _parameter_constraints: ClassVar = {**MergeConfig._parameter_constraints, "runs": Paths(nullable=True)}
+    _parameter_constraints: ClassVar = {**MergeConfig._parameter_constraints, "runs": dataclasses.replace(PATHS, nullable=True)}
 
 
 @dataclass
@@ -580,20 +490,14 @@ class ReportConfig(Settings):
 SCHEMAS = {"train": TrainConfig, "predict": PredictConfig, "merge": MergeConfig, "blend": BlendConfig, "report": ReportConfig}
 
 
-def register() -> None:
-    """Each command's schema, where its entry config's defaults list finds it
-    (``<command>_schema``)."""
-    for name, node in SCHEMAS.items():
-        ConfigStore.instance().store(name=f"{name}_schema", node=node)
-
-
-register()
+for _name, _schema in SCHEMAS.items():  # where each entry config's defaults list finds its schema
+    ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
 
 
 # -- the one check -------------------------------------------------------------------------------
 
 
-def _target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
+def target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
     """The constraints of the class a ``_target_`` builds (moa-lit's own
     classes declare theirs; of Lightning's Trainer, what the fold loop needs)."""
     if target == "lightning.pytorch.Trainer":
@@ -604,24 +508,14 @@ def _target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
         from hydra.utils import get_object
 
         built = get_object(target)
-        return getattr(built, "_parameter_constraints", {}), getattr(built, "together", None)
-    return {}, None
+        return getattr(built, "_parameter_constraints", {}), Settings.together
+    return {}, Settings.together
 
 
-def _check_targets_nodes(node: Any, path: str) -> None:
-    if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
-        if "_target_" in node:
-            constraints, together = _target_constraints(node.get("_target_"))
-            values = check_node(node, constraints, f"{path}.")
-            message = together(values, f"{path}.") if together else None
-            if message:
-                raise MoAError(message)
-        for key in node.keys():
-            if key != "_target_":
-                _check_targets_nodes(node._get_node(key), f"{path}.{key}" if path else str(key))
-    elif isinstance(node, ListConfig):
-        for i in range(len(node)):
-            _check_targets_nodes(node._get_node(i), f"{path}[{i}]")
+def groups(schema: type[Settings]) -> dict[str, type[Settings]]:
+    """The typed groups a schema nests (``cv``, ``loader``, ...)."""
+    return {f.name: f.default_factory for f in dataclasses.fields(schema)
+            if isinstance(f.default_factory, type) and issubclass(f.default_factory, Settings)}
 
 
 def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> None:
@@ -630,16 +524,20 @@ def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> N
     first that does not fit is one MoAError line."""
     values = check_node(cfg, schema._parameter_constraints, prefix)
     message = schema.together(values, prefix)
-    for f in dataclasses.fields(schema):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if isinstance(default, Settings) and f.name in cfg:
-            check_config(cfg[f.name], type(default), f"{prefix}{f.name}.")
+    for name, group in groups(schema).items():
+        if name in cfg:
+            check_config(cfg[name], group, f"{prefix}{name}.")
     if message:
         raise MoAError(message)
     if prefix == "":
-        for key in cfg.keys():
-            if key != "hydra":
-                _check_targets_nodes(cfg._get_node(key), str(key))
+        from moa_lit.targets import target_nodes
+
+        for path, node in target_nodes(cfg):
+            if path.split(".", 1)[0] != "hydra":
+                constraints, together = target_constraints(node.get("_target_"))
+                message = together(check_node(node, constraints, f"{path}."), f"{path}.")
+                if message:
+                    raise MoAError(message)
 
 
 def typed(node, cls):
@@ -666,140 +564,3 @@ def check_ignored_rate(cfg: DictConfig, overrides: list[str]) -> None:
             f"(peak model.scheduler.max_lr={scheduler['max_lr']}); set model.scheduler.max_lr instead, "
             "or add model.scheduler=null for a constant model.optimizer.lr"
         )
-
-
-def library_error(exc: BaseException, node: Any, path: str) -> MoAError:
-    """A library's refusal of a ``_target_`` node's arguments (torch, Lightning,
-    scikit-learn) as one line naming the setting: the key whose value the
-    message quotes, else the node."""
-    text = " ".join(str(getattr(exc, "__cause__", None) or exc).split()) or type(exc).__name__
-    text = text.split("full_key:")[0].strip()
-    import re
-
-    values = {k: v for k, v in (OmegaConf.to_container(node, resolve=True) or {}).items() if not str(k).startswith("_")}
-    plain = {k: v for k, v in values.items() if not isinstance(v, (dict, list))}
-    named = [k for k in plain if re.search(rf"\b{re.escape(str(k))}\b", text, re.IGNORECASE)]
-    if len(named) != 1:  # no key named: the one whose value the message quotes
-        named = [k for k, v in plain.items() if re.search(rf"(?<![\w.'-]){re.escape(str(v))}(?![\w.'-])", text)]
-    key = f"{path}.{named[0]}={shown(values[named[0]])}" if len(named) == 1 else path
-    return MoAError(f"{key}: {text}")
-
-
-# -- docs/configuration.md, generated from the declarations above ---------------------------------
-
-
-def _kind(constraint: Constraint | None) -> str:
-    names = {Interval: "", Options: "choice", Boolean: "boolean", Path: "path", Text: "text", WholeNumbers: "list",
-             Paths: "path or list of paths", Clip: "[lo, hi]", Mapping: "mapping"}
-    if isinstance(constraint, Interval):
-        return "whole number" if constraint.kind is int else "number"
-    return names.get(type(constraint), "any")
-
-
-def _comments(cls: type) -> dict[str, str]:
-    """Each field's comment in the class's source: on its line, or the lines just above it."""
-    import inspect
-    import re
-
-    comments, above = {}, []
-    for line in inspect.getsource(cls).splitlines()[1:]:
-        text = line.strip()
-        if text.startswith("#"):
-            above.append(text.lstrip("# "))
-            continue
-        field_line = re.match(r"(\w+)\s*:[^=]*=[^#]*(?:#\s*(.*))?$", text)
-        comment = " ".join(above + ([field_line.group(2)] if field_line and field_line.group(2) else []))
-        if field_line and comment and not text.startswith(("_", "key:")):
-            comments[field_line.group(1)] = comment
-        above = []
-    return comments
-
-
-REFERENCE_TARGETS = (  # (the node, the group choice that builds it)
-    ("data", "data=synthetic"),
-    ("data", "data=kaggle"),
-    ("model", "model=mlp"),
-    ("model.net", "model=mlp"),
-    ("model.net", "model=resnet"),
-    ("model.net", "model=cnn1d"),
-    ("model.net", "model=linear"),
-)
-
-
-def _composed(config_dir: str, command: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=config_dir):
-            return compose(config_name=command, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def reference_markdown(config_dir: str) -> str:
-    """docs/configuration.md: every key a user sets, its type, default (as
-    the configs in ``config_dir`` compose), allowed values and comment, from
-    the declarations in this module and the classes the configs build
-    (``python -m moa_lit.config > docs/configuration.md``)."""
-    header = ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
-    out = [
-        "# Configuration reference",
-        "",
-        "Generated by `python -m moa_lit.config > docs/configuration.md` from the typed settings",
-        "(`src/moa_lit/settings.py`), the classes the configs build and the shipped defaults;",
-        "`tests/test_settings_docs.py` fails when this file differs. Every value is checked once when",
-        "a command starts: a value outside *allowed* is one line `moa-lit: error: key=value: expected ...`",
-        "and exit status 2. Arguments of torch, Lightning and scikit-learn not listed here are checked by",
-        "those libraries (their refusal is one line naming the setting).",
-    ]
-
-    def rows(cfg, prefix, constraints, comments, keys=None):
-        keys = list(keys if keys is not None else constraints)
-        found = []
-        raw = OmegaConf.to_container(cfg, resolve=False)  # ${now:...} shown, not the time it is
-        for name in keys:
-            key = f"{prefix}{name}"
-            value = raw
-            for part in key.split("."):
-                value = value.get(part, "<unset>") if isinstance(value, dict) else "<unset>"
-            constraint = constraints.get(name)
-            default = "required" if value == "???" else "unset" if value == "<unset>" else f"`{shown(value)}`"
-            allowed = constraint.describe() if constraint is not None else ""
-            found.append(f"| `{key}` | {_kind(constraint)} | {default} | {allowed} | {comments.get(name, '')} |")
-        return found
-
-    def schema_rows(cfg, schema, prefix=""):
-        found, nested = [], []
-        for f in dataclasses.fields(schema):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if isinstance(default, Settings):
-                nested.append((f.name, type(default)))
-        comments, nested_names = _comments(schema), {name for name, _ in nested}
-        plain = [f.name for f in dataclasses.fields(schema) if f.name not in nested_names and (f.name in schema._parameter_constraints or f.name in comments)]
-        found += rows(cfg, prefix, schema._parameter_constraints, comments, plain)
-        for name, cls in nested:
-            found += schema_rows(cfg, cls, f"{prefix}{name}.")
-        return found
-
-    for command, schema in SCHEMAS.items():
-        cfg = _composed(config_dir, command, [])
-        out += ["", f"## `python -m moa_lit.{command}` (conf/{command}.yaml)", "", *header, *schema_rows(cfg, schema)]
-        if command != "train":
-            continue
-        for node, choice in REFERENCE_TARGETS:
-            chosen = _composed(config_dir, command, [choice])
-            target = OmegaConf.select(chosen, f"{node}._target_")
-            constraints, _ = _target_constraints(target)
-            out += ["", f"### `{node}` with {choice} (`{target}`)", "", *header, *rows(chosen, f"{node}.", constraints, {})]
-        out += ["", "### `trainer` (Lightning's Trainer: what the fold loop needs; its other arguments are Lightning's)", "",
-                *header, *rows(cfg, "trainer.", TRAINER_NEEDS, TRAINER_COMMENTS)]
-    return "\n".join(out) + "\n"
-
-
-TRAINER_COMMENTS = {
-    "check_val_every_n_epoch": "at most trainer.max_epochs: each fold's best epoch is chosen on validation",
-    "precision": "the batches are float32 tensors: 64-true and 16-true fail inside a layer",
-}
-

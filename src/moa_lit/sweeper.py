@@ -1,37 +1,19 @@
-"""The Optuna search behind ``python -m moa_lit.train hparams_search=optuna``.
-
-A Hydra sweeper written against public interfaces: Hydra's ``Sweeper``
-plugin base and its launchers, and Optuna's ask-and-tell API
-(``study.ask(fixed_distributions)`` samples a trial, ``study.tell`` records
-it). It keeps hydra-optuna-sweeper's config schema (``hydra/sweeper: optuna``
-and its sampler configs) and its search-space syntax. What it adds over that
-plugin's own sweeper, which ends the search as soon as one batch of trials
-fails more than ``max_failure_rate``:
-
-- a trial that raises (a diverging loss raises ``TrainingDivergedError``) or
-  returns a non-finite value is told to Optuna as FAIL, logged with its
-  parameters, and the search goes on until more than
-  ``floor(max_failure_rate * n_trials)`` trials of this command have failed;
-- each trial runs in ``<sweep dir>/trial_<number>``, so a resumed or parallel
-  sweep never writes into another trial's folder;
-- trials asked but not finished (an interrupted launch) are told FAIL, so the
-  study never keeps trials stuck in RUNNING;
-- a resumed study reseeds its sampler so it does not redraw the first points;
-- bad settings (unknown search-space key, a refused ``_target_``,
-  unreachable storage, a study written by an old Optuna) end the program with
-  one line before any trial runs;
-- the storage may be a URL (SQLite, PostgreSQL, ...) or an Optuna storage
-  object from config, e.g. the journal file storage for workers without a
-  database server;
-- the end prints the best trial over the whole study and the command that
-  reproduces it, also written to ``optimization_results.yaml``.
+"""The Optuna search behind ``python -m moa_lit.train hparams_search=optuna``:
+a Hydra sweeper on hydra-optuna-sweeper's config schema and search-space
+syntax, driving Optuna's ask-and-tell API. Unlike that plugin's sweeper, which
+ends the search as soon as one batch fails more than ``max_failure_rate``, a
+trial that raises or returns a non-finite value is told FAIL and the search
+goes on until more than ``floor(max_failure_rate * n_trials)`` trials of this
+command have failed. Each trial runs in ``<sweep dir>/trial_<number>``; trials
+left RUNNING by an interrupt are told FAIL; a resumed study reseeds its
+sampler so it does not redraw its first points; bad settings are one line
+before any trial; the end prints and writes the best trial over the whole
+study and the command that reproduces it.
 
 One private thing is used: ``hydra_plugins.hydra_optuna_sweeper._impl.
-create_params_from_overrides`` turns the ``params`` syntax (``choice``,
-``interval``, ``tag(log, ...)``, ``range``) into Optuna distributions, so the
-search space means exactly what the plugin documents.
-``tests/test_sweeper_upstream.py`` fails if it changes.
-"""
+create_params_from_overrides`` (:func:`parse_search_space`), so the search
+space means exactly what the plugin documents; tests/test_sweeper_upstream.py
+fails if it changes."""
 
 from __future__ import annotations
 
@@ -40,20 +22,20 @@ import difflib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from moa_lit.runs import files as run_files
 from moa_lit.errors import MoAError
-from moa_lit.search import FailureBudget, config_keys, one_line, reproduce_command, storage_for_display
+from moa_lit.runs import files as run_files
+from moa_lit.search import FailureBudget, config_keys, nested_items, one_line, reproduce_command, storage_for_display
 from moa_lit.targets import ALLOWED_TARGETS, check_targets
 
 log = logging.getLogger("moa_lit.sweeper")
@@ -65,190 +47,54 @@ _SCHEMA_RACE_ATTEMPTS = 4
 RUN_DIR_ATTR = "moa_lit:run_dir"
 ERROR_ATTR = "moa_lit:error"
 OWN_ATTRS = (RUN_DIR_ATTR, ERROR_ATTR)
-# Optuna's message when a database was written by an older, incompatible Optuna.
-_OLD_SCHEMA_HINT = "optuna storage upgrade"
 
 
 def parse_search_space(overrides: list[str]) -> tuple[dict, dict, list[str]]:
-    """(distributions, fixed values, deletions) of Hydra sweep overrides.
-
-    PRIVATE: hydra_plugins.hydra_optuna_sweeper._impl.create_params_from_overrides
-    (hydra-optuna-sweeper 1.4.0rc3). Its 3-tuple result and the meaning of
-    range() (stop exclusive) are checked by tests/test_sweeper_upstream.py."""
+    """(distributions, fixed values, deletions) of Hydra sweep overrides
+    (PRIVATE upstream, hydra-optuna-sweeper 1.4.0rc3)."""
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 
     return create_params_from_overrides(overrides)
 
 
-class FailureTolerantSweeperImpl(Sweeper):
-    def __init__(
-        self,
-        sampler: Any,
-        direction: Any,
-        storage: Any,
-        study_name: str | None,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        custom_search_space: str | None,
-        params: DictConfig | None,
-    ) -> None:
-        # Built in sweep(), where a bad setting becomes one line.
-        self.sampler_cfg = sampler
-        self.direction = direction
-        self.storage_cfg = storage
-        self.study_name = study_name
-        self.n_trials = n_trials
-        self.n_jobs = n_jobs
-        self.max_failure_rate = max_failure_rate
-        self.custom_search_space = custom_search_space
-        self.params = params
-        self.job_idx = 0
+@dataclass
+class FailureTolerantSweeperImpl:
+    """hydra_plugins.moa_lit_sweeper's sweeper; its settings are built in
+    :meth:`sweep`, where a bad one becomes one line."""
+
+    sampler: Any
+    direction: Any
+    storage: Any
+    study_name: str | None
+    n_trials: int
+    n_jobs: int
+    max_failure_rate: float
+    custom_search_space: str | None
+    params: DictConfig | None
+    job_idx: int = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        # Imported here: this module is loaded by the sweeper inside the
-        # moa_lit.train program, whose error handling it shares.
-        from moa_lit.cli import run_and_exit_on_error
+        from moa_lit.cli import run_and_exit_on_error  # the error handling of the program it runs in
 
         run_and_exit_on_error(self._search, arguments)
 
     # -- set-up -------------------------------------------------------------
 
-    def _directions(self) -> list[str]:
-        raw = self.direction
-        items = list(raw) if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [raw]
+    def _check_settings(self) -> list[str]:
+        """The study's directions; one line for a setting this sweeper refuses."""
+        items = list(self.direction) if OmegaConf.is_list(self.direction) or isinstance(self.direction, (list, tuple)) else [self.direction]
         names = [getattr(d, "name", str(d)) for d in items]
         if len(names) != 1 or names[0] not in ("minimize", "maximize"):
             raise MoAError(
                 f"hydra.sweeper.direction={names}: expected one direction, minimize or maximize "
                 "(train returns one number)"
             )
-        return names
-
-    def _search_space(self, arguments: list[str]) -> tuple[dict, dict, list[str]]:
-        params = self.params or {}
-        overrides = [f"{k!s}={v}" for k, v in params.items()] + list(arguments)
-        try:
-            space, fixed, deletions = parse_search_space(overrides)
-        except Exception as err:
-            raise MoAError(f"hydra.sweeper.params: cannot parse the search space ({one_line(err)})") from err
-        for name in fixed:
-            space.pop(name, None)
-        self._check_keys([*space, *fixed])
-        if not space:
-            raise MoAError("hydra.sweeper.params: the search space is empty; expected e.g. model.net.n_layers: choice(1,2,3)")
-        return space, fixed, deletions
-
-    def _check_keys(self, names: Sequence[str]) -> None:
-        """Every searched key must exist in the training config; Hydra would
-        otherwise only fail when the first trial is composed."""
-        known = None
-        groups = set(self.config.hydra.runtime.choices.keys())
-        for name in names:
-            key = name.lstrip("~")
-            if key.startswith("+") or key in groups:  # a new key, or a config group choice
-                continue
-            if OmegaConf.select(self.config, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT:
-                continue
-            if known is None:
-                known = [k for k in config_keys(self.config) if not k.startswith("hydra")]
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise MoAError(
-                f"search space key {key}: no such key in the training config{hint}; "
-                "expected a key listed by `python -m moa_lit.train --cfg job`, or +key to add one"
-            )
-
-    def _sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-        cfg = self.sampler_cfg
-        if str(cfg.get("_target_", "")).endswith("GridSampler"):
-            raise MoAError("hydra/sweeper/sampler=grid is not supported by this sweeper; use tpe or random")
-        extra = {}
-        if seed_offset and cfg.get("seed") is not None:
-            extra["seed"] = int(cfg.seed) + seed_offset
-        try:
-            return instantiate(cfg, _execution_whitelist_=ALLOWED_TARGETS, **extra)
-        except Exception as err:
-            raise MoAError(f"hydra.sweeper.sampler: cannot build the sampler ({one_line(err)})") from err
-
-    def _storage(self) -> Any:
-        """A storage URL as given, or an Optuna storage built from config
-        (``_target_: optuna.storages.JournalStorage`` ...)."""
-        cfg = self.storage_cfg
-        if cfg is None or isinstance(cfg, str):
-            if isinstance(cfg, str) and cfg.startswith("sqlite:///"):
-                # SQLite creates the file but not its folder; Hydra makes the
-                # sweep folder only when the first trial is launched.
-                Path(cfg[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            return cfg
-        check_targets(OmegaConf.create({"storage": cfg}), skip=())
-        for path in _file_paths(cfg):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return instantiate(cfg, _execution_whitelist_=ALLOWED_TARGETS)
-        except Exception as err:
-            raise MoAError(f"hydra.sweeper.storage: cannot build the Optuna storage ({one_line(err)})") from err
-
-    def _open_study(self, directions: list[str]) -> optuna.Study:
-        shown = storage_for_display(self.storage_cfg)
-        try:
-            self.storage = self._storage()
-            study = self._create_or_load_study(directions)
-        except MoAError:
-            raise
-        except Exception as err:
-            if _OLD_SCHEMA_HINT in str(err):
-                raise MoAError(
-                    f"hydra.sweeper.storage={shown}: this study was written by an older Optuna whose "
-                    f"database layout Optuna {optuna.__version__} cannot read; upgrade it once with: "
-                    f"optuna storage upgrade --storage {shown}"
-                ) from err
-            raise MoAError(
-                f"hydra.sweeper.storage={shown}: cannot open Optuna study '{self.study_name}' "
-                f"({one_line(err)})"
-            ) from err
-        n_before = len(study.trials)
-        if n_before and self.sampler_cfg.get("seed") is not None:
-            # A resumed study with a fixed sampler seed would draw the same
-            # random start-up points as the first run, i.e. redo its trials.
-            # Offsetting the seed by the trials already stored keeps resumes
-            # reproducible and new.
-            study.sampler = self._sampler(seed_offset=n_before)
-            log.info("Resuming: sampler seed %d + %d trials already in the study", int(self.sampler_cfg.seed), n_before)
-        return study
-
-    def _create_or_load_study(self, directions: list[str]) -> optuna.Study:
-        """Workers started together on an empty database race to create
-        Optuna's tables (PostgreSQL: duplicate key on pg_type); the losers
-        find the tables made on a second try."""
-        from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-        for attempt in range(_SCHEMA_RACE_ATTEMPTS):
-            try:
-                return optuna.create_study(
-                    study_name=self.study_name,
-                    storage=self.storage,
-                    sampler=self._sampler(),
-                    directions=directions,
-                    load_if_exists=True,
-                )
-            except (IntegrityError, ProgrammingError):
-                if attempt == _SCHEMA_RACE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    # -- the search ---------------------------------------------------------
-
-    def _search(self, arguments: list[str]) -> None:
-        directions = self._directions()
         if self.n_trials < 1 or self.n_jobs < 1:
             raise MoAError(
                 f"hydra.sweeper.n_trials={self.n_trials}, n_jobs={self.n_jobs}: expected positive numbers"
@@ -260,6 +106,113 @@ class FailureTolerantSweeperImpl(Sweeper):
                 f"hydra.sweeper.custom_search_space={self.custom_search_space}: not supported by moa-lit's "
                 "sweeper; state the space in hydra.sweeper.params"
             )
+        return names
+
+    def _search_space(self, arguments: list[str]) -> tuple[dict, dict, list[str]]:
+        overrides = [f"{k!s}={v}" for k, v in (self.params or {}).items()] + list(arguments)
+        try:
+            space, fixed, deletions = parse_search_space(overrides)
+        except Exception as err:
+            raise MoAError(f"hydra.sweeper.params: cannot parse the search space ({one_line(err)})") from err
+        for name in fixed:
+            space.pop(name, None)
+        self._check_keys([*space, *fixed])
+        if not space:
+            raise MoAError("hydra.sweeper.params: the search space is empty; expected e.g. model.net.n_layers: choice(1,2,3)")
+        return space, fixed, deletions
+
+    def _check_keys(self, names: list[str]) -> None:
+        """Every searched key must exist in the training config; Hydra would
+        otherwise only fail when the first trial is composed."""
+        groups = set(self.config.hydra.runtime.choices.keys())
+        for name in names:
+            key = name.lstrip("~")
+            if key.startswith("+") or key in groups:  # a new key, or a config group choice
+                continue
+            if OmegaConf.select(self.config, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT:
+                continue
+            known = [k for k in config_keys(self.config) if not k.startswith("hydra")]
+            close = difflib.get_close_matches(key, known, n=1)
+            raise MoAError(
+                f"search space key {key}: no such key in the training config{f' (did you mean {close[0]}?)' if close else ''}; "
+                "expected a key listed by `python -m moa_lit.train --cfg job`, or +key to add one"
+            )
+
+    def _sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+        if str(self.sampler.get("_target_", "")).endswith("GridSampler"):
+            raise MoAError("hydra/sweeper/sampler=grid is not supported by this sweeper; use tpe or random")
+        extra = {"seed": int(self.sampler.seed) + seed_offset} if seed_offset and self.sampler.get("seed") is not None else {}
+        try:
+            return instantiate(self.sampler, _execution_whitelist_=ALLOWED_TARGETS, **extra)
+        except Exception as err:
+            raise MoAError(f"hydra.sweeper.sampler: cannot build the sampler ({one_line(err)})") from err
+
+    def _built_storage(self) -> Any:
+        """A storage URL as given, or an Optuna storage built from config
+        (``_target_: optuna.storages.JournalStorage`` ...); SQLite and the
+        journal create their file but not its folder, which Hydra makes only
+        when the first trial is launched."""
+        cfg = self.storage
+        if cfg is None or isinstance(cfg, str):
+            if isinstance(cfg, str) and cfg.startswith("sqlite:///"):
+                Path(cfg[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            return cfg
+        check_targets(OmegaConf.create({"storage": cfg}))
+        for key, path in nested_items(cfg):
+            if key == "file_path" and isinstance(path, str):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return instantiate(cfg, _execution_whitelist_=ALLOWED_TARGETS)
+        except Exception as err:
+            raise MoAError(f"hydra.sweeper.storage: cannot build the Optuna storage ({one_line(err)})") from err
+
+    def _open_study(self, directions: list[str]) -> optuna.Study:
+        shown = storage_for_display(self.storage)
+        try:
+            study = self._create_or_load_study(self._built_storage(), directions)
+        except MoAError:
+            raise
+        except Exception as err:
+            if "optuna storage upgrade" in str(err):  # a database written by an older, incompatible Optuna
+                raise MoAError(
+                    f"hydra.sweeper.storage={shown}: this study was written by an older Optuna whose "
+                    f"database layout Optuna {optuna.__version__} cannot read; upgrade it once with: "
+                    f"optuna storage upgrade --storage {shown}"
+                ) from err
+            raise MoAError(
+                f"hydra.sweeper.storage={shown}: cannot open Optuna study '{self.study_name}' "
+                f"({one_line(err)})"
+            ) from err
+        n_before = len(study.trials)
+        if n_before and self.sampler.get("seed") is not None:
+            # A fixed seed would redraw the first run's start-up points, i.e.
+            # redo its trials: offset by the trials already stored.
+            study.sampler = self._sampler(seed_offset=n_before)
+            log.info("Resuming: sampler seed %d + %d trials already in the study", int(self.sampler.seed), n_before)
+        return study
+
+    def _create_or_load_study(self, storage: Any, directions: list[str]) -> optuna.Study:
+        """Workers started together on an empty database race to create
+        Optuna's tables (PostgreSQL: duplicate key on pg_type); the losers
+        find the tables made on a second try."""
+        from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+        for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+            try:
+                return optuna.create_study(
+                    study_name=self.study_name, storage=storage, sampler=self._sampler(), directions=directions,
+                    load_if_exists=True,
+                )
+            except (IntegrityError, ProgrammingError):
+                if attempt == _SCHEMA_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # -- the search ---------------------------------------------------------
+
+    def _search(self, arguments: list[str]) -> None:
+        directions = self._check_settings()
         check_targets(self.config)
         space, fixed, deletions = self._search_space(arguments)
         self._sampler()  # a bad sampler setting is one line before the study is touched
@@ -268,7 +221,7 @@ class FailureTolerantSweeperImpl(Sweeper):
         log.info(
             "Study '%s' in %s: %d trials so far; this sweep runs %d (%d at a time), sampler %s, "
             "stops after more than %d failed",
-            study.study_name, storage_for_display(self.storage_cfg), len(study.trials), self.n_trials,
+            study.study_name, storage_for_display(self.storage), len(study.trials), self.n_trials,
             self.n_jobs, type(study.sampler).__name__, budget.allowed,
         )
         last_error: BaseException | None = None
@@ -318,7 +271,9 @@ class FailureTolerantSweeperImpl(Sweeper):
                     study.tell(trial, state=TrialState.FAIL)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> BaseException | None:
-        run_dir = _run_dir(ret)
+        run_dir = None
+        with contextlib.suppress(Exception):  # the job failed before Hydra set up its folder
+            run_dir = str(ret.hydra_cfg.hydra.runtime.output_dir)
         if run_dir:
             trial.set_user_attr(RUN_DIR_ATTR, run_dir)
         try:
@@ -350,20 +305,15 @@ class FailureTolerantSweeperImpl(Sweeper):
                 f"study '{study.study_name}' has no completed trial ({counts['fail']} failed); "
                 "see the failed trials' messages above"
             ) from None
-        fixed = {k: v for k, v in best.user_attrs.items() if k not in OWN_ATTRS}
-        command = reproduce_command(best.params, fixed)
+        command = reproduce_command(best.params, {k: v for k, v in best.user_attrs.items() if k not in OWN_ATTRS})
         results = {
             "name": "optuna",
             "best_params": best.params,
             "best_value": best.value,
-            "best_trial": {
-                "number": best.number,
-                "run_dir": best.user_attrs.get(RUN_DIR_ATTR),
-                "command": command,
-            },
+            "best_trial": {"number": best.number, "run_dir": best.user_attrs.get(RUN_DIR_ATTR), "command": command},
             "study": {
                 "name": study.study_name,
-                "storage": storage_for_display(self.storage_cfg),
+                "storage": storage_for_display(self.storage),
                 "direction": study.direction.name.lower(),
                 "n_trials": counts,
             },
@@ -378,23 +328,3 @@ class FailureTolerantSweeperImpl(Sweeper):
             f"Results: {path}",
             flush=True,
         )
-
-
-def _file_paths(cfg: Any) -> list[str]:
-    """File paths named in a storage config (the journal file), whose folder
-    must exist before Optuna opens them."""
-    out = []
-    if OmegaConf.is_dict(cfg):
-        for key, value in cfg.items():
-            if key == "file_path" and isinstance(value, str):
-                out.append(value)
-            else:
-                out.extend(_file_paths(value))
-    return out
-
-
-def _run_dir(ret) -> str | None:
-    try:
-        return str(ret.hydra_cfg.hydra.runtime.output_dir)
-    except Exception:  # the job failed before Hydra set up its folder
-        return None

@@ -64,31 +64,30 @@ def is_allowed(target: Any) -> bool:
     return isinstance(target, str) and target in ALLOWED_TARGETS
 
 
-def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+def target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(key, node) of every node of a config that has a ``_target_``, the node before its children."""
     from omegaconf import DictConfig, ListConfig
 
     if isinstance(node, DictConfig):
-        for key in node.keys():
-            full = f"{path}.{key}" if path else str(key)
-            if key == "_target_":
-                yield full, node._get_node(key)._value()
-            else:
-                yield from _targets(node._get_node(key), full)
+        keys = list(node.keys())  # none of a null or missing node
+        if "_target_" in keys:
+            yield path, node
+        for key in keys:
+            if key != "_target_":
+                yield from target_nodes(node._get_node(key), f"{path}.{key}" if path else str(key))
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
-            yield from _targets(node._get_node(i), f"{path}[{i}]")
+            yield from target_nodes(node._get_node(i), f"{path}[{i}]")
 
 
-def check_targets(cfg: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+def check_targets(cfg: Any) -> None:
     """One line naming the first ``_target_`` of ``cfg`` (every section,
-    ``hydra`` included, less the top-level keys in ``skip``) outside
-    :data:`ALLOWED_TARGETS`."""
-    for full, target in _targets(cfg, prefix):
-        if full.split(".", 1)[0] in skip:
-            continue
+    ``hydra`` included) outside :data:`ALLOWED_TARGETS`."""
+    for path, node in target_nodes(cfg):
+        key, target = f"{path}._target_" if path else "_target_", node._get_node("_target_")._value()
         if not is_allowed(target):
             raise MoAError(
-                f"{full}={target}: this target is not allowed in a moa-lit config; expected one of the classes "
+                f"{key}={target}: this target is not allowed in a moa-lit config; expected one of the classes "
                 "listed in moa_lit/targets.py (e.g. torch.optim.Adam, lightning.pytorch.loggers.CSVLogger)"
             )
 

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
-from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, parallel_jobs, this_jobs_hydra_config
+from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
 from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
@@ -33,7 +33,6 @@ from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_line, score_run
 from moa_lit.settings import (
     CVSettings,
-    EnsembleSettings,
     FeatureSettings,
     LoaderSettings,
     PredictSettings,
@@ -44,7 +43,6 @@ from moa_lit.settings import (
     check_config,
     check_ignored_rate,
     command_line_overrides,
-    library_error,
     typed,
 )
 from moa_lit.timing import PhaseTimer
@@ -97,32 +95,29 @@ def check_library_settings(cfg: DictConfig) -> None:
     """Lightning's, torch's (and a logger's optional package's) own checks of
     the arguments they are given, run once before any work by building the
     trainer, optimiser, scheduler, logger and callbacks from the config:
-    what they refuse is one line naming the setting (settings.library_error)."""
-    probe = torch.nn.Parameter(torch.zeros(1))
-
-    def build(path: str, node, **kwargs):
-        try:
-            return instantiate(node, **kwargs)
-        except Exception as exc:
-            raise library_error(exc, node, path) from exc
-
-    build("trainer", cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    optimizer = build("model.optimizer", cfg.model.optimizer, params=[probe])
-    if cfg.model.get("scheduler"):
-        build("model.scheduler", cfg.model.scheduler, optimizer=optimizer, total_steps=100)
-    if cfg.get("logger"):
-        build("logger", cfg.logger, save_dir=str(cfg.paths.output_dir), name="", version="check")  # writes nothing yet
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if node is not None:
-            build(f"callbacks.{name}", node)
+    what they refuse is one line naming the setting (cli.library_error)."""
+    try:
+        instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        optimizer = instantiate(cfg.model.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
+        if cfg.model.get("scheduler"):
+            instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=100)
+        if cfg.get("logger"):  # writes nothing yet
+            instantiate(cfg.logger, save_dir=str(cfg.paths.output_dir), name="", version="check")
+        for node in (cfg.get("callbacks") or {}).values():
+            if node is not None:
+                instantiate(node)
+    except Exception as exc:
+        err = library_error(exc, cfg)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
     """Every setting (``settings.check_config``) and the combinations that
-    cannot run or would be silently ignored; ``overrides``: the command
-    line's ``key=value`` arguments. On the command line this runs before
-    Hydra makes the run folder (``cli.CheckFirst``), and again when train
-    starts (a search trial, an ensemble member, a call from Python)."""
+    cannot run or would be silently ignored (``overrides``: the command
+    line's). Run before Hydra makes the run folder (``cli.CheckFirst``) and
+    again when train starts (a search trial, an ensemble member, Python)."""
     from moa_lit.ensemble import refuse_model_overrides
 
     check_config(cfg, TrainConfig)
@@ -136,7 +131,7 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
             if existing.path.is_dir():  # under its lock: a run being written is named by its writer
                 with existing.lock():
                     existing.check_may_write(key, bool(cfg.resume))  # again when train claims it
-    if typed(cfg.ensemble, EnsembleSettings).models is not None:
+    if cfg.ensemble.get("models") is not None:
         refuse_model_overrides(overrides)
         return
     check_ignored_rate(cfg, overrides)
@@ -146,7 +141,7 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
 def train(cfg: DictConfig) -> float:
     overrides = command_line_overrides()
     check_settings(cfg, overrides)
-    if typed(cfg.ensemble, EnsembleSettings).models is not None:
+    if cfg.ensemble.get("models") is not None:
         from moa_lit.ensemble import train_ensemble
 
         return train_ensemble(cfg, train, overrides)
@@ -161,7 +156,7 @@ def train(cfg: DictConfig) -> float:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     # null: the cores given divided by the jobs of a parallel multirun or search.
-    threads = configure_threads(cfg.get("num_threads"), parallel_jobs(this_jobs_hydra_config()))
+    threads = configure_threads(cfg.get("num_threads"))
     metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
     loader = typed(cfg.loader, LoaderSettings)

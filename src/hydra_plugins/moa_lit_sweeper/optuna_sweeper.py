@@ -1,11 +1,7 @@
-"""Registers moa-lit's failure-tolerant Optuna sweeper with Hydra.
-
-Hydra only instantiates sweepers that live under ``hydra_plugins`` and imports
-every plugin module at start-up, so this module is a thin, cheap-to-import
-shell on Hydra's public ``Sweeper`` interface; the work happens in
-:mod:`moa_lit.sweeper`, imported on first use. Its config is
-hydra-optuna-sweeper's (``hydra/sweeper: optuna``) with this ``_target_``.
-"""
+"""Registers moa-lit's failure-tolerant Optuna sweeper with Hydra, which only
+instantiates sweepers under ``hydra_plugins`` and imports every plugin module
+at start-up: a cheap shell whose work is in :mod:`moa_lit.sweeper` (Optuna is
+imported on first use). Its config is hydra-optuna-sweeper's with this ``_target_``."""
 
 from __future__ import annotations
 
@@ -17,10 +13,6 @@ from omegaconf import DictConfig
 
 
 class FailureTolerantOptunaSweeper(Sweeper):
-    """An Optuna sweeper whose failing trials are recorded as FAIL while the
-    search goes on, up to ``max_failure_rate`` of ``n_trials``; see
-    :mod:`moa_lit.sweeper`."""
-
     # Read by moa_lit.search.failures_go_to_sweeper: a failing trial raises
     # (this sweeper records it) instead of ending the process.
     records_failed_trials = True

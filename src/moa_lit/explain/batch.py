@@ -131,7 +131,7 @@ def load_reference(reference: str | None, run_dir: Path, layout, target_names: l
             from hydra.utils import instantiate
 
             data_cfg = OmegaConf.create(run.config()).data
-            check_targets(OmegaConf.create({"data": data_cfg}), skip=())
+            check_targets(OmegaConf.create({"data": data_cfg}))
             data = instantiate(data_cfg, _execution_whitelist_=ALLOWED_TARGETS)
     except Exception as err:
         if reference or isinstance(err, MoAError):

@@ -18,7 +18,7 @@ def test_quality_benchmark_prints_the_table_across_variants(tmp_path, capsys):
     code = quality.main(
         [
             "--n-samples", "300", "--epochs", "1", "--folds", "2", "--small",
-            "--variants", "additive,weak_additive",
+            "--variants", "additive,gaussian_additive",
             "--only", "prior,plain_linear,plain_mlp,linear,blend",
             "--out", str(out), "--data-dir", str(tmp_path / "data"), "--cores", "1",
             "loader.batch_size=64",
@@ -29,12 +29,12 @@ def test_quality_benchmark_prints_the_table_across_variants(tmp_path, capsys):
     report = printed[printed.index("Quality benchmark"):]
     assert "300 rows, 2 folds" in report
     results = json.loads((out / "quality.json").read_text())["results"]
+    gaussian = SyntheticConfig(n_samples=300, **quality.EXTRA_VARIANTS["gaussian_additive"])
     folders = {"additive": ensure_synthetic(SyntheticConfig(n_samples=300, variant="additive"), tmp_path / "data"),
-               "weak_additive": ensure_synthetic(SyntheticConfig(n_samples=300, **quality.EXTRA_VARIANTS["weak_additive"]),
-                                                 tmp_path / "data")}
+               "gaussian_additive": ensure_synthetic(gaussian, tmp_path / "data")}
     assert len(list((tmp_path / "data").glob("synthetic-*"))) == 2  # the same folders the benchmark generated
-    assert set(results) == {"additive", "weak_additive"}
-    for variant in ("additive", "weak_additive"):
+    assert set(results) == {"additive", "gaussian_additive"}
+    for variant in ("additive", "gaussian_additive"):
         table = report[report.index(f"data variant: {variant}"):].split("\n\n")[0]
         lines = {line.split()[0]: line for line in table.splitlines()[3:]}
         assert list(lines) == ["prior", "plain_linear", "plain_mlp", "linear", "blend"]
@@ -60,13 +60,13 @@ def test_quality_benchmark_prints_the_table_across_variants(tmp_path, capsys):
         ranked = sorted((r["rank"], n) for n, r in res.items() if isinstance(r, dict) and "rank" in r)
         tests = [res[n]["test"] for _, n in ranked]
         assert tests == sorted(tests) and ranked[0][0] == 1
-    # weak_additive: generated with its own settings (2 rows per ordinary drug), and that is the data its run read
-    drugs = pd.read_csv(folders["weak_additive"] / "train_drug.csv")
+    # gaussian_additive: generated with its own settings (2 rows per ordinary drug), and that is the data its run read
+    drugs = pd.read_csv(folders["gaussian_additive"] / "train_drug.csv")
     assert (drugs.groupby("drug_id").size() == 2).mean() > 0.9
-    assert set(read_run_csv(out / "weak_additive" / "linear" / FOLDS)["sig_id"]) == set(drugs["sig_id"])
+    assert set(read_run_csv(out / "gaussian_additive" / "linear" / FOLDS)["sig_id"]) == set(drugs["sig_id"])
     summary = report[report.index("mean rank on the held-out test across 2 data variant(s)"):]
     mean = json.loads((out / "quality.json").read_text())["mean_test_rank"]
-    assert mean["linear"] == pytest.approx((results["additive"]["linear"]["rank"] + results["weak_additive"]["linear"]["rank"]) / 2)
+    assert mean["linear"] == pytest.approx((results["additive"]["linear"]["rank"] + results["gaussian_additive"]["linear"]["rank"]) / 2)
     rows = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[3:] if line.strip()}
     assert rows["linear"] == [f"{mean['linear']:.2f}", "2"]
     assert [float(r[0]) for r in rows.values()] == sorted(float(r[0]) for r in rows.values())

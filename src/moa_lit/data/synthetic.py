@@ -133,7 +133,7 @@ class SyntheticConfig:
     variant: str = "saturating"
     # Rows of every ordinary drug (controls and the frequent drugs keep theirs);
     # 0: the real replicate counts (mostly 6). The quality benchmark's
-    # weak_additive data sets 2: few rows per drug, little for a model to learn from.
+    # gaussian_additive data sets 2: few rows per drug.
     rows_per_drug: int = 0
 
 

@@ -3,9 +3,10 @@
 For each data variant of the built-in generator (``data.variant``: saturating,
 additive, interaction; and gaussian_additive, see EXTRA_VARIANTS) every setup
 below is a full cross-validated run (the same folds and seeds for all) scored
-twice: OOF log loss over all training rows, and log loss of its ``submission.csv`` on the
-variant's held-out test rows, whose drugs are absent from training (labels from
-``moa_lit.data.synthetic.heldout_test_labels``, never seen by training). Prints,
+twice: OOF log loss over all training rows, and log loss of its
+``submission.csv`` on the variant's held-out test rows, whose drugs are absent
+from training (labels from ``moa_lit.data.synthetic.heldout_test_labels``,
+never seen by training). Prints,
 per variant, OOF, test, the gap test - OOF, wall time and each setup's rank on
 the test; then the mean test rank of each setup across variants.
 
@@ -17,6 +18,7 @@ training rows and scored on the same held-out test rows; they have no OOF.
     python -m moa_lit.bench.quality                                  # full size: hours on 2 CPU cores
     python -m moa_lit.bench.quality --n-samples 2000 --epochs 3 --only prior,linear,baseline
     python -m moa_lit.bench.quality --jobs 4 trainer=gpu             # 4 runs at a time, cores/4 threads each
+    python -m moa_lit.bench.quality --only prior,plain_linear,plain_mlp,mlp,linear,best,ensemble,refit
 
 A setup that fails (e.g. pretraining on data whose non-scored targets have no
 positive) is reported with its error and the others go on.
@@ -85,10 +87,10 @@ SETUPS = [
 ]
 # The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:
 # the script's kind and the row's description. Not moa-lit runs: no OOF.
-_RECIPE = "rank-Gauss + one-hot time/dose, all treated rows, Adam, 20 epochs, batch 128, OneCycle 1e-2, 3 seeds"
 REFERENCES = {
-    "plain_linear": ("linear", f"plain script: BN, dropout 0.2, linear; {_RECIPE}"),
-    "plain_mlp": ("mlp", f"plain script: 2 x 1,024 weight-norm hidden, dropout 0.5; {_RECIPE}"),
+    "plain_linear": ("linear", "plain PyTorch script: rank-Gauss + one-hot time/dose, BN, dropout 0.2, linear; "
+                               "all treated rows, 20 epochs, 3 seeds"),
+    "plain_mlp": ("mlp", "the same plain script with 2 hidden layers of 1,024 (weight norm, dropout 0.5)"),
 }
 # Benchmark-only data variants: a built-in variant with other generator settings
 # (SyntheticConfig fields that data= does not expose). Their runs read the

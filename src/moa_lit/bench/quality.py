@@ -1,17 +1,24 @@
 """``python -m moa_lit.bench.quality``: the quality benchmark across data variants.
 
 For each data variant of the built-in generator (``data.variant``: saturating,
-additive, interaction) every setup below is a full cross-validated run (the
-same folds and seeds for all) scored twice: OOF log loss over all training rows,
-and log loss of its ``submission.csv`` on the variant's held-out test rows,
-whose drugs are absent from training (labels from
-``moa_lit.data.synthetic.heldout_test_labels``, never seen by training). Prints,
+additive, interaction; and gaussian_additive, see EXTRA_VARIANTS) every setup
+below is a full cross-validated run (the same folds and seeds for all) scored
+twice: OOF log loss over all training rows, and log loss of its
+``submission.csv`` on the variant's held-out test rows, whose drugs are absent
+from training (labels from ``moa_lit.data.synthetic.heldout_test_labels``,
+never seen by training). Prints,
 per variant, OOF, test, the gap test - OOF, wall time and each setup's rank on
 the test; then the mean test rank of each setup across variants.
+
+Two reference rows, plain_linear and plain_mlp, are the plain ~30-line scripts
+of issue 21 (``moa_lit.bench.plain_reference``: plain PyTorch, pandas and
+scikit-learn on the CSV files, no moa-lit code path), trained on all treated
+training rows and scored on the same held-out test rows; they have no OOF.
 
     python -m moa_lit.bench.quality                                  # full size: hours on 2 CPU cores
     python -m moa_lit.bench.quality --n-samples 2000 --epochs 3 --only prior,linear,baseline
     python -m moa_lit.bench.quality --jobs 4 trainer=gpu             # 4 runs at a time, cores/4 threads each
+    python -m moa_lit.bench.quality --only prior,plain_linear,plain_mlp,mlp,linear,best,ensemble,refit
 
 A setup that fails (e.g. pretraining on data whose non-scored targets have no
 positive) is reported with its error and the others go on.
@@ -78,15 +85,33 @@ SETUPS = [
     Setup("refit", ["experiment=baseline", "final_model=refit"],
           description="baseline MLP, submission from 3 seeds refitted on all rows (OOF as baseline)"),
 ]
+# The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:
+# the script's kind and the row's description. Not moa-lit runs: no OOF.
+REFERENCES = {
+    "plain_linear": ("linear", "plain PyTorch script: rank-Gauss + one-hot time/dose, BN, dropout 0.2, linear; "
+                               "all treated rows, 20 epochs, 3 seeds"),
+    "plain_mlp": ("mlp", "the same plain script with 2 hidden layers of 1,024 (weight norm, dropout 0.5)"),
+}
+# Benchmark-only data variants: a built-in variant with other generator settings
+# (SyntheticConfig fields that data= does not expose). Their runs read the
+# generated folder as data=kaggle.
+EXTRA_VARIANTS = {
+    # Where a linear model should win: the additive signal under near-Gaussian
+    # noise (Student-t, 100 degrees of freedom), where logistic regression is
+    # close to the best model; every drug active; 2 rows per ordinary drug.
+    # A weak signal did not do it: at 6,000 rows, signal_strength 0.35 put the
+    # plain linear script below the prior (it overfits) and the plain MLP above.
+    "gaussian_additive": {"variant": "additive", "noise_df": 100.0, "inactive_fraction": 0.0, "rows_per_drug": 2},
+}
 NEEDS_SYNTHETIC = "the quality benchmark needs the built-in synthetic data (its held-out test labels): drop data=..."
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
-NAMES = ["prior", *(s.name for s in SETUPS), "blend"]
+NAMES = ["prior", *REFERENCES, *(s.name for s in SETUPS), "blend"]
 
 
 def _variants() -> tuple[str, ...]:
     from moa_lit.data.synthetic import VARIANTS
 
-    return VARIANTS
+    return (*VARIANTS, *EXTRA_VARIANTS)
 
 
 # ---------------------------------------------------------------- one run
@@ -121,6 +146,33 @@ def _run_or_error(setup: Setup, common: list[str], out: Path, small: bool) -> di
         return run_setup(setup, common, out, small)
     except MoAError as err:
         return str(err)
+
+
+def run_reference(name: str, data_dir: Path, out: Path, small: bool, threads: int, device: str) -> dict:
+    """One plain script of REFERENCES on the data folder; its predictions of the
+    test rows written to out/submission.csv, as a run's are."""
+    import torch
+
+    from moa_lit.bench import plain_reference
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        predictions = plain_reference.predict(data_dir, REFERENCES[name][0], hidden=64 if small else 1024, device=device)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out / SUBMISSION, index=False)
+    return {"oof": None, "oof_treated": None, "seconds": seconds}
+
+
+def _reference_or_error(name: str, data_dir: Path, out: Path, small: bool, threads: int, device: str) -> dict | str:
+    try:
+        return run_reference(name, data_dir, out, small, threads, device)
+    except (OSError, ValueError, RuntimeError) as err:
+        return f"{type(err).__name__}: {err}"
 
 
 # ---------------------------------------------------------------- held-out test
@@ -212,11 +264,12 @@ def format_variant(variant: str, rows: list[tuple[str, str, dict | str]]) -> str
         if isinstance(result, str):
             lines.append(f"{name:<20} {'failed':>9} {'':>9} {'':>9} {'':>5} {'':>8}  {result}")
             continue
-        test = result.get("test")
+        test, oof = result.get("test"), result.get("oof")
+        shown_oof = f"{oof:>9.5f}" if oof is not None else f"{'-':>9}"
         shown_test = f"{test:>9.5f}" if test is not None else f"{'-':>9}"
-        gap = f"{test - result['oof']:>+9.5f}" if test is not None else f"{'-':>9}"
+        gap = f"{test - oof:>+9.5f}" if test is not None and oof is not None else f"{'-':>9}"
         shown_rank = f"{result['rank']:>5g}" if "rank" in result else f"{'-':>5}"
-        lines.append(f"{name:<20} {result['oof']:>9.5f} {shown_test} {gap} {shown_rank} {result['seconds']:>8.0f}  {description}")
+        lines.append(f"{name:<20} {shown_oof} {shown_test} {gap} {shown_rank} {result['seconds']:>8.0f}  {description}")
     return "\n".join(lines)
 
 
@@ -228,11 +281,13 @@ def format_summary(mean_ranks: dict[str, float], counts: dict[str, int], n_varia
     return "\n".join(lines)
 
 
-def _prepare_data(common: list[str]) -> Path:
+def _prepare_data(common: list[str], extra: dict | None = None) -> tuple[Path, list[str]]:
     """The data folder the runs with these overrides will read: generated (or
     reused) here, its reader cache warmed once, before parallel runs would each
     try to. Composed from the same overrides, so a data.seed=... among the extra
-    overrides is the data whose held-out labels score the runs."""
+    overrides is the data whose held-out labels score the runs. With extra
+    generator settings (EXTRA_VARIANTS) the folder is generated with them and
+    the runs' overrides read it as data=kaggle: the folder and those overrides."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -247,9 +302,16 @@ def _prepare_data(common: list[str]) -> Path:
     settings = OmegaConf.to_container(data, resolve=True)
     if settings.pop("_target_", None) != f"{sources.__name__}.load_synthetic":
         raise MoAError(NEEDS_SYNTHETIC)
-    sources.load_synthetic(**settings)
-    settings.pop("dir"), settings.pop("use_cache", None)
-    return ensure_synthetic(SyntheticConfig(**settings), Path(data.dir).expanduser())
+    if not extra:
+        sources.load_synthetic(**settings)
+        settings.pop("dir"), settings.pop("use_cache", None)
+        return ensure_synthetic(SyntheticConfig(**settings), Path(data.dir).expanduser()), common
+    root, use_cache = Path(settings.pop("dir")).expanduser(), settings.pop("use_cache", True)
+    folder = ensure_synthetic(SyntheticConfig(**{**settings, **extra}), root)
+    sources.load_kaggle(dir=str(folder), n_genes=settings["n_genes"], n_cells=settings["n_cells"], use_cache=use_cache)
+    kept = [o for o in common if o.lstrip("+").partition("=")[0].split(".")[0] != "data"]
+    return folder, [*kept, "data=kaggle", f"data.dir={folder}", f"data.n_genes={settings['n_genes']}",
+                    f"data.n_cells={settings['n_cells']}", f"data.use_cache={str(use_cache).lower()}"]
 
 
 @with_allowed_targets
@@ -267,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     setups = [s for s in SETUPS if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
     descriptions = {s.name: s.description for s in SETUPS}
     descriptions["prior"] = "per-target training prevalence, no features"
+    descriptions.update({n: d for n, (_, d) in REFERENCES.items()})
     descriptions["blend"] = "OOF-optimised blend of " + ", ".join(blended_runs) + " (wall s: runs + blend)"
 
     folders, labels, commons = {}, {}, {}
@@ -274,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         commons[variant] = [
             f"data.n_samples={args.n_samples}",
             f"data.dir={Path(args.data_dir).expanduser().resolve()}",
-            f"data.variant={variant}",
+            f"data.variant={EXTRA_VARIANTS.get(variant, {}).get('variant', variant)}",
             f"cv.n_folds={args.folds}",
             f"num_threads={threads}",
             "callbacks.progress_bar.refresh_rate=0",
@@ -290,13 +353,20 @@ def main(argv: list[str] | None = None) -> int:
             if any(o.partition("=")[0].lstrip("+") == "data" and o != "data=synthetic" for o in args.overrides):
                 raise MoAError(NEEDS_SYNTHETIC)
             compose_checked(commons[variant])
-            folders[variant] = _prepare_data(commons[variant])
+            folders[variant], commons[variant] = _prepare_data(commons[variant], EXTRA_VARIANTS.get(variant))
+            compose_checked(commons[variant])
             labels[variant] = heldout_test_labels(folders[variant])
         except MoAError as err:
             print(f"moa-lit: error: {one_line(str(err))}", file=sys.stderr, flush=True)
             return 2
 
-    jobs = [(v, s) for v in args.variants for s in setups]
+    # Each job: (variant, row name, function, its arguments); the plain scripts
+    # train where the runs do (trainer=gpu: the GPU).
+    device = "cuda" if "trainer=gpu" in args.overrides else "cpu"
+    jobs = [(v, n, _reference_or_error, (n, folders[v], out / v / n, args.small, threads, device))
+            for v in args.variants for n in REFERENCES if n in args.only]
+    jobs += [(v, s.name, _run_or_error, (s, commons[v], out / v / s.name, args.small))
+             for v in args.variants for s in setups]
     results: dict[str, dict[str, dict | str]] = {v: {} for v in args.variants}
     print(f"running {len(jobs)} runs, {args.jobs} at a time with {threads} thread(s) each ...", flush=True)
     def finished(v: str, name: str, r: dict | str) -> None:
@@ -308,29 +378,31 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, MoAError) as err:
                 r["test"], r["test_error"] = None, str(err)
             test = "-" if r["test"] is None else f"{r['test']:.5f}"
-            print(f"done {v}/{name}: OOF {r['oof']:.5f}, test {test}, {r['seconds']:.0f} s", flush=True)
+            oof = "-" if r["oof"] is None else f"{r['oof']:.5f}"
+            print(f"done {v}/{name}: OOF {oof}, test {test}, {r['seconds']:.0f} s", flush=True)
         else:
             print(f"done {v}/{name}: failed: {one_line(r)}", flush=True)
 
     if args.jobs == 1:
-        for v, s in jobs:
-            print(f"running {v}/{s.name} ...", flush=True)
-            finished(v, s.name, _run_or_error(s, commons[v], out / v / s.name, args.small))
+        for v, name, fn, fn_args in jobs:
+            print(f"running {v}/{name} ...", flush=True)
+            finished(v, name, fn(*fn_args))
     else:
         # spawn: a forked child would inherit torch's thread pools and locks.
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_run_or_error, s, commons[v], out / v / s.name, args.small): (v, s.name)
-                       for v, s in jobs}
+            futures = {pool.submit(fn, *fn_args): (v, name) for v, name, fn, fn_args in jobs}
             for future in as_completed(futures):
                 finished(*futures[future], future.result())
 
     tables, test_ranks = [], {}
     for v in args.variants:
         res = results[v]
-        first = next((r for r in res.values() if isinstance(r, dict)), None)
-        if "prior" in args.only and first is not None:
+        # The prior's OOF comes from a moa-lit run's scores; its test needs no run.
+        first = next((r for r in res.values() if isinstance(r, dict) and "prior" in r), None)
+        if "prior" in args.only:
             prior_test = heldout_logloss(prior_test_predictions(folders[v], labels[v]), labels[v])
-            res["prior"] = {"oof": first["prior"][0], "oof_treated": first["prior"][1], "test": prior_test, "seconds": 0.0}
+            oof, oof_treated = first["prior"] if first is not None else (None, None)
+            res["prior"] = {"oof": oof, "oof_treated": oof_treated, "test": prior_test, "seconds": 0.0}
         if "blend" in args.only:
             done = [n for n in blended_runs if isinstance(res.get(n), dict)]
             t0 = time.perf_counter()
@@ -355,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Quality benchmark on the built-in synthetic data: {args.n_samples} rows, {args.folds} folds "
         f"(cv.seed 42), epochs {'as configured' if args.epochs is None else args.epochs}"
-        f"{', small networks' if args.small else ''}; OOF over all training rows, test over all held-out "
-        f"test rows (drugs absent from training); rank by test log loss"
+        f"{', small networks' if args.small else ''}; OOF over all training rows (plain_* scripts: none, "
+        f"trained on all rows), test over all held-out test rows (drugs absent from training); rank by test log loss"
     )
     summary = format_summary(mean_ranks, {n: len(r) for n, r in test_ranks.items()}, len(args.variants))
     print("\n" + header + "\n\n" + "\n\n".join(tables) + "\n\n" + summary, flush=True)

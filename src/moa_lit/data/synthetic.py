@@ -131,6 +131,19 @@ class SyntheticConfig:
     noise_df: float = 6.0
     # How labels shape features: one of VARIANTS (see the module docstring).
     variant: str = "saturating"
+    # Rows of every ordinary drug (controls and the frequent drugs keep theirs);
+    # 0: the real replicate counts (mostly 6). The quality benchmark's
+    # gaussian_additive data sets 2: few rows per drug.
+    rows_per_drug: int = 0
+
+
+# Fields added after format 2, left out of the hash and the manifest while at
+# their default, so the folders written before them keep their names and are reused.
+_LATER_DEFAULTS = {"rows_per_drug": 0}
+
+
+def _settings(cfg: SyntheticConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
 
 
 # ---------------------------------------------------------------- facts reused
@@ -330,12 +343,16 @@ def _drug_sizes(n_rows: int, frequent: bool, cfg: SyntheticConfig,
     left = n_rows - sum(sizes)
     if left < 0:
         raise MoAError(f"synthetic data: n_samples={n_rows} is too small for its controls and frequent drugs")
-    draws = rng.choice(_REPLICATE_SIZES, size=left // 5 + 8, p=_REPLICATE_PROBS)
-    take = draws[np.cumsum(draws) <= left]
-    rest = left - int(take.sum())
-    # Fill what is left with one 6-row drug where it fits, then single rows.
-    fill = [6] * (rest // 6) + [1] * (rest % 6)
-    regular = [*take.tolist(), *fill]
+    if cfg.rows_per_drug > 0:
+        k = cfg.rows_per_drug
+        regular = [k] * (left // k) + [1] * (left % k)
+    else:
+        draws = rng.choice(_REPLICATE_SIZES, size=left // 5 + 8, p=_REPLICATE_PROBS)
+        take = draws[np.cumsum(draws) <= left]
+        rest = left - int(take.sum())
+        # Fill what is left with one 6-row drug where it fits, then single rows.
+        fill = [6] * (rest // 6) + [1] * (rest % 6)
+        regular = [*take.tolist(), *fill]
     order = rng.permutation(len(regular))
     sizes += [regular[i] for i in order]
     kinds += [_REGULAR] * len(regular)
@@ -598,7 +615,7 @@ def _target_frame(ids: list[str], names: list[str], per_drug: np.ndarray, drug_o
 def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
     """The six Kaggle files as frames, keyed by their file names in schema, and
     the benchmark-only files keyed by their paths under BENCHMARK_DIR."""
-    if cfg.n_samples < 1 or cfg.n_genes < 1 or cfg.n_cells < 1 or cfg.n_scored < 1:
+    if cfg.n_samples < 1 or cfg.n_genes < 1 or cfg.n_cells < 1 or cfg.n_scored < 1 or cfg.rows_per_drug < 0:
         raise MoAError(f"synthetic data: sizes must be positive, got {cfg}")
     if cfg.variant not in VARIANTS:
         raise MoAError(f"data.variant={cfg.variant!r}: expected one of {', '.join(VARIANTS)}")
@@ -679,12 +696,12 @@ def write_dataset(cfg: SyntheticConfig, out_dir: Path) -> None:
 
 def config_hash(cfg: SyntheticConfig) -> str:
     """Short hash of every config field and the format version."""
-    text = json.dumps({"format_version": FORMAT_VERSION, **asdict(cfg)}, sort_keys=True)
+    text = json.dumps({"format_version": FORMAT_VERSION, **_settings(cfg)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _manifest(cfg: SyntheticConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "config": asdict(cfg)}
+    return {"format_version": FORMAT_VERSION, "config": _settings(cfg)}
 
 
 def _is_complete(folder: Path, cfg: SyntheticConfig) -> bool:

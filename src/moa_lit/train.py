@@ -30,7 +30,7 @@ from moa_lit.report import build_report
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
-from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_line, score_run
+from moa_lit.scoring.scores import new_drug_rows, optimized_score, score_line, score_run
 from moa_lit.settings import (
     CVSettings,
     FeatureSettings,

@@ -1,63 +1,8 @@
 """A synthetic stand-in for the lish-moa data, written in the exact Kaggle layout.
 
-It is the project's built-in default dataset: the same reader, folds, features and
-models run on it as on the real files. Its label and replicate statistics follow
-the facts measured on the real labels (summarised in docs/data.md); no real
-file or table derived from one is used here.
-
-The generative model
---------------------
-Mechanisms. Every target (206 scored + 402 non-scored) is a mechanism with
-  * a popularity weight (log-normal, so prevalence is heavily skewed; about 18% of
-    the non-scored ones get weight 0 and so no positive at all, as on the real data);
-  * a gene signature built from a shared set of sparse gene "programs" (pathways)
-    plus genes of its own. Some non-scored mechanisms are variants of a scored
-    "parent" and share part of its signature; others only share programs, as real
-    pathways do. Nothing forces pretraining on them to help;
-  * one to three sub-types (e.g. different chemical classes hitting one target)
-    whose signatures share only part of a common core, so one label is a union of
-    distinct responses;
-  * a toxicity: mechanisms named after proteasome, tubulin, HSP, topoisomerase, ...
-    lower cell viability, each with its own pattern of cell-line sensitivities.
-
-Drugs. Labels live on drugs, and all rows of a drug share them. Most drugs have 6
-rows (2 doses x 3 times), some 5, 7, 12 or 13, about 4% a single row; nine frequent
-drugs hold ~17% of training rows; controls (~7.8%, `ctl_vehicle`) share one drug id
-and have no label and no signal. A drug gets a potency (log-normal; a quarter of
-drugs are nearly inactive, as many annotated compounds are at the assayed doses)
-and an off-target response of its own shared by its replicates, so a row-wise
-split lets a model recognise drugs it has seen and reads optimistic.
-
-Rows. The strength of a row's response is potency x dose x time, with D2 stronger,
-effects growing with time, and time mattering more at the high dose. How the
-labels shape g-* is the data variant (`variant`, `data.variant=`):
-  * saturating (default): each drug is one of up to four chemical classes of its
-    target (classes share half a signature); responses start above a potency
-    threshold and saturate per gene (c*tanh). Chosen as the default because the
-    real data is not known to be linear and real dose responses saturate;
-  * additive: one fixed signature per target, summed and scaled by strength:
-    the gene signal is linear in the labels, the case a linear model suits;
-  * interaction: part of a target's gene response flips between 24 h and 72 h,
-    part shows only at one dose, and every target lowers viability in its own
-    few cell lines at D2, the more so the longer (dose x time x cell line).
-Shared by all variants, and calibrated against the real per-column statistics
-(tests/test_synthetic.py): per-gene responsiveness (log-normal, the spread of the
-real column std), a broad off-target response of each drug, a stress response
-of rows whose cells die (the extremes that reach +-10), Student-t noise with a
-small per-gene skew, values centred on each column's median (as robust z-scores
-are) and clipped to [-10, 10] as the real file is. c-* = a common viability
-factor minus a switch-like loss 1 - exp(-(toxicity x strength)^4) per cell line.
-
-Why these non-linearities: with signatures summed linearly under Gaussian noise,
-logistic regression would be the best model, which the real data is not known to
-be; the additive variant keeps that case for comparison.
-
-Each split also writes, for benchmarks only, the scored labels and drug ids of
-its test rows (drugs absent from training) under benchmark_only/, which the
-training reader never opens (`heldout_test_labels`).
-
-Everything is drawn from `numpy.random.default_rng` streams spawned from the
-seed, so one config gives byte-identical files.
+It is the project's built-in default dataset, so the same reader, folds, features
+and models run on it as on the real files, which cannot reach the machines
+moa-lit is developed on. What it models and why: docs/synthetic.md.
 """
 
 from __future__ import annotations
@@ -82,11 +27,8 @@ from moa_lit.errors import MoAError
 LOG = logging.getLogger("moa_lit.data.synthetic")
 
 # Bump when the generator changes so cached folders are not reused across versions.
-# 2: features match the real per-column statistics (clipped to [-10, 10]), the
-# cp_time/cp_dose counts and the scored/non-scored co-occurrence; data variants;
-# held-out test labels for benchmarks.
 FORMAT_VERSION = 2
-# How labels shape the features; the default first (see the module docstring).
+# How labels shape the features (docs/synthetic.md); the default first.
 VARIANTS = ("saturating", "additive", "interaction")
 DEFAULT_VARIANT = VARIANTS[0]
 # Written for benchmarks only, in a folder the training reader never opens: the
@@ -117,11 +59,7 @@ class SyntheticConfig:
     n_nonscored: int = 402
     test_fraction: float = 3982 / 23814  # test rows relative to train rows
     control_fraction: float = 1866 / 23814  # ctl_vehicle rows, train and test
-    # Scale of the mechanism responses in g-* relative to unit noise. Measured
-    # (python -m moa_lit.bench.quality --n-samples 6000 --epochs 6 --folds 3
-    # --only prior,linear,baseline): OOF / held-out-drug test log loss, all rows,
-    # saturating: prior 0.02202 / 0.02006, baseline MLP 0.01955 / 0.01911, linear
-    # 0.02015 / 0.01986; additive: MLP 0.01680 / 0.01610, linear 0.01737 / 0.01670.
+    # Scale of the mechanism responses in g-* relative to unit noise (docs/synthetic.md).
     signal_strength: float = 1.0
     # Share of drugs whose potency is ~10x lower: labelled but nearly silent.
     inactive_fraction: float = 0.25
@@ -129,7 +67,6 @@ class SyntheticConfig:
     drug_offset_scale: float = 0.6
     # Degrees of freedom of the Student-t noise on g-* (lower: heavier tails).
     noise_df: float = 6.0
-    # How labels shape features: one of VARIANTS (see the module docstring).
     variant: str = "saturating"
     # Rows of every ordinary drug (controls and the frequent drugs keep theirs);
     # 0: the real replicate counts (mostly 6). The quality benchmark's

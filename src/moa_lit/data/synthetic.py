@@ -37,6 +37,7 @@ BENCHMARK_DIR = "benchmark_only"
 HELDOUT_TARGETS = "test_targets_scored.csv"
 HELDOUT_DRUG = "test_drug.csv"
 MANIFEST = "manifest.json"
+# The six Kaggle files, the training set's four first (generate relies on it).
 FILE_NAMES = (
     schema.TRAIN_FEATURES,
     schema.TRAIN_TARGETS_SCORED,
@@ -308,11 +309,11 @@ def _deal(n_slots: int, weight: np.ndarray, covered: np.ndarray,
 
 def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
                    rng: np.random.Generator, is_train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-drug label matrices (scored, non-scored) as bool arrays."""
+    """Per-drug label matrices (scored, non-scored) of 0 and 1."""
     n_drugs, n_s = len(sizes), len(mech.scored)
     n_ns = len(mech.nonscored)
-    scored = np.zeros((n_drugs, n_s), dtype=bool)
-    nonscored = np.zeros((n_drugs, n_ns), dtype=bool)
+    scored = np.zeros((n_drugs, n_s), dtype=np.int64)
+    nonscored = np.zeros((n_drugs, n_ns), dtype=np.int64)
     regular = np.flatnonzero(kinds == _REGULAR)
     w_s, w_ns = mech.weight[:n_s].copy(), mech.weight[n_s:].copy()
 
@@ -513,40 +514,37 @@ def _skewed_t_noise(rng: np.random.Generator, shape: tuple[int, int], df: float)
 
 
 # ---------------------------------------------------------------- frames
-def _hex_ids(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
+def _hex_ids(rng: np.random.Generator, n: int, taken: set[str]) -> np.ndarray:
     """n distinct 9-hex-digit strings not in taken (which is updated)."""
     out: list[str] = []
     while len(out) < n:
-        for v in rng.integers(0, 16**9, size=n - len(out) + 8):
-            s = f"{int(v):09x}"
-            if s not in taken:
-                taken.add(s)
-                out.append(s)
-                if len(out) == n:
-                    break
-    return out
+        drawn = dict.fromkeys(f"{int(v):09x}" for v in rng.integers(0, 16**9, size=n - len(out) + 8))
+        new = [s for s in drawn if s not in taken][: n - len(out)]
+        taken.update(new)
+        out += new
+    return np.array(out, dtype=str)
 
 
-def _feature_frame(ids: list[str], part: _Part, genes: np.ndarray, cells: np.ndarray) -> pd.DataFrame:
-    layout = schema.FeatureLayout.kaggle(genes.shape[1], cells.shape[1])
-    meta = pd.DataFrame({
-        schema.ID: pd.array(ids, dtype="str"),
-        schema.CP_TYPE: pd.array(np.where(part.kinds[part.drug_of_row] == _CONTROL,
-                                          schema.CONTROL, schema.TREATED).tolist(), dtype="str"),
+def _with_ids(ids: np.ndarray, data, columns: list[str] | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame(data, columns=columns)
+    frame.insert(0, schema.ID, ids)
+    return frame
+
+
+def _tables(ids: np.ndarray, part: _Part, genes: np.ndarray, cells: np.ndarray, mech: _Mechanisms,
+            drugs: np.ndarray) -> tuple[pd.DataFrame, ...]:
+    """One split's features, scored and non-scored targets and drug ids, a row per id."""
+    d = part.drug_of_row
+    meta = _with_ids(ids, {
+        schema.CP_TYPE: np.where(part.kinds[d] == _CONTROL, schema.CONTROL, schema.TREATED),
         schema.CP_TIME: np.asarray(schema.CP_TIMES, dtype=np.int64)[part.time],
-        schema.CP_DOSE: pd.array(np.asarray(schema.CP_DOSES)[part.dose].tolist(), dtype="str"),
+        schema.CP_DOSE: np.asarray(schema.CP_DOSES)[part.dose],
     })
     # Round to what the CSV holds so the frames equal what is read back; +0.0 drops -0.
     values = np.round(np.concatenate([genes, cells], axis=1), 4) + 0.0
-    numeric = pd.DataFrame(values, columns=layout.numeric)
-    return pd.concat([meta, numeric], axis=1)
-
-
-def _target_frame(ids: list[str], names: list[str], per_drug: np.ndarray, drug_of_row: np.ndarray) -> pd.DataFrame:
-    values = per_drug[drug_of_row].astype(np.int64)
-    frame = pd.DataFrame(values, columns=names)
-    frame.insert(0, schema.ID, pd.array(ids, dtype="str"))
-    return frame
+    numeric = pd.DataFrame(values, columns=schema.FeatureLayout.kaggle(genes.shape[1], cells.shape[1]).numeric)
+    return (pd.concat([meta, numeric], axis=1), _with_ids(ids, part.scored[d], mech.scored),
+            _with_ids(ids, part.nonscored[d], mech.nonscored), _with_ids(ids, {schema.DRUG: drugs[d]}))
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
@@ -566,32 +564,23 @@ def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
     g_test, c_test = _features(test, mech, cfg, rng_feat)
 
     taken: set[str] = set()
-    train_ids = ["id_" + s for s in _hex_ids(rng_ids, cfg.n_samples, taken)]
-    test_ids = ["id_" + s for s in _hex_ids(rng_ids, n_test, taken)]
+    train_ids = np.char.add("id_", _hex_ids(rng_ids, cfg.n_samples, taken))
+    test_ids = np.char.add("id_", _hex_ids(rng_ids, n_test, taken))
     drug_taken: set[str] = set()
-    drug_names = np.array(_hex_ids(rng_ids, len(train.kinds), drug_taken), dtype=object)
+    drug_names = _hex_ids(rng_ids, len(train.kinds), drug_taken)
     # Test drugs are new compounds; only the vehicle (controls) is the same.
-    test_drugs = np.array(_hex_ids(rng_ids, len(test.kinds), drug_taken), dtype=object)
+    test_drugs = _hex_ids(rng_ids, len(test.kinds), drug_taken)
     if (train.kinds == _CONTROL).any():
         test_drugs[test.kinds == _CONTROL] = drug_names[train.kinds == _CONTROL][0]
 
-    submission = pd.DataFrame(np.full((n_test, len(mech.scored)), 0.5), columns=mech.scored)
-    submission.insert(0, schema.ID, pd.array(test_ids, dtype="str"))
+    train_files = FILE_NAMES[:4]  # features, scored, non-scored, drug
+    features, scored, _, drug = _tables(test_ids, test, g_test, c_test, mech, test_drugs)
     return {
-        schema.TRAIN_FEATURES: _feature_frame(train_ids, train, g_train, c_train),
-        schema.TRAIN_TARGETS_SCORED: _target_frame(train_ids, mech.scored, train.scored, train.drug_of_row),
-        schema.TRAIN_TARGETS_NONSCORED: _target_frame(train_ids, mech.nonscored, train.nonscored, train.drug_of_row),
-        schema.TRAIN_DRUG: pd.DataFrame({
-            schema.ID: pd.array(train_ids, dtype="str"),
-            schema.DRUG: pd.array(drug_names[train.drug_of_row].tolist(), dtype="str"),
-        }),
-        schema.TEST_FEATURES: _feature_frame(test_ids, test, g_test, c_test),
-        schema.SAMPLE_SUBMISSION: submission,
-        f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}": _target_frame(test_ids, mech.scored, test.scored, test.drug_of_row),
-        f"{BENCHMARK_DIR}/{HELDOUT_DRUG}": pd.DataFrame({
-            schema.ID: pd.array(test_ids, dtype="str"),
-            schema.DRUG: pd.array(test_drugs[test.drug_of_row].tolist(), dtype="str"),
-        }),
+        **dict(zip(train_files, _tables(train_ids, train, g_train, c_train, mech, drug_names))),
+        schema.TEST_FEATURES: features,
+        schema.SAMPLE_SUBMISSION: _with_ids(test_ids, np.full((n_test, len(mech.scored)), 0.5), mech.scored),
+        f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}": scored,
+        f"{BENCHMARK_DIR}/{HELDOUT_DRUG}": drug,
     }
 
 

@@ -36,6 +36,7 @@ DEFAULT_VARIANT = VARIANTS[0]
 BENCHMARK_DIR = "benchmark_only"
 HELDOUT_TARGETS = "test_targets_scored.csv"
 HELDOUT_DRUG = "test_drug.csv"
+BENCHMARK_FILES = (f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}", f"{BENCHMARK_DIR}/{HELDOUT_DRUG}")
 MANIFEST = "manifest.json"
 # The six Kaggle files, the training set's four first (generate relies on it).
 FILE_NAMES = (
@@ -70,18 +71,8 @@ class SyntheticConfig:
     noise_df: float = 6.0
     variant: str = "saturating"
     # Rows of every ordinary drug (controls and the frequent drugs keep theirs);
-    # 0: the real replicate counts (mostly 6). The quality benchmark's
-    # gaussian_additive data sets 2: few rows per drug.
+    # 0: the real replicate counts (mostly 6).
     rows_per_drug: int = 0
-
-
-# Fields added after format 2, left out of the hash and the manifest while at
-# their default, so the folders written before them keep their names and are reused.
-_LATER_DEFAULTS = {"rows_per_drug": 0}
-
-
-def _settings(cfg: SyntheticConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
 
 
 # ---------------------------------------------------------------- facts reused
@@ -231,9 +222,8 @@ def _build_mechanisms(cfg: SyntheticConfig, rng: np.random.Generator) -> _Mechan
         mix[i, rng.choice(n_programs, size=2, replace=False)] = rng.normal(0, 1, 2)
     core = _unit_rms(0.6 * _unit_rms(mix @ programs) + _sparse_vectors(rng, n_m, g, gene_block))
     # About 40% of non-scored mechanisms are variants of a scored parent.
-    if n_s > 0:
-        for j in np.flatnonzero(rng.random(n_m - n_s) < 0.4) + n_s:
-            core[j] = _unit_rms(0.6 * core[rng.integers(n_s)] + 0.8 * core[j])
+    for j in np.flatnonzero(rng.random(n_m - n_s) < 0.4) + n_s:
+        core[j] = _unit_rms(0.6 * core[rng.integers(n_s)] + 0.8 * core[j])
 
     # Chemical classes (sub-types) share only part of the core; each adds a
     # response of its own. Only the saturating variant uses more than one.
@@ -281,16 +271,13 @@ def _drug_sizes(n_rows: int, frequent: bool, cfg: SyntheticConfig,
     left = n_rows - sum(sizes)
     if left < 0:
         raise MoAError(f"synthetic data: n_samples={n_rows} is too small for its controls and frequent drugs")
-    if cfg.rows_per_drug > 0:
-        k = cfg.rows_per_drug
-        regular = [k] * (left // k) + [1] * (left % k)
-    else:
+    k, take = cfg.rows_per_drug, []
+    if k == 0:
+        k = 6  # what the real counts leave over: 6-row drugs where they fit
         draws = rng.choice(_REPLICATE_SIZES, size=left // 5 + 8, p=_REPLICATE_PROBS)
-        take = draws[np.cumsum(draws) <= left]
-        rest = left - int(take.sum())
-        # Fill what is left with one 6-row drug where it fits, then single rows.
-        fill = [6] * (rest // 6) + [1] * (rest % 6)
-        regular = [*take.tolist(), *fill]
+        take = draws[np.cumsum(draws) <= left].tolist()
+    rest = left - sum(take)
+    regular = [*take, *[k] * (rest // k), *[1] * (rest % k)]  # then single rows
     order = rng.permutation(len(regular))
     sizes += [regular[i] for i in order]
     kinds += [_REGULAR] * len(regular)
@@ -332,7 +319,7 @@ def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
     has_scored = regular[u < _P_SCORED]
     ns_only = regular[(u >= _P_SCORED) & (u < _P_SCORED + _P_NONSCORED_ONLY)]
     none = np.array([], dtype=int)
-    if n_s and len(has_scored):
+    if len(has_scored):
         k = rng.choice(_N_SCORED_LABELS[0], size=len(has_scored), p=_N_SCORED_LABELS[1])
         owner = np.repeat(has_scored, k)
         if is_train and n_s > 4:
@@ -385,15 +372,6 @@ class _Part:
     nonscored: np.ndarray  # per drug
 
 
-def _free_cell_probs(fixed: np.ndarray, n_free: int) -> np.ndarray:
-    """Probabilities of the six dose x time cells for rows drawn at random, so
-    that with the fixed rows' cells (counts per cell) the totals follow the real
-    cp_dose and cp_time shares (ordinary drugs alone cover the cells evenly)."""
-    want = np.outer(_DOSE_SHARES, _TIME_SHARES).ravel() * (fixed.sum() + n_free)
-    need = np.maximum(want - fixed, 0.0)
-    return need / need.sum() if need.sum() > 0 else np.full(6, 1 / 6)
-
-
 def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig,
                mech: _Mechanisms, rng: np.random.Generator) -> _Part:
     sizes, kinds = _drug_sizes(n_rows, frequent, cfg, rng)
@@ -408,7 +386,9 @@ def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig
     first_cell = rng.integers(0, 6, size=len(sizes))
     regular = kinds[drug_of_row] == _REGULAR
     combo = (within + first_cell[drug_of_row]) % 6
-    probs = _free_cell_probs(np.bincount(combo[regular], minlength=6).astype(float), int((~regular).sum()))
+    fixed = np.bincount(combo[regular], minlength=6).astype(float)
+    need = np.maximum(np.outer(_DOSE_SHARES, _TIME_SHARES).ravel() * n_rows - fixed, 0.0)
+    probs = need / need.sum() if need.sum() > 0 else np.full(6, 1 / 6)
     combo[~regular] = rng.choice(6, size=int((~regular).sum()), p=probs)
     order = rng.permutation(n_rows)  # the real files are not grouped by drug
     drug_of_row, combo = drug_of_row[order], combo[order]
@@ -416,9 +396,7 @@ def _make_part(n_rows: int, frequent: bool, is_train: bool, cfg: SyntheticConfig
 
 
 def _saturating(labels, part, mech, cfg, rng, strength):
-    """Each drug is one chemical class of each of its targets (up to four per
-    target, sharing half their signature); a response starts above a potency
-    threshold and saturates per gene."""
+    """Per drug, one chemical class of each target; thresholded, saturating per gene."""
     subtype = np.floor(rng.random(labels.shape) * mech.n_subtypes).astype(int)
     per_drug = np.zeros((labels.shape[0], cfg.n_genes))
     for j in range(mech.signature.shape[1]):
@@ -429,17 +407,14 @@ def _saturating(labels, part, mech, cfg, rng, strength):
 
 
 def _additive(labels, part, mech, cfg, rng, strength):
-    """One fixed signature per target, summed and scaled by the row's strength:
-    the gene signal is linear in the labels (what a linear model can express)."""
+    """One fixed signature per target, summed and scaled: linear in the labels."""
     per_drug = labels @ mech.core
     return strength[:, None] * per_drug[part.drug_of_row], 0.0
 
 
 def _interaction(labels, part, mech, cfg, rng, strength):
-    """Dose x time x cell-line interactions: part of a target's gene response
-    flips sign between early (24 h) and late (72 h) rows, another part appears
-    only at the high dose, and every target (not only the toxic ones) lowers
-    viability in its own few cell lines at D2, the more so the longer."""
+    """Dose x time x cell-line interactions (docs/synthetic.md); every target, not
+    only the toxic ones, lowers viability in its own few cell lines at D2."""
     d = part.drug_of_row
     late = (part.time - 1.0)[:, None]  # -1, 0, +1
     high = (2.0 * part.dose - 1.0)[:, None]  # -1, +1
@@ -579,12 +554,8 @@ def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
         **dict(zip(train_files, _tables(train_ids, train, g_train, c_train, mech, drug_names))),
         schema.TEST_FEATURES: features,
         schema.SAMPLE_SUBMISSION: _with_ids(test_ids, np.full((n_test, len(mech.scored)), 0.5), mech.scored),
-        f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}": scored,
-        f"{BENCHMARK_DIR}/{HELDOUT_DRUG}": drug,
+        **dict(zip(BENCHMARK_FILES, (scored, drug))),
     }
-
-
-BENCHMARK_FILES = (f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}", f"{BENCHMARK_DIR}/{HELDOUT_DRUG}")
 
 
 def heldout_test_labels(data_dir: str | Path) -> pd.DataFrame:
@@ -594,9 +565,7 @@ def heldout_test_labels(data_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise MoAError(f"{path}: no held-out test labels (only synthetic data folders of format "
                        f"{FORMAT_VERSION} or later have them)")
-    frame = pd.read_csv(path)
-    frame[schema.ID] = frame[schema.ID].astype("str")
-    return frame
+    return pd.read_csv(path, dtype={schema.ID: "str"})
 
 
 # ---------------------------------------------------------------- files
@@ -612,30 +581,25 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_dataset(cfg: SyntheticConfig, out_dir: Path) -> None:
-    """Generate and write the six CSVs into out_dir (created if missing)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / BENCHMARK_DIR).mkdir(exist_ok=True)
+    """Generate and write the six CSVs and the benchmark files into out_dir (created if missing)."""
     for name, frame in generate(cfg).items():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         _write_csv(frame, out_dir / name)
 
 
-def config_hash(cfg: SyntheticConfig) -> str:
-    """Short hash of every config field and the format version."""
-    text = json.dumps({"format_version": FORMAT_VERSION, **_settings(cfg)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
 def _manifest(cfg: SyntheticConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "config": _settings(cfg)}
+    # rows_per_drug came after format 2: left out while at its default, so the
+    # folders written before it keep their names and are reused.
+    settings = {k: v for k, v in asdict(cfg).items() if (k, v) != ("rows_per_drug", 0)}
+    return {"format_version": FORMAT_VERSION, "config": settings}
 
 
-def _is_complete(folder: Path, cfg: SyntheticConfig) -> bool:
+def _is_complete(folder: Path, manifest: dict) -> bool:
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        found = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return manifest == _manifest(cfg) and all((folder / n).is_file() for n in (*FILE_NAMES, *BENCHMARK_FILES))
+    return found == manifest and all((folder / n).is_file() for n in (*FILE_NAMES, *BENCHMARK_FILES))
 
 
 def ensure_synthetic(cfg: SyntheticConfig, root: Path) -> Path:
@@ -645,9 +609,11 @@ def ensure_synthetic(cfg: SyntheticConfig, root: Path) -> Path:
     Generation goes to a temporary folder inside root that is renamed into place
     only when complete, so an interrupted run never leaves a folder that looks
     finished."""
-    root = Path(root)
-    target = root / f"synthetic-{cfg.variant}-{config_hash(cfg)}"
-    if _is_complete(target, cfg):
+    root, manifest = Path(root), _manifest(cfg)
+    # A short hash of every setting and the format version.
+    text = json.dumps({"format_version": FORMAT_VERSION, **manifest["config"]}, sort_keys=True)
+    target = root / f"synthetic-{cfg.variant}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    if _is_complete(target, manifest):
         LOG.info("reused synthetic data in %s", target)
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -656,12 +622,12 @@ def ensure_synthetic(cfg: SyntheticConfig, root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=root))
     try:
         write_dataset(cfg, tmp)
-        (tmp / MANIFEST).write_text(json.dumps(_manifest(cfg), indent=2, sort_keys=True) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         try:
             os.replace(tmp, target)
         except OSError:
             # Another process finished first; its folder is as good as ours.
-            if not _is_complete(target, cfg):
+            if not _is_complete(target, manifest):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -55,13 +55,7 @@ def load_synthetic(
         n_nonscored=n_nonscored,
         variant=variant,
     )
-    folder = ensure_synthetic(cfg, Path(str(dir)).expanduser())
-    return read_dataset(
-        folder,
-        n_genes=n_genes,
-        n_cells=n_cells,
-        use_cache=use_cache,
-    )
+    return load_kaggle(ensure_synthetic(cfg, Path(str(dir)).expanduser()), n_genes, n_cells, use_cache)
 
 
 # Checked once when a command starts (settings.check_config), as ``data.*``.

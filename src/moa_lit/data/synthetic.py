@@ -297,10 +297,9 @@ def _deal(n_slots: int, weight: np.ndarray, covered: np.ndarray,
 def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
                    rng: np.random.Generator, is_train: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-drug label matrices (scored, non-scored) of 0 and 1."""
-    n_drugs, n_s = len(sizes), len(mech.scored)
-    n_ns = len(mech.nonscored)
-    scored = np.zeros((n_drugs, n_s), dtype=np.int64)
-    nonscored = np.zeros((n_drugs, n_ns), dtype=np.int64)
+    n_s = len(mech.scored)
+    scored = np.zeros((len(sizes), n_s), dtype=np.int64)
+    nonscored = np.zeros((len(sizes), len(mech.nonscored)), dtype=np.int64)
     regular = np.flatnonzero(kinds == _REGULAR)
     w_s, w_ns = mech.weight[:n_s].copy(), mech.weight[n_s:].copy()
 
@@ -332,7 +331,7 @@ def _assign_labels(sizes: np.ndarray, kinds: np.ndarray, mech: _Mechanisms,
         else:
             targets = _deal(len(owner), w_s, none, rng)
         scored[owner, targets] = True
-    if n_ns and w_ns.sum() > 0:
+    if w_ns.sum() > 0:
         k = rng.choice(_N_NONSCORED_LABELS[0], size=len(ns_only), p=_N_NONSCORED_LABELS[1])
         owner = np.repeat(ns_only, k)
         covered = np.flatnonzero(w_ns > 0) if is_train else none

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from moa_lit import schema
+from moa_lit.data.reader import FILES
 from moa_lit.errors import MoAError
 
 LOG = logging.getLogger("moa_lit.data.synthetic")
@@ -38,15 +39,8 @@ HELDOUT_TARGETS = "test_targets_scored.csv"
 HELDOUT_DRUG = "test_drug.csv"
 BENCHMARK_FILES = (f"{BENCHMARK_DIR}/{HELDOUT_TARGETS}", f"{BENCHMARK_DIR}/{HELDOUT_DRUG}")
 MANIFEST = "manifest.json"
-# The six Kaggle files, the training set's four first (generate relies on it).
-FILE_NAMES = (
-    schema.TRAIN_FEATURES,
-    schema.TRAIN_TARGETS_SCORED,
-    schema.TRAIN_TARGETS_NONSCORED,
-    schema.TRAIN_DRUG,
-    schema.TEST_FEATURES,
-    schema.SAMPLE_SUBMISSION,
-)
+# The six Kaggle files the reader knows, the training set's four first (generate relies on it).
+FILE_NAMES = FILES
 
 
 @dataclass(frozen=True)
@@ -468,23 +462,18 @@ def _features(part: _Part, mech: _Mechanisms, cfg: SyntheticConfig,
     # about equally often (49%, 51%) while their means stay near 0.
     death = (0.8 * mech.stress + 0.6 * rng.standard_normal((n_drugs, cfg.n_genes)) * mech.gene_response) * mech.gene_response
     genes += _STRESS * loss.mean(axis=1, keepdims=True) ** 2 * death[d]
-    genes += mech.noise_scale * _skewed_t_noise(rng, (n_rows, cfg.n_genes), cfg.noise_df)
+    # Student-t noise (unit variance where df > 2), with a sinh-arcsinh skew mirrored
+    # at random per gene: real g-* columns lean either way, their medians' median is 0.
+    noise = rng.standard_t(cfg.noise_df, size=(n_rows, cfg.n_genes))
+    if cfg.noise_df > 2:
+        noise *= np.sqrt((cfg.noise_df - 2) / cfg.noise_df)
+    lean = np.where(rng.random(cfg.n_genes) < 0.5, -0.04, 0.04)
+    genes += mech.noise_scale * np.sinh(np.arcsinh(noise) + lean)
     # The assays report values relative to each plate's population (robust
     # z-scores), so every column's median sits at 0; then the file's clip.
     genes -= np.median(genes, axis=0)
     cells -= np.median(cells, axis=0)
     return np.clip(genes, -10.0, 10.0), np.clip(cells, -10.0, 10.0)
-
-
-def _skewed_t_noise(rng: np.random.Generator, shape: tuple[int, int], df: float) -> np.ndarray:
-    """Student-t noise (unit variance where df > 2), with a sinh-arcsinh skew
-    that is mirrored at random per gene: real g-* columns lean either way and
-    the median of their medians is 0."""
-    noise = rng.standard_t(df, size=shape)
-    if df > 2:
-        noise *= np.sqrt((df - 2) / df)
-    lean = np.where(rng.random(shape[1]) < 0.5, -0.04, 0.04)
-    return np.sinh(np.arcsinh(noise) + lean)
 
 
 # ---------------------------------------------------------------- frames

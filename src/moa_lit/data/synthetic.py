@@ -536,10 +536,9 @@ def generate(cfg: SyntheticConfig) -> dict[str, pd.DataFrame]:
     if (train.kinds == _CONTROL).any():
         test_drugs[test.kinds == _CONTROL] = drug_names[train.kinds == _CONTROL][0]
 
-    train_files = FILE_NAMES[:4]  # features, scored, non-scored, drug
     features, scored, _, drug = _tables(test_ids, test, g_test, c_test, mech, test_drugs)
     return {
-        **dict(zip(train_files, _tables(train_ids, train, g_train, c_train, mech, drug_names))),
+        **dict(zip(FILE_NAMES[:4], _tables(train_ids, train, g_train, c_train, mech, drug_names))),
         schema.TEST_FEATURES: features,
         schema.SAMPLE_SUBMISSION: _with_ids(test_ids, np.full((n_test, len(mech.scored)), 0.5), mech.scored),
         **dict(zip(BENCHMARK_FILES, (scored, drug))),

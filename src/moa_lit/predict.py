@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from moa_lit import schema
 from moa_lit.cli import configure_threads, hydra_command
@@ -70,14 +70,6 @@ def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def _stem(path: Path) -> str:
     return re.sub(r"(\.csv)?(\.gz|\.zip)?$", "", path.name)
-
-
-def _required(cfg: DictConfig, key: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise MoAError(
-            f"{key} is required: python -m moa_lit.predict run_dir=<training run folder> input=<features.csv>"
-        )
-    return str(cfg[key])
 
 
 DATA_FILES = (schema.TRAIN_FEATURES, schema.TEST_FEATURES, schema.SAMPLE_SUBMISSION, schema.TRAIN_TARGETS_SCORED)
@@ -147,9 +139,8 @@ def predict(cfg: DictConfig) -> Path:
 
 
 def _predict(cfg: DictConfig, held: ExitStack) -> Path:
-    run_dir = Path(_required(cfg, "run_dir")).expanduser()
-    source = Path(_required(cfg, "input")).expanduser()
     check_config(cfg, PredictConfig)
+    run_dir, source = Path(str(cfg.run_dir)).expanduser(), Path(str(cfg.input)).expanduser()
     run = RunDir(run_dir)
     manifest = run.manifest()
     top_k = cfg.get("top_k") or 0  # a whole number >= 0 (check_config)

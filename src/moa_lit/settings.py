@@ -126,7 +126,7 @@ _ABSENT = object()
 def _value(node: Any, key: str, full: str) -> Any:
     try:
         value = OmegaConf.select(node, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=True)
-        if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: the command says what it needs
+        if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: check_config says it is required
             return _ABSENT
     except OmegaConfBaseException as err:
         reason = str(err).strip().splitlines()[0][:200]
@@ -158,6 +158,7 @@ class Settings:
     ``together`` the checks across fields (one line, or None)."""
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+    usage: ClassVar[str] = ""  # the command line named when a required (``???``) setting is missing
 
     @staticmethod
     def together(values: dict[str, Any], prefix: str) -> str | None:
@@ -422,6 +423,8 @@ class TrainConfig(Settings):
 class PredictConfig(Settings):
     """The schema of ``conf/predict.yaml`` (its comments say what each key does)."""
 
+    usage: ClassVar[str] = "python -m moa_lit.predict run_dir=<training run folder> input=<features.csv>"
+
     run_dir: Any = "???"  # a training run's folder (it holds run.json and models/)
     input: Any = "???"  # a features CSV in the layout of test_features.csv
     output: Any = None  # null: <input name>_predictions.csv in the current directory
@@ -482,6 +485,8 @@ class BlendConfig(MergeConfig):
 class ReportConfig(Settings):
     """The schema of ``conf/report.yaml``."""
 
+    usage: ClassVar[str] = "python -m moa_lit.report run_dir=<training run folder>"
+
     run_dir: Any = "???"  # a training run's folder: its report/ is rebuilt
 
     _parameter_constraints: ClassVar = {"run_dir": Path()}
@@ -522,6 +527,9 @@ def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> N
     """Every setting of a command's config against its schema's constraints
     and the constraints of the classes its ``_target_`` nodes build: the
     first that does not fit is one MoAError line."""
+    missing = [key for key in schema._parameter_constraints if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise MoAError(f"{prefix}{missing[0]} is required: {schema.usage}")
     values = check_node(cfg, schema._parameter_constraints, prefix)
     message = schema.together(values, prefix)
     for name, group in groups(schema).items():
@@ -540,10 +548,11 @@ def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> N
                     raise MoAError(message)
 
 
-def typed(node, cls):
-    """A composed group as its settings object (checked by :func:`check_config`
-    at the command's start)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+def typed(cfg: DictConfig, name: str, schema: type[Settings] = TrainConfig) -> Settings:
+    """The composed group ``name`` (``cv``, ``loader``, ...) as its settings
+    object (checked by :func:`check_config` at the command's start); built
+    when asked for, so no other group's interpolation is resolved early."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(groups(schema)[name]), cfg[name]))
 
 
 def command_line_overrides() -> list[str]:

@@ -31,20 +31,7 @@ from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import new_drug_rows, optimized_score, score_line, score_run
-from moa_lit.settings import (
-    CVSettings,
-    FeatureSettings,
-    LoaderSettings,
-    PredictSettings,
-    PretrainSettings,
-    RefitSettings,
-    StackSettings,
-    TrainConfig,
-    check_config,
-    check_ignored_rate,
-    command_line_overrides,
-    typed,
-)
+from moa_lit.settings import TrainConfig, check_config, check_ignored_rate, command_line_overrides, typed
 from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
@@ -69,12 +56,12 @@ def multirun_job_number() -> int | None:
 
 def fold_plan(cfg: DictConfig) -> FoldPlan:
     """How each fold is trained: the model and trainer factories and the stages' settings."""
-    cv = typed(cfg.cv, CVSettings)
+    cv = typed(cfg, "cv")
     return FoldPlan(
         new_model=instantiate(cfg.model, _partial_=True, _recursive_=False),
         new_trainer=instantiate(cfg.trainer, _partial_=True),
-        pretrain=typed(cfg.pretrain, PretrainSettings),
-        stack=typed(cfg.stack, StackSettings),
+        pretrain=typed(cfg, "pretrain"),
+        stack=typed(cfg, "stack"),
         cv_seed=cv.seed,
         drug_threshold=cv.drug_threshold,
     )
@@ -146,7 +133,7 @@ def train(cfg: DictConfig) -> float:
 
         return train_ensemble(cfg, train, overrides)
     timer = PhaseTimer()
-    cv = typed(cfg.cv, CVSettings)
+    cv = typed(cfg, "cv")
     final_model = str(cfg.final_model)
     quiet_lightning()
     assign_job_gpu(cfg, multirun_job_number())
@@ -159,12 +146,12 @@ def train(cfg: DictConfig) -> float:
     threads = configure_threads(cfg.get("num_threads"))
     metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
-    loader = typed(cfg.loader, LoaderSettings)
-    features = typed(cfg.features, FeatureSettings)
-    clip = typed(cfg.predict, PredictSettings).clip_range
+    loader = typed(cfg, "loader")
+    features = typed(cfg, "features")
+    clip = typed(cfg, "predict").clip_range
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
-    refit = typed(cfg.refit, RefitSettings)
+    refit = typed(cfg, "refit")
     run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
     check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), output_key())
     resume = bool(cfg.get("resume", False))
@@ -210,7 +197,7 @@ def train(cfg: DictConfig) -> float:
             run.write_folds(fold_table)
             run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
             manifest = RunManifest.new(
-                data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip,
+                data.layout, names, seeds, fold_ids, clip=clip,
                 final_model=final_model, refit_seeds=refit.seeds,
             )
             run.write_manifest(manifest)

@@ -34,14 +34,6 @@ class UntrustedRunError(MoAError):
     exit_status = 3
 
 
-def rate_setting(model: Mapping[str, Any] | DictConfig) -> str:
-    """The setting that sets the learning rate (:func:`peak_lr_setting`: OneCycle's
-    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``), with its value."""
-    name = peak_lr_setting(model.get("scheduler"))
-    group, key = name.split(".")[1:]
-    return f"{name}={(model.get(group) or {}).get(key)}"
-
-
 def train_batches_per_epoch(n_rows: int, batch_size: int) -> int:
     """As ``datamodule.TensorBatches``: a last batch of one row is dropped."""
     full, rest = divmod(n_rows, batch_size)
@@ -121,15 +113,16 @@ def diverged_stages(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> lis
     return found
 
 
-def stage_rate_setting(cfg: DictConfig, stage: str) -> str:
+def rate_setting(cfg: DictConfig, stage: str = "scored") -> str:
     """The setting that sets a stage's peak rate, with its value: pretrain.lr /
-    stack.lr when set, else the model's (:func:`rate_setting`)."""
+    stack.lr when set, else the model's (:func:`peak_lr_setting`: OneCycle's
+    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``)."""
     key = stage.split(" ", 1)[0]
-    if key in ("pretrain", "stack"):
-        lr = OmegaConf.select(cfg, f"{key}.lr", default=None)
-        if lr is not None:
-            return f"{key}.lr={lr}"
-    return rate_setting(cfg.model)
+    lr = OmegaConf.select(cfg, f"{key}.lr", default=None) if key in ("pretrain", "stack") else None
+    if lr is not None:
+        return f"{key}.lr={lr}"
+    name = peak_lr_setting(cfg.model.get("scheduler"))
+    return f"{name}={OmegaConf.select(cfg, name, default=None)}"
 
 
 def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[str]:
@@ -141,11 +134,11 @@ def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path,
         stage, text = diverged[0]
         more = len(diverged) - 1
         reasons.append(text + (f" (and {more} more stage{'s' if more > 1 else ''} or fold{'s' if more > 1 else ''})" if more else ""))
-        settings.append(stage_rate_setting(cfg, stage))
+        settings.append(rate_setting(cfg, stage))
     oof, prior = scores["oof_logloss"], scores["prior_logloss"]
     if not oof <= prior:  # NaN counts as worse
         reasons.append(f"OOF log loss {oof:.5f} is worse than the prior's {prior:.5f} on the same {scores['n_rows']} rows")
-        settings.append(rate_setting(cfg.model))
+        settings.append(rate_setting(cfg))
     if reasons:
         reasons.append(f"lower {' / '.join(dict.fromkeys(settings))} or train longer")
     return reasons

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
-from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
 from moa_lit.quiet import quiet_lightning
@@ -79,10 +78,8 @@ def fold_trainers(cfg: DictConfig) -> FoldTrainers:
 
 
 def check_library_settings(cfg: DictConfig) -> None:
-    """Lightning's, torch's (and a logger's optional package's) own checks of
-    the arguments they are given, run once before any work by building the
-    trainer, optimiser, scheduler, logger and callbacks from the config:
-    what they refuse is one line naming the setting (cli.library_error)."""
+    """The libraries' own checks of their arguments, before any work: each
+    object is built once; a refusal is one line naming the setting."""
     try:
         instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
         optimizer = instantiate(cfg.model.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
@@ -101,10 +98,8 @@ def check_library_settings(cfg: DictConfig) -> None:
 
 
 def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
-    """Every setting (``settings.check_config``) and the combinations that
-    cannot run or would be silently ignored (``overrides``: the command
-    line's). Run before Hydra makes the run folder (``cli.CheckFirst``) and
-    again when train starts (a search trial, an ensemble member, Python)."""
+    """Every setting and the combinations that cannot run or would be silently
+    ignored; before Hydra makes the run folder and again when train starts."""
     from moa_lit.ensemble import refuse_model_overrides
 
     check_config(cfg, TrainConfig)
@@ -183,9 +178,7 @@ def train(cfg: DictConfig) -> float:
         run.record_data(fingerprint, resuming)
         # Settings the data cannot satisfy (a fold's rows and columns): one line before any training.
         train_rows = {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids}
-        refused = features.refusal_on_data(min(train_rows.values()), len(data.layout.genes), len(data.layout.cells))
-        if refused:
-            raise MoAError(refused)
+        features.check_against_data(min(train_rows.values()), len(data.layout.genes), len(data.layout.cells))
         warn_if_schedule_cannot_run(cfg, train_rows)
         ids = data.train[schema.ID].to_numpy()
         with timer("writing"):
@@ -222,9 +215,7 @@ def train(cfg: DictConfig) -> float:
             with timer("refit"):
                 epochs = refit_epochs([f["best_epoch"] for f in preds.fold_summaries], refit.epoch_scale)
                 refitted = refit_final_models(
-                    plan, dm, run, refit.seeds, epochs,
-                    test_features=None if data.test is None else data.test,
-                    test_is_control=None if data.test is None else data.test_is_control,
+                    plan, dm, run, refit.seeds, epochs, test_features=data.test, test_is_control=data.test_is_control,
                     clip=clip, resume=resume,
                 )
             if test_pred is not None:
@@ -266,9 +257,7 @@ def train(cfg: DictConfig) -> float:
 
 
 def output_key() -> str:
-    """The setting that chose the run folder, as the user wrote it:
-    ``hydra.run.dir`` (or ``hydra.sweep.dir``) when ``paths.output_dir`` is
-    Hydra's folder for the job, else ``paths.output_dir``."""
+    """The setting that chose the run folder, as the user wrote it."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized() or not any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in HydraConfig.get().overrides.hydra):
@@ -276,12 +265,11 @@ def output_key() -> str:
     return "hydra.sweep.dir" if multirun_job_number() is not None else "hydra.run.dir"
 
 
-def continue_on_interrupt(cfg: DictConfig):
-    """Ctrl-C / SIGTERM: one line with the command that resumes the run."""
-    return say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir))
-
-
-main = hydra_command("train", train, around=continue_on_interrupt, check=check_settings)
+# Ctrl-C / SIGTERM: one line with the command that resumes the run.
+main = hydra_command(
+    "train", train, around=lambda cfg: say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir)),
+    check=check_settings,
+)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """``run.json``: what a saved run needs to score new profiles without its
-training data (feature layout, targets in output order, seeds and folds, the
-prediction clip, a blend's members). It is also the marker of a folder moa-lit
-made: a command writes it first (:func:`started_marker`). ``FORMAT_VERSION``
-changes whenever a run folder written by one moa-lit cannot be read by
-another; other versions are refused with one line."""
+training data. It is also the marker of a folder moa-lit made: a command
+writes it first (:func:`started_marker`). ``FORMAT_VERSION`` changes whenever
+a run folder written by one moa-lit cannot be read by another."""
 
 from __future__ import annotations
 

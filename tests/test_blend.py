@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
         run.mkdir()
         names = list(data.scored.columns)
         RunDir(run).write_labels(labels_table(ids, data.train["cp_type"], truth, names))
-        RunDir(run).write_manifest(RunManifest.new(data.layout, names, None, [0], [0, 1]))
+        RunDir(run).write_manifest(RunManifest.new(data.layout, names, [0], [0, 1]))
         folds.to_csv(run / "folds.csv", index=False)
         logit = np.where(truth > 0, 2.0, -5.0) + rng.normal(0, noise, truth.shape)
         p = 1 / (1 + np.exp(-logit))

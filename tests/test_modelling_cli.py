@@ -143,12 +143,12 @@ def test_bad_clip_is_a_clear_error():
     from moa_lit.errors import MoAError
     from omegaconf import OmegaConf
 
-    from moa_lit.settings import PredictSettings, TrainConfig, check_config, typed
+    from moa_lit.settings import TrainConfig, check_config, typed
 
     def prediction_clip(clip):  # checked as a command checks it, then typed
         cfg = OmegaConf.create({"predict": {"clip": clip}})
         check_config(cfg, TrainConfig)
-        return typed(cfg.predict, PredictSettings).clip_range
+        return typed(cfg, "predict").clip_range
 
     assert prediction_clip(None) is None
     assert prediction_clip([0.001, 0.99]) == (0.001, 0.99)

@@ -22,9 +22,7 @@ log = logging.getLogger("moa_lit")
 
 
 def available_cores() -> int:
-    """The cores this process may use: what SLURM gave the job
-    (SLURM_CPUS_PER_TASK), else the CPU affinity mask (cgroups, taskset),
-    else every core of the machine."""
+    """The cores this process may use: SLURM's, else the CPU affinity mask (cgroups, taskset)."""
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit() and int(slurm) > 0:
         return int(slurm)
@@ -36,10 +34,8 @@ def available_cores() -> int:
 
 def parallel_jobs(hydra_cfg) -> int:
     """How many jobs of this command run at once on the cores this one was
-    given, read from a job's Hydra config: the joblib launcher runs
-    ``hydra.launcher.n_jobs`` at once (-1: one per core, as in joblib), capped
-    by a search's trials per batch (``hydra.sweeper.n_jobs``); the basic
-    launcher runs one at a time, and a SLURM job has cores of its own."""
+    given: only the joblib launcher runs several (``hydra.launcher.n_jobs``,
+    capped by a search's ``hydra.sweeper.n_jobs``); a SLURM job has cores of its own."""
     from hydra.types import RunMode
 
     if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
@@ -93,11 +89,10 @@ def busy_machine_line(threads: int) -> str | None:
 
 
 def user_error(exc: BaseException, writing_under: str | None = None, cfg=None) -> MoAError | None:
-    """The MoAError behind an exception; a file-system fault (full disk,
-    read-only folder, ...) counts as one, and so does a library's refusal
-    of a node Hydra's ``instantiate`` built from ``cfg`` (:func:`library_error`).
-    ``writing_under``: the folder named when the fault names no file (a full
-    disk met by a library's own writer, e.g. Lightning's CSV logger)."""
+    """The MoAError behind an exception, a file-system fault or a library's
+    refusal (:func:`library_error`) included. ``writing_under``: the folder
+    named when the fault names no file (a full disk met by a library's own
+    writer, e.g. Lightning's CSV logger)."""
     seen, first = set(), exc
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, MoAError):
@@ -111,11 +106,9 @@ def user_error(exc: BaseException, writing_under: str | None = None, cfg=None) -
 
 
 def library_error(exc: BaseException, cfg=None) -> MoAError | None:
-    """A library's refusal (torch, Lightning, scikit-learn, a missing optional
-    package) of a node Hydra's ``instantiate`` built: Hydra notes the node's
-    ``full_key`` on the exception. One line naming the setting: the key of
-    the node (in ``cfg``) that the message names or whose value it quotes,
-    else the node; None for any other exception."""
+    """A library's refusal of a node Hydra's ``instantiate`` built (Hydra notes
+    its ``full_key`` on the exception) as one line naming the setting: the key
+    the message names or whose value it quotes, else the node; else None."""
     def key_of(e):
         lines = [*getattr(e, "__notes__", []), *str(e).splitlines()]
         return next((line.split("full_key:", 1)[1].strip() for line in lines if line.startswith("full_key:")), None)
@@ -139,7 +132,6 @@ def library_error(exc: BaseException, cfg=None) -> MoAError | None:
 
 
 def _output_folder(cfg) -> str | None:
-    """Where the command writes, when its config says (a run's folder, an output)."""
     for key in ("paths.output_dir", "output_dir", "output"):
         try:
             value = OmegaConf.select(cfg, key, default=None)
@@ -151,9 +143,8 @@ def _output_folder(cfg) -> str | None:
 
 
 def one_line(message: str, limit: int = 600) -> str:
-    """A message on one line of at most ``limit`` characters: a long middle (a
-    huge list of values, a path repeated) is cut, the start (what failed) and
-    the end (what was expected) are kept."""
+    """A message on one line of at most ``limit`` characters: a long middle is
+    cut, the start (what failed) and the end (what was expected) are kept."""
     text = " ".join(message.split())
     if len(text) <= limit:
         return text
@@ -167,9 +158,8 @@ _EXISTED: dict = {}
 
 
 def remove_if_empty(folder: str | None) -> None:
-    """A refused command leaves no folder behind: the folders Hydra made for
-    it go if nothing was written into them (and only then); a folder that
-    existed before the command (the current one, a user's) is never removed."""
+    """A refused command leaves no folder behind: the empty folders Hydra made
+    for it go; a folder that existed before the command is never removed."""
     above = _EXISTED.get("above")
     path = Path(folder).resolve() if folder else None
     while path is not None and above is not None and above in path.parents:
@@ -181,8 +171,7 @@ def remove_if_empty(folder: str | None) -> None:
 
 
 def run_and_exit_on_error(fn, cfg):
-    """Bad input or settings end the program with one line and exit code 2;
-    a library's refusal of a setting it builds too."""
+    """Bad input or settings end the program with one line and exit code 2."""
     try:
         return fn(cfg)
     except Exception as exc:
@@ -199,14 +188,12 @@ def run_and_exit_on_error(fn, cfg):
 
 
 def stop(err: MoAError) -> None:
-    """The one line and the exit status (2; an untrusted run's warning: 3)."""
     log.debug("stopped: %s", err)  # the console gets the one line below
     print(f"moa-lit: {getattr(err, 'kind', 'error')}: {one_line(str(err))}", file=sys.stderr, flush=True)
     sys.exit(getattr(err, "exit_status", 2))
 
 
 def _stop_on_hydra_error(exc: BaseException, overrides: list[str]) -> None:
-    """Hydra's refusal (or a MoAError) as one line and exit 2; returns for anything else."""
     from moa_lit.config import hydra_error
 
     line = hydra_error(exc, overrides)
@@ -215,9 +202,8 @@ def _stop_on_hydra_error(exc: BaseException, overrides: list[str]) -> None:
 
 
 def entry_point(main, argv: list[str]):
-    """Runs ``hydra.main``'s function so that what Hydra refuses before the
-    command runs is one line and exit 2 too (``HYDRA_FULL_ERROR`` is set for
-    the call, so its errors reach here instead of its multi-line report)."""
+    """What Hydra refuses before the command runs is one line and exit 2 too
+    (``HYDRA_FULL_ERROR`` is set so its errors reach here, not its report)."""
     users = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -235,11 +221,9 @@ _CHECKS: dict = {}  # config name -> the command's check(cfg, overrides)
 
 
 class CheckFirst(Callback):
-    """A Hydra callback (``hydra.callbacks.check_first`` in each command's
-    config): every ``_target_`` and the command's settings are checked when
-    Hydra has composed the config and before it makes any folder, so a
-    refused command line leaves nothing behind. Hydra's callbacks turn an
-    exception into a warning and go on: a refusal ends the program here."""
+    """A Hydra callback (``hydra.callbacks.check_first``): every ``_target_``
+    and the command's settings are checked before Hydra makes any folder.
+    Hydra's callbacks turn an exception into a warning: a refusal ends the program here."""
 
     def on_run_start(self, config, config_name=None, **kwargs) -> None:
         from moa_lit.fs_errors import nearest_existing
@@ -263,15 +247,12 @@ class CheckFirst(Callback):
 
 
 def hydra_command(config_name: str, command, around=None, check=None):
-    """The ``main`` of ``python -m moa_lit.<command>``: Hydra composes
-    ``conf/<config_name>.yaml``; :class:`CheckFirst` runs ``check(cfg,
-    overrides)`` (default: :func:`moa_lit.settings.check_config` against the
-    command's schema) before Hydra makes a folder; then ``command(cfg)`` runs
-    under :func:`run_and_exit_on_error`, or, as a trial of a failure-tolerant
-    search, raises to the sweeper, which records it. ``around(cfg)``: a
-    context manager the command runs in, outside a search trial (train's
-    Ctrl-C handling). Hydra enforces the allow-list of :mod:`moa_lit.targets`
-    on every ``instantiate`` (``execution_whitelist``), its callbacks' too."""
+    """The ``main`` of ``python -m moa_lit.<command>``: :class:`CheckFirst` runs
+    ``check(cfg, overrides)`` (default: the command's schema) before Hydra
+    makes a folder; ``command(cfg)`` runs under :func:`run_and_exit_on_error`
+    in ``around(cfg)``, or, as a failure-tolerant search's trial, raises to the
+    sweeper. Hydra enforces the allow-list of :mod:`moa_lit.targets` on every
+    ``instantiate`` (``execution_whitelist``)."""
     import contextlib
 
     import hydra

@@ -79,9 +79,8 @@ def composed(overrides: list[str], config_name: str = "train"):
 
 
 def compose_checked(overrides: list[str], config_name: str = "train"):
-    """A command line's composed config, its settings checked
-    (``settings.check_config``); a refusal is a MoAError line. For tools that
-    start many runs (benchmarks): a bad setting stops them before the first."""
+    """A command line's composed config, its settings checked (a refusal is a
+    MoAError line), for tools that start many runs (benchmarks)."""
     from moa_lit.errors import MoAError
     from moa_lit.settings import SCHEMAS, check_config
 
@@ -135,9 +134,8 @@ HEADER = ["| key | type | default | allowed | what it does |", "|---|---|---|---
 
 
 def reference_markdown() -> str:
-    """docs/configuration.md: every key a user sets, its type, default (as the
-    shipped configs compose), allowed values and comment, from the settings'
-    declarations and the classes the configs build."""
+    """docs/configuration.md, from the settings' declarations, the classes the
+    configs build and the shipped defaults."""
     from dataclasses import fields
 
     from omegaconf import OmegaConf

@@ -58,14 +58,12 @@ def check_trainer_devices(trainer_cfg: DictConfig) -> None:
 
 
 def job_gpu(job_number: int, n_visible: int) -> int:
-    """The GPU of the ``job_number``-th job of a multirun: round-robin over the
-    visible GPUs, so parallel jobs (folds, trials) do not share one."""
+    """Round-robin over the visible GPUs, so parallel jobs (folds, trials) do not share one."""
     return int(job_number) % max(int(n_visible), 1)
 
 
 def assign_job_gpu(cfg: DictConfig, job_number: int | None) -> None:
-    """In a multirun on a machine with several GPUs, give this job its own
-    (``trainer.devices=[k]``), unless the user chose one."""
+    """In a multirun on several GPUs, this job's own (unless the user chose one)."""
     if job_number is None or not uses_gpu(cfg.trainer) or _device_list(cfg.trainer.get("devices")) is not None:
         return
     n_visible = torch.cuda.device_count()

@@ -20,7 +20,7 @@ from moa_lit.runs.combine import write_combined
 from moa_lit.runs.manifest import BlendMember
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data
 from moa_lit.scoring.scores import optimized_score, score_line
-from moa_lit.settings import CVSettings, typed
+from moa_lit.settings import typed
 from moa_lit.timing import PhaseTimer
 
 log = logging.getLogger("moa_lit.train")
@@ -64,7 +64,7 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
     """``cfg``: checked by train; ``overrides``: the command line's ``key=value`` arguments."""
     timer = PhaseTimer()
     metric = cfg.optimized_metric
-    cv = typed(cfg.cv, CVSettings)
+    cv = typed(cfg, "cv")
     if len(cv.fold_ids) < 2:
         raise MoAError(
             f"cv.folds={cv.folds}: an ensemble fits each fold's blend weights on the other folds' OOF predictions; "

@@ -62,7 +62,6 @@ def check_writable_folder(folder: str | os.PathLike, key: str, shown: str | None
 
 
 def check_output_file(value: str, key: str) -> Path:
-    """An output file path as given by a user: not a folder, nor written as one."""
     if value.endswith(("/", os.sep)):
         raise MoAError(f"{key}={value} ends with '/', a folder; expected a file name, e.g. {value}predictions.csv")
     path = Path(value).expanduser()

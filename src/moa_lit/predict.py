@@ -1,12 +1,7 @@
 """``python -m moa_lit.predict run_dir=... input=... [output=...] [top_k=N]``:
-score new profiles with a saved training run, retraining nothing.
-
-Every seed x fold model of the run is loaded (its fitted preprocessor and its
-best checkpoint), the input is checked against the run's feature layout with
-the same one-line errors as training, and the run's final model
+score new profiles with a saved training run's final model
 (:class:`moa_lit.training.final_model.RunModel`, the one that wrote its
-submission.csv) predicts: the mean over seeds and folds, the refitted models,
-both, or a blend's or ensemble's members weighted as in its run.json."""
+submission.csv), retraining nothing."""
 
 from __future__ import annotations
 
@@ -14,13 +9,13 @@ import logging
 import os
 import re
 import stat
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from moa_lit import schema
 from moa_lit.cli import configure_threads, hydra_command
@@ -39,7 +34,6 @@ log = logging.getLogger("moa_lit.predict")
 
 
 def inference_device(choice: str | None = "auto") -> torch.device:
-    """``device=auto``: the GPU when there is one, else the CPU."""
     if choice in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
@@ -51,8 +45,8 @@ TOP_K_COLUMNS = [schema.ID, "rank", "moa", "probability"]
 
 
 def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The k most likely MoAs of each sample, one row each, most likely first.
-    Zero probabilities (control rows) are left out: they rank nothing."""
+    """The k most likely MoAs of each sample, most likely first; zero
+    probabilities (control rows) rank nothing and are left out."""
     names = np.array([c for c in predictions.columns if c != schema.ID])
     p = predictions[names].to_numpy()
     order = np.argsort(-p, axis=1, kind="stable")[:, :k]
@@ -70,14 +64,6 @@ def top_k_table(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def _stem(path: Path) -> str:
     return re.sub(r"(\.csv)?(\.gz|\.zip)?$", "", path.name)
-
-
-def _required(cfg: DictConfig, key: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise MoAError(
-            f"{key} is required: python -m moa_lit.predict run_dir=<training run folder> input=<features.csv>"
-        )
-    return str(cfg[key])
 
 
 DATA_FILES = (schema.TRAIN_FEATURES, schema.TEST_FEATURES, schema.SAMPLE_SUBMISSION, schema.TRAIN_TARGETS_SCORED)
@@ -103,9 +89,8 @@ def check_not_a_link_or_special(path: Path, key: str) -> None:
 
 
 def check_replaceable(path: Path, columns: list[str], key: str = "output") -> None:
-    """An existing file is replaced only when it is an earlier predictions file:
-    a regular file (not a link, nor a device, pipe or socket) with these
-    columns, outside a data folder. Anything else is not predict's to write over."""
+    """An existing file is replaced only when it is an earlier predictions
+    file (these columns), a regular file outside a data folder."""
     if not os.path.lexists(path):
         return
     check_not_a_link_or_special(path, key)
@@ -123,8 +108,8 @@ def check_replaceable(path: Path, columns: list[str], key: str = "output") -> No
 
 
 def check_explain_folder_apart(folder: Path, run: RunDir, reference: str | None) -> None:
-    """The explanations folder is never the run read, the reference data, inside
-    or around either (its files would land among them)."""
+    """The explanations folder is neither inside nor around the run or the
+    reference data (its files would land among them)."""
     ins = [("run_dir", run.path)] + ([("reference", Path(reference).expanduser())] if reference else [])
     out = folder.resolve()
     for key, source in ins:
@@ -137,19 +122,12 @@ def check_explain_folder_apart(folder: Path, run: RunDir, reference: str | None)
 
 
 def lock_file(path: Path) -> Path:
-    """The lock beside an output file or folder (``.<name>.lock``)."""
     return path.with_name(f".{path.name}.lock")
 
 
 def predict(cfg: DictConfig) -> Path:
-    with ExitStack() as held:
-        return _predict(cfg, held)
-
-
-def _predict(cfg: DictConfig, held: ExitStack) -> Path:
-    run_dir = Path(_required(cfg, "run_dir")).expanduser()
-    source = Path(_required(cfg, "input")).expanduser()
     check_config(cfg, PredictConfig)
+    run_dir, source = Path(str(cfg.run_dir)).expanduser(), Path(str(cfg.input)).expanduser()
     run = RunDir(run_dir)
     manifest = run.manifest()
     top_k = cfg.get("top_k") or 0  # a whole number >= 0 (check_config)
@@ -178,34 +156,34 @@ def _predict(cfg: DictConfig, held: ExitStack) -> Path:
             check_not_a_link_or_special(explain_settings.folder / name, "explain_dir")
     # Held until every output is written: a second predict writing the same
     # output (or explanations folder) gets one line naming this process.
-    held.enter_context(hold_lock(lock_file(output), f"output={output}"))
-    if explain_settings:
-        held.enter_context(hold_lock(lock_file(explain_settings.folder), f"explain_dir={explain_settings.folder}"))
-    configure_threads(cfg.get("num_threads"))
-    device = inference_device(cfg.get("device"))
+    with hold_lock(lock_file(output), f"output={output}"), (
+        hold_lock(lock_file(explain_settings.folder), f"explain_dir={explain_settings.folder}") if explain_settings else nullcontext()
+    ):
+        configure_threads(cfg.get("num_threads"))
+        device = inference_device(cfg.get("device"))
 
-    features = reader.read_features(source, manifest.layout, role=f"input {source}")
-    if features.empty:
-        raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
-    model = RunModel.load(run_dir, device)
-    predictions = output_frame(manifest, features[schema.ID], model.probabilities(features))
-    # explain=true: computed (and its inputs checked) before anything is written.
-    explained = explain_command.explain(explain_settings, model, features, predictions) if explain_settings else None
-    files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
-    written = [output]
-    if top_path is not None:
-        files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
-        written.append(top_path)
-    if explained is not None:
-        written += explained.write(explain_settings.folder)
-    n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())
-    print(
-        f"Predicted {len(features)} samples ({n_control} controls at 0) with "
-        f"{model.n_models} models of {run_dir}\nOutputs: "
-        + ", ".join(str(p) for p in written),
-        flush=True,
-    )
-    return output
+        features = reader.read_features(source, manifest.layout, role=f"input {source}")
+        if features.empty:
+            raise MoAError(f"input {source}: no rows; expected at least one sample to predict")
+        model = RunModel.load(run_dir, device)
+        predictions = output_frame(manifest, features[schema.ID], model.probabilities(features))
+        # explain=true: computed (and its inputs checked) before anything is written.
+        explained = explain_command.explain(explain_settings, model, features, predictions) if explain_settings else None
+        files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
+        written = [output]
+        if top_path is not None:
+            files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
+            written.append(top_path)
+        if explained is not None:
+            written += explained.write(explain_settings.folder)
+        n_control = int((features[schema.CP_TYPE] == schema.CONTROL).sum())
+        print(
+            f"Predicted {len(features)} samples ({n_control} controls at 0) with "
+            f"{model.n_models} models of {run_dir}\nOutputs: "
+            + ", ".join(str(p) for p in written),
+            flush=True,
+        )
+        return output
 
 
 main = hydra_command("predict", predict)

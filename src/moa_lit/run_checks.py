@@ -34,102 +34,76 @@ class UntrustedRunError(MoAError):
     exit_status = 3
 
 
-def rate_setting(model: Mapping[str, Any] | DictConfig) -> str:
-    """The setting that sets the learning rate (:func:`peak_lr_setting`: OneCycle's
-    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``), with its value."""
-    name = peak_lr_setting(model.get("scheduler"))
-    group, key = name.split(".")[1:]
-    return f"{name}={(model.get(group) or {}).get(key)}"
-
-
 def train_batches_per_epoch(n_rows: int, batch_size: int) -> int:
     """As ``datamodule.TensorBatches``: a last batch of one row is dropped."""
     full, rest = divmod(n_rows, batch_size)
     return full + (1 if rest > 1 else 0)
 
 
-def warn_if_schedule_cannot_run(cfg: DictConfig, train_rows_per_fold: Mapping[int, int]) -> str | None:
+def warn_if_schedule_cannot_run(cfg: DictConfig, train_rows_per_fold: Mapping[int, int]) -> None:
     """Said before training: a OneCycle schedule with fewer than 4 optimiser
     steps in a fold is skipped (the rate stays constant), so
-    ``model.scheduler.max_lr`` would have no effect. Returns the line logged."""
+    ``model.scheduler.max_lr`` would have no effect."""
     scheduler = OmegaConf.select(cfg, "model.scheduler", default=None)
     if not scheduler or "pct_start" not in scheduler or not train_rows_per_fold:
-        return None
+        return
     batch_size, epochs = int(cfg.loader.batch_size), int(cfg.trainer.max_epochs)
     fold, rows = min(train_rows_per_fold.items(), key=lambda item: item[1])
     batches = train_batches_per_epoch(rows, batch_size)
     steps = batches * epochs
-    if steps >= MIN_SCHEDULE_STEPS:
-        return None
-    line = (
-        f"fold {fold} trains only {steps} optimiser steps ({batches} batches of loader.batch_size={batch_size} "
-        f"x trainer.max_epochs={epochs}); the OneCycle schedule needs {MIN_SCHEDULE_STEPS} and is skipped, so the "
-        f"rate stays model.optimizer.lr={cfg.model.optimizer.lr} and model.scheduler.max_lr has no effect; "
-        "raise trainer.max_epochs or lower loader.batch_size"
-    )
-    log.warning(line)
-    return line
+    if steps < MIN_SCHEDULE_STEPS:
+        log.warning(
+            "fold %s trains only %d optimiser steps (%d batches of loader.batch_size=%s x trainer.max_epochs=%s); the "
+            "OneCycle schedule needs %d and is skipped, so the rate stays model.optimizer.lr=%s and "
+            "model.scheduler.max_lr has no effect; raise trainer.max_epochs or lower loader.batch_size",
+            fold, steps, batches, batch_size, epochs, MIN_SCHEDULE_STEPS, cfg.model.optimizer.lr,
+        )
 
 
 STAGE_NAMES = {"pretrain": "pretraining", "stack": "stacked features", "scored": ""}
 
 
-def _rose(losses: pd.Series, start: float | None = None) -> tuple[float, int, float, str] | None:
-    """(peak, its epoch, reference, what the reference is) when an epoch's mean
-    training loss is above DIVERGENCE_FACTOR x the loss where training started
-    (its first batch, before any update) or a later one above that x the first
-    epoch's."""
-    if not len(losses):
+def _rose(losses: pd.Series, start: float | None = None) -> str | None:
+    """How an epoch's mean training loss rose above DIVERGENCE_FACTOR x the loss
+    where training started (its first batch, before any update), or a later
+    epoch's above that x the first epoch's; None when it did not."""
+    first = losses.iloc[0] if len(losses) else np.nan
+    if start is not None and np.isfinite(start) and start > 0 and len(losses) and losses.max() > DIVERGENCE_FACTOR * start:
+        peak, reference, when = losses, float(start), "at the start"
+    elif len(losses) >= 2 and np.isfinite(first) and first > 0 and losses.iloc[1:].max() > DIVERGENCE_FACTOR * first:
+        peak, reference, when = losses.iloc[1:], float(first), f"at epoch {int(losses.index[0])}"
+    else:
         return None
-    if start is not None and np.isfinite(start) and start > 0 and losses.max() > DIVERGENCE_FACTOR * start:
-        return float(losses.max()), int(losses.idxmax()), float(start), "at the start"
-    if len(losses) < 2 or not np.isfinite(losses.iloc[0]) or losses.iloc[0] <= 0:
-        return None
-    first, later = float(losses.iloc[0]), losses.iloc[1:]
-    if later.max() > DIVERGENCE_FACTOR * first:
-        return float(later.max()), int(later.idxmax()), first, f"at epoch {int(losses.index[0])}"
-    return None
-
-
-def stage_losses(run: RunDir, seed: int, fold: int) -> dict[str, tuple[pd.Series, float | None]]:
-    """Each stage's per-epoch training loss of a fold and its loss at the start:
-    ``train_losses.json`` (recorded whatever the logger), else the CSV logger's
-    ``metrics.csv`` (runs made before it)."""
-    recorded = run.fold(seed, fold).train_losses()
-    if recorded:
-        return {stage: (pd.Series(r.get("epochs", []), dtype=float), r.get("start")) for stage, r in recorded.items()}
-    return {"scored": (run.epoch_train_losses(seed, fold), None)}
+    return f"training loss {peak.max():.4g} at epoch {int(peak.idxmax())}, {reference:.4g} {when}"
 
 
 def diverged_stages(run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[tuple[str, str]]:
     """(stage, description) of every stage of a (seed, fold) whose training loss
-    rose above DIVERGENCE_FACTOR x where it started (:func:`_rose`); stage is ``scored``,
-    ``pretrain`` or ``stack inner fold <k>``."""
+    rose (:func:`_rose`); stage is ``scored``, ``pretrain`` or ``stack inner fold <k>``.
+    The losses are ``train_losses.json``'s (recorded whatever the logger), else
+    the CSV logger's ``metrics.csv`` (runs made before it)."""
     run, found = RunDir(run_dir), []
     for seed in seeds:
         for fold in fold_ids:
-            for stage, (losses, start) in stage_losses(run, seed, fold).items():
-                rose = _rose(losses, start)
-                if rose is None:
-                    continue
-                peak, peak_epoch, reference, when = rose
-                name = stage if stage.startswith("stack ") else STAGE_NAMES.get(stage, stage)
-                found.append((stage, (
-                    f"seed {seed} fold {fold}{' ' + name if name else ''} diverged (training loss {peak:.4g} at "
-                    f"epoch {peak_epoch}, {reference:.4g} {when})"
-                )))
+            recorded = run.fold(seed, fold).train_losses() or {"scored": {"epochs": run.epoch_train_losses(seed, fold)}}
+            for stage, losses in recorded.items():
+                rose = _rose(pd.Series(losses.get("epochs", []), dtype=float), losses.get("start"))
+                if rose is not None:
+                    name = stage if stage.startswith("stack ") else STAGE_NAMES.get(stage, stage)
+                    found.append((stage, f"seed {seed} fold {fold}{' ' + name if name else ''} diverged ({rose})"))
     return found
 
 
-def stage_rate_setting(cfg: DictConfig, stage: str) -> str:
+def rate_setting(cfg: DictConfig, stage: str = "scored") -> str:
     """The setting that sets a stage's peak rate, with its value: pretrain.lr /
-    stack.lr when set, else the model's (:func:`rate_setting`)."""
+    stack.lr when set, else the model's (:func:`peak_lr_setting`: OneCycle's
+    ``model.scheduler.max_lr`` when there is one, else ``model.optimizer.lr``)."""
     key = stage.split(" ", 1)[0]
-    if key in ("pretrain", "stack"):
-        lr = OmegaConf.select(cfg, f"{key}.lr", default=None)
-        if lr is not None:
-            return f"{key}.lr={lr}"
-    return rate_setting(cfg.model)
+    lr = OmegaConf.select(cfg, f"{key}.lr", default=None) if key in ("pretrain", "stack") else None
+    if lr is not None:
+        return f"{key}.lr={lr}"
+    name = peak_lr_setting(cfg.model.get("scheduler"))
+    return f"{name}={OmegaConf.select(cfg, name, default=None)}"
 
 
 def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path, seeds: list[int], fold_ids: list[int]) -> list[str]:
@@ -141,11 +115,11 @@ def untrusted_reasons(cfg: DictConfig, scores: Mapping[str, Any], run_dir: Path,
         stage, text = diverged[0]
         more = len(diverged) - 1
         reasons.append(text + (f" (and {more} more stage{'s' if more > 1 else ''} or fold{'s' if more > 1 else ''})" if more else ""))
-        settings.append(stage_rate_setting(cfg, stage))
+        settings.append(rate_setting(cfg, stage))
     oof, prior = scores["oof_logloss"], scores["prior_logloss"]
     if not oof <= prior:  # NaN counts as worse
         reasons.append(f"OOF log loss {oof:.5f} is worse than the prior's {prior:.5f} on the same {scores['n_rows']} rows")
-        settings.append(rate_setting(cfg.model))
+        settings.append(rate_setting(cfg))
     if reasons:
         reasons.append(f"lower {' / '.join(dict.fromkeys(settings))} or train longer")
     return reasons

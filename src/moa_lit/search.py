@@ -14,10 +14,8 @@ SEARCH_ONLY_KEYS = ("hparams_search",)
 
 
 def failures_go_to_sweeper() -> bool:
-    """True inside a trial launched by a sweeper whose class says
-    ``records_failed_trials`` (a subclass or another name for it too): a
-    failing trial then raises to the sweeper, which records it as FAIL and
-    goes on, instead of ending the process."""
+    """True inside a trial of a sweeper whose class says ``records_failed_trials``:
+    a failing trial raises to it (recorded as FAIL) instead of ending the process."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from hydra.utils import get_class
@@ -99,7 +97,7 @@ def nested_items(node: Any) -> Iterable[tuple[str, Any]]:
 
 
 def config_keys(node: Any, prefix: str = "") -> Iterable[str]:
-    """Dotted keys of a config (for 'did you mean' hints)."""
+    """Dotted keys of a config, for 'did you mean' hints."""
     from omegaconf import DictConfig
 
     if isinstance(node, DictConfig):

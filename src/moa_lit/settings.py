@@ -1,14 +1,12 @@
 """Every setting a user sets, declared once with its constraints and checked
 once, at the start of each command (scikit-learn's ``_parameter_constraints``).
 
-The typed groups and the commands' entry configs are dataclasses registered in
-Hydra's ConfigStore: an unknown key is refused when the config is composed.
-Whole numbers, booleans and texts are typed ``Any`` so the checker sees the
-value as given (``resume=maybe``, ``cv.n_folds=2.5`` are refused, never
-converted). A ``_target_`` node is checked against the ``_parameter_constraints``
-of the moa-lit class it builds; of Lightning's Trainer, what the fold loop needs
-(:data:`TRAINER_NEEDS`); the rest is the library's (``cli.library_error``).
-A refusal is one line, ``key=value: expected ...`` (``MoAError``, exit 2)."""
+The schemas are dataclasses in Hydra's ConfigStore, so an unknown key is
+refused when the config is composed. Whole numbers, booleans and texts are
+typed ``Any`` so the checker sees the value as given (``resume=maybe``,
+``cv.n_folds=2.5`` are refused, never converted). A ``_target_`` node is
+checked against the constraints of the moa-lit class it builds (of Lightning's
+Trainer, :data:`TRAINER_NEEDS`); the rest is the library's."""
 
 from __future__ import annotations
 
@@ -126,7 +124,7 @@ _ABSENT = object()
 def _value(node: Any, key: str, full: str) -> Any:
     try:
         value = OmegaConf.select(node, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=True)
-        if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: the command says what it needs
+        if value is not _ABSENT and OmegaConf.is_missing(node, key):  # ???: check_config says it is required
             return _ABSENT
     except OmegaConfBaseException as err:
         reason = str(err).strip().splitlines()[0][:200]
@@ -154,10 +152,10 @@ def check_node(node: Any, constraints: dict[str, Constraint], prefix: str = "") 
 
 @dataclass
 class Settings:
-    """A typed group: ``_parameter_constraints`` lists its fields' constraints,
-    ``together`` the checks across fields (one line, or None)."""
+    """A typed group; ``together``: the checks across fields (one line, or None)."""
 
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {}
+    usage: ClassVar[str] = ""  # the command line named when a required (``???``) setting is missing
 
     @staticmethod
     def together(values: dict[str, Any], prefix: str) -> str | None:
@@ -202,9 +200,7 @@ class LoaderSettings(Settings):
 
 @dataclass
 class FeatureSettings(Settings):
-    """Keyword arguments of ``training.features.build_feature_pipeline``; the
-    PCA, factor-analysis and quantile counts are checked against a fold's
-    rows and columns once the data is read (``features.check_against_data``)."""
+    """Keyword arguments of ``training.features.build_feature_pipeline``."""
 
     rank_gauss: Any = True  # quantile-transform each g-*/c-* column to a normal distribution
     n_quantiles: Any = 100  # quantiles of that transform; at most the smallest fold's training rows
@@ -226,10 +222,9 @@ class FeatureSettings(Settings):
         "variance_threshold": at_least(0, float, nullable=True),
     }
 
-    def refusal_on_data(self, rows: int, n_genes: int, n_cells: int) -> str | None:
-        """The counts that the data cannot give, once the folds are known:
-        ``rows`` is the smallest fold's training rows (the features are fitted
-        on them), ``n_genes``/``n_cells`` the g-* and c-* columns."""
+    def check_against_data(self, rows: int, n_genes: int, n_cells: int) -> None:
+        """Refuses a count the data cannot give; ``rows``: the smallest fold's
+        training rows (the features are fitted on them)."""
         for key, n, cols, what in (
             ("pca_genes", self.pca_genes, n_genes, "g-*"),
             ("pca_cells", self.pca_cells, n_cells, "c-*"),
@@ -238,10 +233,9 @@ class FeatureSettings(Settings):
         ):
             if n > min(rows, cols):
                 why = "the training rows of the smallest fold" if rows < cols else f"the number of {what} columns"
-                return f"features.{key}={n}: expected at most {min(rows, cols)}, {why}"
+                raise MoAError(f"features.{key}={n}: expected at most {min(rows, cols)}, {why}")
         if self.rank_gauss and self.n_quantiles > rows:
-            return f"features.n_quantiles={self.n_quantiles}: expected at most {rows}, the training rows of the smallest fold"
-        return None
+            raise MoAError(f"features.n_quantiles={self.n_quantiles}: expected at most {rows}, the training rows of the smallest fold")
 
 
 _STAGE = {
@@ -255,8 +249,7 @@ _STAGE = {
 @dataclass
 class AuxiliaryStage(Settings):
     """What both auxiliary stages share: a model of the non-scored (or scored +
-    non-scored) targets trained on the fold's training rows for a fixed
-    number of epochs."""
+    non-scored) targets trained on the fold's training rows."""
 
     enabled: Any = False  # run this stage before the scored model, on each fold's training rows
     targets: Any = "nonscored"  # what the stage learns: nonscored or scored+nonscored
@@ -301,9 +294,7 @@ class PredictSettings(Settings):
 @dataclass
 class EnsembleSettings(Settings):
     """``experiment=ensemble``: the model families trained on the same folds
-    and blended (``moa_lit/ensemble.py``). ``models`` maps a member's name (its
-    folder under ``members/``) to a ``model`` config; None: no ensemble.
-    Each member's model settings are checked as ``ensemble.models.<name>.*``."""
+    and blended (``moa_lit/ensemble.py``); a member's name is its folder."""
 
     models: Optional[Dict[str, Any]] = None  # member name -> model config (experiment=ensemble); null: no ensemble
 
@@ -380,9 +371,8 @@ def _trainer_together(values: dict[str, Any], prefix: str) -> str | None:
 
 @dataclass
 class TrainConfig(Settings):
-    """The schema of ``conf/train.yaml``: typed groups above; the others
-    (``data``, ``model``, ``trainer`` ...) are ``_target_`` nodes, checked
-    against the class they build."""
+    """The schema of ``conf/train.yaml``; ``data``, ``model``, ``trainer`` ...
+    are ``_target_`` nodes, checked against the class they build."""
 
     cv: CVSettings = field(default_factory=CVSettings)
     loader: LoaderSettings = field(default_factory=LoaderSettings)
@@ -421,6 +411,8 @@ class TrainConfig(Settings):
 @dataclass
 class PredictConfig(Settings):
     """The schema of ``conf/predict.yaml`` (its comments say what each key does)."""
+
+    usage: ClassVar[str] = "python -m moa_lit.predict run_dir=<training run folder> input=<features.csv>"
 
     run_dir: Any = "???"  # a training run's folder (it holds run.json and models/)
     input: Any = "???"  # a features CSV in the layout of test_features.csv
@@ -482,6 +474,8 @@ class BlendConfig(MergeConfig):
 class ReportConfig(Settings):
     """The schema of ``conf/report.yaml``."""
 
+    usage: ClassVar[str] = "python -m moa_lit.report run_dir=<training run folder>"
+
     run_dir: Any = "???"  # a training run's folder: its report/ is rebuilt
 
     _parameter_constraints: ClassVar = {"run_dir": Path()}
@@ -498,8 +492,7 @@ for _name, _schema in SCHEMAS.items():  # where each entry config's defaults lis
 
 
 def target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
-    """The constraints of the class a ``_target_`` builds (moa-lit's own
-    classes declare theirs; of Lightning's Trainer, what the fold loop needs)."""
+    """The constraints (and the check across them) of the class a ``_target_`` builds."""
     if target == "lightning.pytorch.Trainer":
         return TRAINER_NEEDS, _trainer_together
     from moa_lit.targets import is_allowed
@@ -519,9 +512,11 @@ def groups(schema: type[Settings]) -> dict[str, type[Settings]]:
 
 
 def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> None:
-    """Every setting of a command's config against its schema's constraints
-    and the constraints of the classes its ``_target_`` nodes build: the
-    first that does not fit is one MoAError line."""
+    """The first setting of a command's config that does not fit its schema's
+    constraints or its ``_target_`` class's, as one MoAError line."""
+    missing = [key for key in schema._parameter_constraints if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise MoAError(f"{prefix}{missing[0]} is required: {schema.usage}")
     values = check_node(cfg, schema._parameter_constraints, prefix)
     message = schema.together(values, prefix)
     for name, group in groups(schema).items():
@@ -540,10 +535,11 @@ def check_config(cfg: DictConfig, schema: type[Settings], prefix: str = "") -> N
                     raise MoAError(message)
 
 
-def typed(node, cls):
-    """A composed group as its settings object (checked by :func:`check_config`
-    at the command's start)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+def typed(cfg: DictConfig, name: str, schema: type[Settings] = TrainConfig) -> Settings:
+    """The composed group ``name`` (``cv``, ``loader``, ...) as its settings
+    object (checked by :func:`check_config` at the command's start); built
+    when asked for, so no other group's interpolation is resolved early."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(groups(schema)[name]), cfg[name]))
 
 
 def command_line_overrides() -> list[str]:

@@ -4,11 +4,9 @@ syntax, driving Optuna's ask-and-tell API. Unlike that plugin's sweeper, which
 ends the search as soon as one batch fails more than ``max_failure_rate``, a
 trial that raises or returns a non-finite value is told FAIL and the search
 goes on until more than ``floor(max_failure_rate * n_trials)`` trials of this
-command have failed. Each trial runs in ``<sweep dir>/trial_<number>``; trials
-left RUNNING by an interrupt are told FAIL; a resumed study reseeds its
-sampler so it does not redraw its first points; bad settings are one line
-before any trial; the end prints and writes the best trial over the whole
-study and the command that reproduces it.
+command have failed. A resumed study reseeds its sampler so it does not
+redraw its first points; the end prints the best trial over the whole study
+and the command that reproduces it.
 
 One private thing is used: ``hydra_plugins.hydra_optuna_sweeper._impl.
 create_params_from_overrides`` (:func:`parse_search_space`), so the search
@@ -59,8 +57,7 @@ def parse_search_space(overrides: list[str]) -> tuple[dict, dict, list[str]]:
 
 @dataclass
 class FailureTolerantSweeperImpl:
-    """hydra_plugins.moa_lit_sweeper's sweeper; its settings are built in
-    :meth:`sweep`, where a bad one becomes one line."""
+    """hydra_plugins.moa_lit_sweeper's sweeper."""
 
     sampler: Any
     direction: Any
@@ -122,8 +119,7 @@ class FailureTolerantSweeperImpl:
         return space, fixed, deletions
 
     def _check_keys(self, names: list[str]) -> None:
-        """Every searched key must exist in the training config; Hydra would
-        otherwise only fail when the first trial is composed."""
+        """Every searched key exists (Hydra would fail only when the first trial is composed)."""
         groups = set(self.config.hydra.runtime.choices.keys())
         for name in names:
             key = name.lstrip("~")
@@ -148,10 +144,8 @@ class FailureTolerantSweeperImpl:
             raise MoAError(f"hydra.sweeper.sampler: cannot build the sampler ({one_line(err)})") from err
 
     def _built_storage(self) -> Any:
-        """A storage URL as given, or an Optuna storage built from config
-        (``_target_: optuna.storages.JournalStorage`` ...); SQLite and the
-        journal create their file but not its folder, which Hydra makes only
-        when the first trial is launched."""
+        """A storage URL as given, or an Optuna storage built from config; its
+        file's folder is made (Hydra makes the sweep folder only at the first trial)."""
         cfg = self.storage
         if cfg is None or isinstance(cfg, str):
             if isinstance(cfg, str) and cfg.startswith("sqlite:///"):
@@ -193,8 +187,7 @@ class FailureTolerantSweeperImpl:
 
     def _create_or_load_study(self, storage: Any, directions: list[str]) -> optuna.Study:
         """Workers started together on an empty database race to create
-        Optuna's tables (PostgreSQL: duplicate key on pg_type); the losers
-        find the tables made on a second try."""
+        Optuna's tables (PostgreSQL: duplicate key on pg_type); losers retry."""
         from sqlalchemy.exc import IntegrityError, ProgrammingError
 
         for attempt in range(_SCHEMA_RACE_ATTEMPTS):
@@ -207,7 +200,6 @@ class FailureTolerantSweeperImpl:
                 if attempt == _SCHEMA_RACE_ATTEMPTS - 1:
                     raise
                 time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
 
     # -- the search ---------------------------------------------------------
 

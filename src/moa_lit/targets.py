@@ -1,13 +1,9 @@
-"""The Python objects a config may build. Hydra's ``instantiate`` calls
-whatever ``_target_`` a config names; moa-lit builds only the exact classes
-and functions below: its own, the torch optimisers and schedulers and the
-Lightning trainer, callbacks and loggers it uses, and (in a search or on a
-cluster) Optuna's samplers and storages and Hydra's sweeper and launcher
-plugins. No module wildcards: ``moa_lit.cli.os.system`` is not
-``moa_lit``'s. Any other ``_target_``, under ``hydra.*`` and in ensemble
-members too, is refused with one line before anything runs; Hydra enforces
-the same list on every ``instantiate`` call, its own callbacks included
-(``hydra.main(execution_whitelist=...)``)."""
+"""The Python objects a config may build: moa-lit builds only the exact
+classes and functions below (no module wildcards: ``moa_lit.cli.os.system``
+is not ``moa_lit``'s). Any other ``_target_``, under ``hydra.*`` and in
+ensemble members too, is refused with one line before anything runs; Hydra
+enforces the same list on every ``instantiate`` call, its own callbacks
+included (``hydra.main(execution_whitelist=...)``)."""
 
 from __future__ import annotations
 

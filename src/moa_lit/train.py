@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
-from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
 from moa_lit.quiet import quiet_lightning
@@ -31,20 +30,7 @@ from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
 from moa_lit.scoring.scores import new_drug_rows, optimized_score, score_line, score_run
-from moa_lit.settings import (
-    CVSettings,
-    FeatureSettings,
-    LoaderSettings,
-    PredictSettings,
-    PretrainSettings,
-    RefitSettings,
-    StackSettings,
-    TrainConfig,
-    check_config,
-    check_ignored_rate,
-    command_line_overrides,
-    typed,
-)
+from moa_lit.settings import TrainConfig, check_config, check_ignored_rate, command_line_overrides, typed
 from moa_lit.timing import PhaseTimer
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
@@ -69,12 +55,12 @@ def multirun_job_number() -> int | None:
 
 def fold_plan(cfg: DictConfig) -> FoldPlan:
     """How each fold is trained: the model and trainer factories and the stages' settings."""
-    cv = typed(cfg.cv, CVSettings)
+    cv = typed(cfg, "cv")
     return FoldPlan(
         new_model=instantiate(cfg.model, _partial_=True, _recursive_=False),
         new_trainer=instantiate(cfg.trainer, _partial_=True),
-        pretrain=typed(cfg.pretrain, PretrainSettings),
-        stack=typed(cfg.stack, StackSettings),
+        pretrain=typed(cfg, "pretrain"),
+        stack=typed(cfg, "stack"),
         cv_seed=cv.seed,
         drug_threshold=cv.drug_threshold,
     )
@@ -92,10 +78,8 @@ def fold_trainers(cfg: DictConfig) -> FoldTrainers:
 
 
 def check_library_settings(cfg: DictConfig) -> None:
-    """Lightning's, torch's (and a logger's optional package's) own checks of
-    the arguments they are given, run once before any work by building the
-    trainer, optimiser, scheduler, logger and callbacks from the config:
-    what they refuse is one line naming the setting (cli.library_error)."""
+    """The libraries' own checks of their arguments, before any work: each
+    object is built once; a refusal is one line naming the setting."""
     try:
         instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
         optimizer = instantiate(cfg.model.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
@@ -114,10 +98,8 @@ def check_library_settings(cfg: DictConfig) -> None:
 
 
 def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
-    """Every setting (``settings.check_config``) and the combinations that
-    cannot run or would be silently ignored (``overrides``: the command
-    line's). Run before Hydra makes the run folder (``cli.CheckFirst``) and
-    again when train starts (a search trial, an ensemble member, Python)."""
+    """Every setting and the combinations that cannot run or would be silently
+    ignored; before Hydra makes the run folder and again when train starts."""
     from moa_lit.ensemble import refuse_model_overrides
 
     check_config(cfg, TrainConfig)
@@ -146,7 +128,7 @@ def train(cfg: DictConfig) -> float:
 
         return train_ensemble(cfg, train, overrides)
     timer = PhaseTimer()
-    cv = typed(cfg.cv, CVSettings)
+    cv = typed(cfg, "cv")
     final_model = str(cfg.final_model)
     quiet_lightning()
     assign_job_gpu(cfg, multirun_job_number())
@@ -159,12 +141,12 @@ def train(cfg: DictConfig) -> float:
     threads = configure_threads(cfg.get("num_threads"))
     metric = cfg.optimized_metric
     seeds = [int(s) for s in cfg.seeds]
-    loader = typed(cfg.loader, LoaderSettings)
-    features = typed(cfg.features, FeatureSettings)
-    clip = typed(cfg.predict, PredictSettings).clip_range
+    loader = typed(cfg, "loader")
+    features = typed(cfg, "features")
+    clip = typed(cfg, "predict").clip_range
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
-    refit = typed(cfg.refit, RefitSettings)
+    refit = typed(cfg, "refit")
     run = RunDir(str(cfg.paths.output_dir))  # a folder named 2024 comes as a number
     check_apart_from_data(run.path, None if cfg.data.get("dir") is None else str(cfg.data.dir), output_key())
     resume = bool(cfg.get("resume", False))
@@ -196,9 +178,7 @@ def train(cfg: DictConfig) -> float:
         run.record_data(fingerprint, resuming)
         # Settings the data cannot satisfy (a fold's rows and columns): one line before any training.
         train_rows = {k: int(((folds != k) & ~is_control).sum()) for k in fold_ids}
-        refused = features.refusal_on_data(min(train_rows.values()), len(data.layout.genes), len(data.layout.cells))
-        if refused:
-            raise MoAError(refused)
+        features.check_against_data(min(train_rows.values()), len(data.layout.genes), len(data.layout.cells))
         warn_if_schedule_cannot_run(cfg, train_rows)
         ids = data.train[schema.ID].to_numpy()
         with timer("writing"):
@@ -210,7 +190,7 @@ def train(cfg: DictConfig) -> float:
             run.write_folds(fold_table)
             run.write_labels(labels_table(ids, data.train[schema.CP_TYPE].to_numpy(), targets, names))
             manifest = RunManifest.new(
-                data.layout, names, data.sample_submission_columns, seeds, fold_ids, clip=clip,
+                data.layout, names, seeds, fold_ids, clip=clip,
                 final_model=final_model, refit_seeds=refit.seeds,
             )
             run.write_manifest(manifest)
@@ -235,9 +215,7 @@ def train(cfg: DictConfig) -> float:
             with timer("refit"):
                 epochs = refit_epochs([f["best_epoch"] for f in preds.fold_summaries], refit.epoch_scale)
                 refitted = refit_final_models(
-                    plan, dm, run, refit.seeds, epochs,
-                    test_features=None if data.test is None else data.test,
-                    test_is_control=None if data.test is None else data.test_is_control,
+                    plan, dm, run, refit.seeds, epochs, test_features=data.test, test_is_control=data.test_is_control,
                     clip=clip, resume=resume,
                 )
             if test_pred is not None:
@@ -279,9 +257,7 @@ def train(cfg: DictConfig) -> float:
 
 
 def output_key() -> str:
-    """The setting that chose the run folder, as the user wrote it:
-    ``hydra.run.dir`` (or ``hydra.sweep.dir``) when ``paths.output_dir`` is
-    Hydra's folder for the job, else ``paths.output_dir``."""
+    """The setting that chose the run folder, as the user wrote it."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized() or not any(o.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for o in HydraConfig.get().overrides.hydra):
@@ -289,12 +265,11 @@ def output_key() -> str:
     return "hydra.sweep.dir" if multirun_job_number() is not None else "hydra.run.dir"
 
 
-def continue_on_interrupt(cfg: DictConfig):
-    """Ctrl-C / SIGTERM: one line with the command that resumes the run."""
-    return say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir))
-
-
-main = hydra_command("train", train, around=continue_on_interrupt, check=check_settings)
+# Ctrl-C / SIGTERM: one line with the command that resumes the run.
+main = hydra_command(
+    "train", train, around=lambda cfg: say_how_to_continue("moa_lit.train", sys.argv[1:], Path(cfg.paths.output_dir)),
+    check=check_settings,
+)
 
 
 if __name__ == "__main__":

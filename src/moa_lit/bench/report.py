@@ -37,7 +37,7 @@ def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_co
     folds = rng.integers(0, 5, n_rows)
 
     run = RunDir(run_dir)
-    run.write_manifest(RunManifest.new(schema.FeatureLayout.kaggle(), names, None, seeds, list(range(5))))
+    run.write_manifest(RunManifest.new(schema.FeatureLayout.kaggle(), names, seeds, list(range(5))))
     frame = pd.DataFrame(oof, columns=names)
     frame.insert(0, schema.ID, ids)
     run.write_predictions(frame, None)

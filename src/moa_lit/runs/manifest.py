@@ -1,9 +1,7 @@
 """``run.json``: what a saved run needs to score new profiles without its
-training data (feature layout, targets in output order, seeds and folds, the
-prediction clip, a blend's members). It is also the marker of a folder moa-lit
-made: a command writes it first (:func:`started_marker`). ``FORMAT_VERSION``
-changes whenever a run folder written by one moa-lit cannot be read by
-another; other versions are refused with one line."""
+training data. It is also the marker of a folder moa-lit made: a command
+writes it first (:func:`started_marker`). ``FORMAT_VERSION`` changes whenever
+a run folder written by one moa-lit cannot be read by another."""
 
 from __future__ import annotations
 
@@ -69,12 +67,10 @@ class RunManifest:
             raise ValueError(f"final_model {self.final_model!r}")
 
     @classmethod
-    def new(
-        cls, layout, target_names, submission_columns, seeds, folds, clip=None, final_model="fold_average", refit_seeds=()
-    ) -> "RunManifest":
+    def new(cls, layout, target_names, seeds, folds, clip=None, final_model="fold_average", refit_seeds=()) -> "RunManifest":
+        # The reader refuses a sample submission whose header is not sig_id + the targets.
         return cls(
-            genes=layout.genes, cells=layout.cells, target_names=target_names,
-            output_columns=submission_columns if submission_columns else [schema.ID, *target_names],
+            genes=layout.genes, cells=layout.cells, target_names=target_names, output_columns=[schema.ID, *target_names],
             seeds=seeds, folds=folds, clip=clip, final_model=final_model,
             refit_seeds=refit_seeds if final_model != "fold_average" else [],
         )

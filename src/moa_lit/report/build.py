@@ -58,8 +58,8 @@ def _curves(run: RunDir, manifest: RunManifest) -> list[FoldCurve]:
 def read_report_inputs(run_dir: Path) -> ReportInputs:
     run = RunDir(run_dir)
     manifest = run.manifest()
-    scores = run.read_scores()
-    oof_frame = run.read_oof()
+    scores = run.read(run_files.SCORES)
+    oof_frame = run.read(run_files.OOF)
     names = manifest.target_names
     absent = [n for n in names if n not in oof_frame.columns]
     if absent:

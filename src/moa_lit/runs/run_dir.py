@@ -286,10 +286,6 @@ class RunDir:
         """Every file under ``models/``, sorted (what the fold predictors are loaded from)."""
         return sorted(p for p in (self.path / files.MODELS).rglob("*") if p.is_file())
 
-    @property
-    def report_dir(self) -> Path:
-        return self.path / files.REPORT
-
     def need(self, name: str, what: str = "every finished training run") -> Path:
         path = self.path / name
         if not path.is_file():

@@ -15,6 +15,7 @@ import torch
 from conftest import compose_train
 from moa_lit.blend import nested_blend, nested_weights, optimise_weights
 from moa_lit.run_checks import train_batches_per_epoch
+from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.training.final_model import RunModel
 from moa_lit.training.refit import refit_epochs
@@ -91,7 +92,7 @@ def test_ensemble_oof_is_the_nested_blend_of_its_members(ensemble_run):
     for k in (0, 1):
         np.testing.assert_allclose(again[k], per_fold[k], atol=1e-6)
     assert scores["oof_logloss"] == pytest.approx(
-        RunDir(out).read_scores()["oof_logloss"]
+        RunDir(out).read(files.SCORES)["oof_logloss"]
     ) and set(scores["ensemble"]["members"]) == set(names)
     manifest = RunDir(out).manifest()
     assert [m.run for m in manifest.members] == ["members/mlp", "members/linear"]  # relative: the folder can move
@@ -100,7 +101,7 @@ def test_ensemble_oof_is_the_nested_blend_of_its_members(ensemble_run):
 def test_refit_trains_on_every_row_for_the_chosen_epochs(ensemble_run):
     out, _ = ensemble_run
     member = RunDir(out / "members" / "mlp")
-    scores = member.read_scores()
+    scores = member.read(files.SCORES)
     epochs = refit_epochs([f["best_epoch"] for f in scores["fold_summaries"]], 1.0)
     n_treated = int((~member.labels(member.manifest().target_names).is_control).sum())
     assert scores["final_model"]["refit"] == {"epochs": epochs, "seeds": [0, 1], "n_train_rows": n_treated}

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli, tiny_run_overrides
 from moa_lit import schema
 from moa_lit.blend import nested_weights, optimise_weights
+from moa_lit.runs import files
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
 from moa_lit.scoring.scores import NEW_DRUGS, new_drug_rows, optimized_score, score_run
@@ -116,7 +117,7 @@ def runs(tmp_path_factory):
 def new_drug_loss_of(run_dir):
     """The function applied to the run's own files: oof.csv, labels.csv, folds.csv."""
     run = RunDir(run_dir)
-    oof, folds = run.read_oof(), run.read_folds()
+    oof, folds = run.read(files.OOF), run.read(files.FOLDS)
     names = list(oof.columns[1:])
     labels = run.labels(names)
     rows = new_drug_rows(folds[schema.DRUG], labels.is_control, json.loads((run_dir / "scores.json").read_text())["drug_threshold"])
@@ -205,12 +206,12 @@ def test_ensemble_fits_nested_weights_on_and_returns_the_new_drug_rows(tmp_path,
     assert capsys.readouterr().out.splitlines()[-2].startswith(f"Ensemble (nested) OOF log loss {value:.5f} over {rows.sum()} rows of new drugs")
     # The recorded nested weights are those fitted on the other fold's new-drug rows.
     names = list(scores["ensemble"]["weights"])
-    oof = RunDir(out).read_oof()
+    oof = RunDir(out).read(files.OOF)
     targets = list(oof.columns[1:])
     labels = RunDir(out).labels(targets)
     pos = labels.rows_of(oof[schema.ID], out)
-    folds = RunDir(out).read_folds()["fold"].to_numpy()[pos]
-    preds = [RunDir(out / "members" / n).read_oof()[targets].to_numpy() for n in names]
+    folds = RunDir(out).read(files.FOLDS)["fold"].to_numpy()[pos]
+    preds = [RunDir(out / "members" / n).read(files.OOF)[targets].to_numpy() for n in names]
     again = nested_weights(labels.targets[pos], preds, folds, [0, 1], rows[pos])
     for k, w in scores["ensemble"]["weights_per_fold"].items():
         np.testing.assert_allclose(again[int(k)], [w[n] for n in names], atol=1e-6)

@@ -15,15 +15,13 @@ from scipy.optimize import minimize
 from moa_lit import schema
 from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
-from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, run_folders,
-    score_oof, weighted_average, write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, output_run, read_finished,
+    run_folders, score_oof, weighted_average, write_combined,
 )
 from moa_lit.runs.manifest import BlendMember
-from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
 from moa_lit.scoring.scores import brief_scores, choosing_rows, headline_scores, score_line
 from moa_lit.settings import BlendConfig, check_config
@@ -149,13 +147,11 @@ def blend_runs(run_dirs: list[Path], nested: bool = False) -> Blend:
 def blend(run_dirs: list[Path], output_dir: Path) -> dict:
     if len(run_dirs) < 2:
         raise MoAError(f"runs={[str(r) for r in run_dirs]}: expected at least two run directories, e.g. runs=[dir1,dir2]")
-    target = RunDir(output_dir)
-    target.check_apart_from(run_dirs, "output_dir")
-    target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
+    target = output_run(output_dir, run_dirs)
     blended = blend_runs(run_dirs)
     first, scores, weights = blended.runs[0], blended.scores, blended.weights
     scores["runs"] = {str(r.path): s for r, s in zip(blended.runs, blended.singles)}
-    scores["data"] = first.run.data_fingerprint()
+    scores["data"] = first.run.read(files.DATA_FINGERPRINT, None)
     scores["untrusted"], accepted = carried_untrusted(blended.runs)
     if blended.submission is None:
         log.info("not every run has a %s: no blended submission written", files.SUBMISSION)
@@ -164,7 +160,6 @@ def blend(run_dirs: list[Path], output_dir: Path) -> dict:
     with target.claimed("output_dir"):
         target.write_json(WEIGHTS, {str(r): float(w) for r, w in zip(run_dirs, weights)})
         write_combined(target, first.run, manifest, first.folds, blended.oof, blended.submission, scores)
-        build_report(target.path)
     return {"weights": weights, "scores": scores, "accepted": accepted}
 
 

@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from moa_lit.blend import blend_runs
 from moa_lit.errors import MoAError
-from moa_lit.report import build_report
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons
 from moa_lit.runs import files
 from moa_lit.runs.combine import write_combined
@@ -91,7 +90,7 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
             "weights": dict(zip(names, map(float, blended.weights))),
         }
         scores["seeds"] = [int(s) for s in cfg.seeds]
-        scores["data"] = source.run.data_fingerprint()
+        scores["data"] = source.run.read(files.DATA_FINGERPRINT, None)
         scores["timings_s"] = timer.summary()
         scores["wall_time_s"] = scores["timings_s"]["total"]
         untrusted = untrusted_reasons(cfg, scores, run.path, [], cv.fold_ids)
@@ -102,7 +101,6 @@ def train_ensemble(cfg: DictConfig, train_member: Callable[[DictConfig], float],
             seeds=[], clip=None, members=members, final_model="fold_average", refit_seeds=[],
         )
         write_combined(run, source.run, manifest, source.folds, blended.oof, blended.submission, scores)
-        build_report(run.path)
         shown = ", ".join(f"{n} {w:.3f}" for n, w in scores["ensemble"]["weights"].items())
         print(
             f"Ensemble (nested) {score_line(scores, prior=True)}; weights fitted on all folds: {shown}; "

@@ -14,13 +14,11 @@ from omegaconf import DictConfig
 from moa_lit import schema
 from moa_lit.cli import hydra_command
 from moa_lit.errors import MoAError
-from moa_lit.fs_errors import check_writable_folder
-from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.run_checks import end_untrusted_run
 from moa_lit.runs.combine import (
-    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, read_finished, run_folders,
-    score_oof, write_combined,
+    FinishedRun, carried_untrusted, check_same_data, labels_in_fold_order, new_drugs_of, output_run, read_finished,
+    run_folders, score_oof, write_combined,
 )
 from moa_lit.runs.run_dir import RunDir, changed_settings
 from moa_lit.scoring.scores import score_line
@@ -41,7 +39,7 @@ def load_part(run_dir: Path) -> tuple[FinishedRun, dict]:
     for name in (files.SETTINGS, files.RUN_MANIFEST, files.FOLDS, files.LABELS, files.OOF, files.SCORES):
         if not run.has(name):
             raise MoAError(f"runs: {run_dir} has no {name}; expected a finished training run")
-    return read_finished(run_dir), run.settings()
+    return read_finished(run_dir), run.read(files.SETTINGS, None)
 
 
 def check_compatible(parts: list[FinishedRun], settings: list[dict]) -> None:
@@ -67,9 +65,7 @@ def check_compatible(parts: list[FinishedRun], settings: list[dict]) -> None:
 def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
     if not run_dirs:
         raise MoAError("runs=[]: expected the run folders to merge, e.g. runs=[outputs/a,outputs/b]")
-    target = RunDir(output_dir)
-    target.check_apart_from([Path(d) for d in run_dirs], "output_dir")
-    target.check_may_write("output_dir")  # before anything is read (again when the folder is claimed)
+    target = output_run(output_dir, [Path(d) for d in run_dirs])
     parts, settings = (list(x) for x in zip(*[load_part(Path(d)) for d in run_dirs]))
     check_compatible(parts, settings)
     first = parts[0]
@@ -106,12 +102,11 @@ def merge_runs(run_dirs: list[str | Path], output_dir: Path) -> dict:
             for name in (files.MODELS, files.LOGS):
                 if (part.path / name).is_dir():
                     shutil.copytree(part.path / name, target.path / name, dirs_exist_ok=True)
-        config = first.run.config()
+        config = first.run.read(files.CONFIG)
         config["cv"]["folds"] = merged_folds
         target.write_yaml(files.CONFIG, config)
         target.write_yaml(files.SETTINGS, {**settings[0], "cv": {**settings[0]["cv"], "folds": merged_folds}})
         write_combined(target, first.run, manifest.with_folds(fold_ids), fold_table, oof_frame, submission, scores)
-        build_report(target.path)
     return scores, accepted
 
 
@@ -119,7 +114,6 @@ def merge(cfg: DictConfig) -> float:
     check_config(cfg, MergeConfig)
     # str(): a folder named 2024 comes from Hydra as a number
     output_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else Path(str(cfg.paths.output_dir))
-    check_writable_folder(output_dir, "output_dir")
     runs = run_folders(cfg.runs)
     scores, accepted = merge_runs(runs, output_dir)
     print(

@@ -131,7 +131,7 @@ def pooling_quality(run_dir: Path) -> None:
     inputs = read_report_inputs(run_dir)
     run = RunDir(run_dir)
     folds = pd.read_csv(run.need(files.FOLDS)).set_index(schema.ID)
-    oof_ids = run.read_oof()[schema.ID]
+    oof_ids = run.read(files.OOF)[schema.ID]
     drugs = folds.loc[oof_ids, schema.DRUG].to_numpy()
     r = evaluate_pooling(inputs.oof, inputs.labels, drugs, inputs.is_control)
     print(f"pooling (OOF rows of {r.n_drugs} labelled drugs with <= 18 rows, {r.n_rows} rows; drug-weighted; "
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     test = None
     if not {"neighbours", "ig", "fidelity"} <= skip:
         try:
-            test = instantiate(OmegaConf.create(run.config()).data, _execution_whitelist_=ALLOWED_TARGETS).test
+            test = instantiate(OmegaConf.create(run.read(files.CONFIG)).data, _execution_whitelist_=ALLOWED_TARGETS).test
         except Exception:
             test = None
         queries = _queries(reference, test, args.queries)

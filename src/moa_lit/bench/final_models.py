@@ -27,6 +27,7 @@ from hydra.core.global_hydra import GlobalHydra
 from moa_lit import load_run, schema
 from moa_lit.config import CONFIG_DIR
 from moa_lit.data.sources import load_synthetic
+from moa_lit.runs import files
 from moa_lit.runs.files import read_json, write_json
 from moa_lit.runs.run_dir import RunDir
 from moa_lit.scoring.metric import mean_logloss
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     prior = mean_logloss(truth, np.broadcast_to(smoothed_prevalence(train_targets), truth.shape))
     rows = []
     for name, run in [*((m, ensemble.member(m)) for m in read_json(ensemble.path / "scores.json")["ensemble"]["weights"]), ("ensemble", ensemble)]:
-        oof = run.read_scores()["oof_logloss"]
+        oof = run.read(files.SCORES)["oof_logloss"]
         rows.append({"run": name, "oof": oof, **{k: held_out_loss(run, features, truth, names, k) for k in KINDS}})
     header = (
         f"Final models on held-out drugs of the built-in synthetic data: {args.n_samples} rows, "

@@ -130,7 +130,7 @@ def load_reference(reference: str | None, run_dir: Path, layout, target_names: l
         else:
             from hydra.utils import instantiate
 
-            data_cfg = OmegaConf.create(run.config()).data
+            data_cfg = OmegaConf.create(run.read(files.CONFIG)).data
             check_targets(OmegaConf.create({"data": data_cfg}))
             data = instantiate(data_cfg, _execution_whitelist_=ALLOWED_TARGETS)
     except Exception as err:

@@ -58,8 +58,8 @@ def _curves(run: RunDir, manifest: RunManifest) -> list[FoldCurve]:
 def read_report_inputs(run_dir: Path) -> ReportInputs:
     run = RunDir(run_dir)
     manifest = run.manifest()
-    scores = run.read_scores()
-    oof_frame = run.read_oof()
+    scores = run.read(run_files.SCORES)
+    oof_frame = run.read(run_files.OOF)
     names = manifest.target_names
     absent = [n for n in names if n not in oof_frame.columns]
     if absent:
@@ -78,8 +78,10 @@ def read_report_inputs(run_dir: Path) -> ReportInputs:
 
 
 def _save(fig, path: Path) -> None:
+    """As PNG, named: the temporary file has no .png suffix."""
     try:
-        run_files.save_figure(fig, path)
+        with run_files.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
 
@@ -138,7 +140,7 @@ def scores_section(scores: dict) -> list[str]:
 def build_report(run_dir: Path) -> Path:
     inputs = read_report_inputs(Path(run_dir))
     run = RunDir(inputs.run_dir)
-    out = run.report_dir
+    out = run.path / run_files.REPORT
     out.mkdir(exist_ok=True)
     scores, manifest = inputs.scores, inputs.manifest
     names = manifest.target_names

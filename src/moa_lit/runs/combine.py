@@ -13,6 +13,8 @@ import pandas as pd
 
 from moa_lit import schema
 from moa_lit.errors import MoAError
+from moa_lit.fs_errors import check_writable_folder
+from moa_lit.report import build_report
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import Labels, RunDir, changed_data_files
@@ -36,6 +38,16 @@ def run_folders(value) -> list[Path]:
     return folders
 
 
+def output_run(output_dir: Path, run_dirs: list[Path]) -> RunDir:
+    """``output_dir`` checked before any run is read: writable, apart from the
+    runs, new or empty (checked again when it is claimed)."""
+    check_writable_folder(output_dir, "output_dir")
+    target = RunDir(output_dir)
+    target.check_apart_from(run_dirs, "output_dir")
+    target.check_may_write("output_dir")
+    return target
+
+
 @dataclass
 class FinishedRun:
     run: RunDir
@@ -51,15 +63,16 @@ class FinishedRun:
 
 def read_finished(path: Path) -> FinishedRun:
     run = RunDir(path)
-    folds, oof = run.read_folds(FINISHED), run.read_oof(FINISHED)
-    return FinishedRun(run, folds, oof, run.read_submission(), run.read_scores() if run.has(files.SCORES) else {})
+    folds, oof = run.read(files.FOLDS, FINISHED), run.read(files.OOF, FINISHED)
+    return FinishedRun(run, folds, oof, run.read(files.SUBMISSION, None), run.read(files.SCORES, None) or {})
 
 
 def check_same_data(runs: list[FinishedRun]) -> None:
     """Every run was trained on the data files of the first (the SHA-1s of its ``data.json``)."""
-    first = runs[0]
-    for other in runs[1:]:
-        changed = changed_data_files(first.run.data_fingerprint() or {}, other.run.data_fingerprint() or {})
+    first, *others = runs
+    saved = first.run.read(files.DATA_FINGERPRINT, None) or {}
+    for other in others:
+        changed = changed_data_files(saved, other.run.read(files.DATA_FINGERPRINT, None) or {})
         if changed:
             raise MoAError(
                 f"runs: {other.path} was trained on other data than {first.path}: {changed[0]}; "
@@ -75,7 +88,7 @@ def carried_untrusted(runs: list[FinishedRun]) -> tuple[list[str], bool]:
         reasons = r.scores.get("untrusted")
         if reasons:
             marks.append(f"{r.path} is untrusted ({'; '.join(reasons)})")
-            accepted = accepted and bool((r.run.settings() or {}).get("allow_worse_than_prior"))
+            accepted = accepted and bool((r.run.read(files.SETTINGS, None) or {}).get("allow_worse_than_prior"))
     return marks, accepted
 
 
@@ -124,13 +137,13 @@ def weighted_average(frames: list[pd.DataFrame], weights, what: str, paths: list
 
 def write_combined(out: RunDir, source: RunDir, manifest: RunManifest, folds: pd.DataFrame, oof: pd.DataFrame,
                    submission: pd.DataFrame | None, scores: dict) -> None:
-    """A complete run: what ``predict`` and ``report`` read, the labels and
-    data fingerprint of ``source``; scores.json last."""
+    """A complete run: what ``predict`` reads, the labels and data fingerprint
+    of ``source``, scores.json last, then its report."""
     out.write_folds(folds)
     files.write_text((source.path / files.LABELS).read_text(), out.path / files.LABELS)
-    fingerprint = source.data_fingerprint()
-    if fingerprint is not None:
-        out.write_json(files.DATA_FINGERPRINT, fingerprint)
+    if source.has(files.DATA_FINGERPRINT):
+        out.write_json(files.DATA_FINGERPRINT, source.read(files.DATA_FINGERPRINT))
     out.write_manifest(manifest)
     out.write_predictions(oof, submission)
     out.write_scores(scores)
+    build_report(out.path)

@@ -117,12 +117,6 @@ def write_text(text: str, path: Path) -> None:
         tmp.write_text(text)
 
 
-def save_figure(figure, path: Path, dpi: int = 110) -> None:
-    """A matplotlib figure as PNG (the format is named: the temporary file has no .png suffix)."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
-
-
 def remove_temporaries(run_dir: Path) -> list[Path]:
     """Delete the temporary files a killed run left behind (a SIGKILL skips ``atomic_path``'s clean-up)."""
     stale = [p for p in Path(run_dir).rglob(f".*{TEMPORARY_SUFFIX}") if p.is_file()]

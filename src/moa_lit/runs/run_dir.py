@@ -286,10 +286,6 @@ class RunDir:
         """Every file under ``models/``, sorted (what the fold predictors are loaded from)."""
         return sorted(p for p in (self.path / files.MODELS).rglob("*") if p.is_file())
 
-    @property
-    def report_dir(self) -> Path:
-        return self.path / files.REPORT
-
     def need(self, name: str, what: str = "every finished training run") -> Path:
         path = self.path / name
         if not path.is_file():
@@ -298,6 +294,19 @@ class RunDir:
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
+
+    def read(self, name: str, what: str | None = "every finished training run") -> Any:
+        """A run file by its kind: a CSV table (:func:`read_run_csv`), JSON, or
+        YAML unresolved; a missing one is None when ``what`` is None, else a
+        one-line MoAError expecting it in ``what``."""
+        if what is None and not self.has(name):
+            return None
+        path = self.need(name, what)
+        if name.endswith(".csv"):
+            return read_run_csv(path)
+        if name.endswith(".json"):
+            return files.read_json(path)
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
     # -- the one rule for writing ---------------------------------------------
     def check_may_write(self, key: str, resume: bool | None = None) -> bool:
@@ -360,7 +369,7 @@ class RunDir:
                 f"resume=true: {self.path} holds no {files.SETTINGS}, so it cannot be checked that its outputs "
                 "were made with these settings; start a new run"
             )
-        changed = changed_settings(self.settings(), settings)
+        changed = changed_settings(self.read(files.SETTINGS), settings)
         if changed:
             shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
             raise MoAError(
@@ -388,16 +397,12 @@ class RunDir:
             return
         files.write_json(fingerprint, path)
 
-    def data_fingerprint(self) -> dict | None:
-        path = self.path / files.DATA_FINGERPRINT
-        return files.read_json(path) if path.is_file() else None
-
     def check_resume_keeps_outputs(self, seeds: list[int], fold_ids: list[int]) -> None:
         """A finished run resumed with fewer seeds or folds would have its
         oof.csv, submission.csv and scores replaced by those of the subset."""
-        if not self.has(files.SCORES):
+        finished = self.read(files.SCORES, None)
+        if finished is None:
             return
-        finished = self.read_scores()
         dropped_folds = sorted(set(finished.get("folds") or []) - set(fold_ids))
         dropped_seeds = sorted(set(finished.get("seeds") or []) - set(seeds))
         if dropped_folds or dropped_seeds:
@@ -410,27 +415,16 @@ class RunDir:
 
     def check_same_folds(self, fold_table: pd.DataFrame) -> None:
         """A resumed run must split the same rows into the same folds as before."""
-        path = self.path / files.FOLDS
-        if not path.is_file():
-            return
-        if not read_run_csv(path).astype(str).equals(fold_table.astype(str)):
+        saved = self.read(files.FOLDS, None)
+        if saved is not None and not saved.astype(str).equals(fold_table.astype(str)):
             raise MoAError(
-                f"resume=true: the data's rows or fold assignment differ from {path}; "
+                f"resume=true: the data's rows or fold assignment differ from {self.path / files.FOLDS}; "
                 "the data changed since the run started: start a new run"
             )
 
     # -- settings and config ------------------------------------------------
     def write_yaml(self, name: str, tree: dict) -> None:
         files.write_text(OmegaConf.to_yaml(OmegaConf.create(tree)), self.path / name)
-
-    def settings(self) -> dict | None:
-        """The resolved settings the run started with (``settings.yaml``)."""
-        path = self.path / files.SETTINGS
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else None
-
-    def config(self) -> dict:
-        """Hydra's composed config (``.hydra/config.yaml``), unresolved."""
-        return OmegaConf.to_container(OmegaConf.load(self.need(files.CONFIG)), resolve=False)
 
     def write_hydra_record(self, cfg) -> None:
         """What Hydra itself would write into ``.hydra/``, written once the run owns the folder."""
@@ -458,9 +452,6 @@ class RunDir:
 
     def write_folds(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.FOLDS)
-
-    def read_folds(self, what: str = "every finished training run") -> pd.DataFrame:
-        return read_run_csv(self.need(files.FOLDS, what))
 
     def write_labels(self, table: pd.DataFrame) -> None:
         files.write_csv(table, self.path / files.LABELS)
@@ -497,18 +488,8 @@ class RunDir:
         if submission is not None:
             files.write_csv(submission, self.path / files.SUBMISSION, float_format=FLOAT_FORMAT)
 
-    def read_oof(self, what: str = "every finished training run") -> pd.DataFrame:
-        return read_run_csv(self.need(files.OOF, what))
-
-    def read_submission(self) -> pd.DataFrame | None:
-        path = self.path / files.SUBMISSION
-        return read_run_csv(path) if path.is_file() else None
-
     def write_scores(self, scores: dict) -> None:
         files.write_json(scores, self.path / files.SCORES)
-
-    def read_scores(self) -> dict:
-        return files.read_json(self.need(files.SCORES))
 
     def write_json(self, name: str, obj: Any) -> None:
         files.write_json(obj, self.path / name)

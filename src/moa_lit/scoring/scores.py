@@ -92,9 +92,7 @@ def smoothed_prevalence(targets: np.ndarray) -> np.ndarray:
 
 
 def fold_prior_predictions(targets, folds, is_control, fold_ids) -> np.ndarray:
-    """Out-of-fold prior: each fold's rows get the treated training rows' prevalence,
-    smoothed by half a positive so a target absent from a fold's training rows
-    is not predicted exactly 0 (which the clipped metric punishes with ~34.5)."""
+    """Out-of-fold prior: each fold's rows get its treated training rows' smoothed prevalence."""
     prior = np.full(targets.shape, np.nan)
     for k in fold_ids:
         train = (folds != k) & ~is_control

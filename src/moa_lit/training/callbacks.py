@@ -33,23 +33,15 @@ class StopOnNonFiniteLoss(L.Callback):
         self.label = label
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx + 1 >= trainer.num_training_batches:
-            self._check_sum(pl_module, trainer.current_epoch)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Epochs without a known length (runs before the module's own hook resets its sum).
-        if trainer.num_training_batches == float("inf"):
-            self._check_sum(pl_module, trainer.current_epoch)
-
-    def _check_sum(self, pl_module, epoch: int) -> None:
+        # Every loader here has a length (TensorBatches), so the last batch is known.
         total = pl_module.epoch_loss_sum()
-        if total is None:
+        if batch_idx + 1 < trainer.num_training_batches or total is None:
             return
         value = float(total)
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
-                f"{epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
+                f"{trainer.current_epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
             )
 
 
@@ -80,11 +72,8 @@ class EpochTrainLoss(L.Callback):
             del self.losses[trainer.current_epoch:]  # an epoch run again after a resume counts once
             self.losses.append(float(value))
 
-    def record(self) -> dict[str, Any]:
-        return {"start": self.start, "epochs": list(self.losses)}
-
     def state_dict(self) -> dict[str, Any]:
-        return self.record()
+        return {"start": self.start, "epochs": list(self.losses)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.start = state_dict.get("start")
@@ -140,8 +129,6 @@ class FreezeBody(L.Callback):
     before it fits; then the whole network trains."""
 
     def __init__(self, epochs: int) -> None:
-        if epochs < 0:
-            raise MoAError(f"pretrain.freeze_body_epochs={epochs}: expected 0 or more epochs")
         self.epochs = epochs
 
     def _set(self, pl_module, frozen: bool) -> None:

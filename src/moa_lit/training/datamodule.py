@@ -69,18 +69,13 @@ class TensorBatches:
         self.sampler = EpochPermutations(seed) if shuffle else None
         self.batch_sampler = None
 
-    def _n_batches(self) -> int:
-        n = len(self.x)
-        full, rest = divmod(n, self.batch_size)
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.x), self.batch_size)
         return full + (1 if rest > 1 or (rest == 1 and not self.drop_singleton) else 0)
 
-    def __len__(self) -> int:
-        return self._n_batches()
-
     def __iter__(self):
-        n = len(self.x)
-        order = self.sampler.permutation(n).to(self.x.device) if self.sampler is not None else None
-        for b in range(self._n_batches()):
+        order = self.sampler.permutation(len(self.x)).to(self.x.device) if self.sampler is not None else None
+        for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if order is None:
                 yield self.x[sl], self.y[sl]
@@ -140,7 +135,6 @@ class MoADataModule(L.LightningDataModule):
         self.seed = 0
         self.preprocessor: Pipeline | None = None
         self.tensors: FoldTensors | None = None
-        self.feature_fits = 0  # pipelines fitted so far (one per fold, whatever the seeds)
 
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
@@ -179,10 +173,8 @@ class MoADataModule(L.LightningDataModule):
             self.seed = seed
             return self
         self.fold, self.seed = fold, seed
-        pipeline = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
-        self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
-        self.feature_fits += 1
-        x_train = self._finite(x_train, fold)
+        self.preprocessor = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
+        x_train = self._finite(fit_transform_features(self.preprocessor, self.features.iloc[train_idx]), fold)
         choosing = self.choosing[val_idx]
         if len(val_idx) and not choosing.any():
             log.info("%s has no new-drug rows: its best epoch is chosen on its treated rows", what)
@@ -210,12 +202,6 @@ class MoADataModule(L.LightningDataModule):
             )
         return x
 
-    def transform(self, features: pd.DataFrame) -> torch.Tensor:
-        """Features of any rows through the current fold's fitted pipeline, on
-        the fold's device (test rows are predicted there, like the OOF rows)."""
-        assert self.preprocessor is not None, "call set_fold first"
-        return self.tensor(self.preprocessor.transform(features))
-
     @property
     def n_features(self) -> int:
         assert self.tensors is not None, "call set_fold first"
@@ -232,9 +218,8 @@ class MoADataModule(L.LightningDataModule):
         return self.batches(self.tensors.x_train, self.tensors.y_train, train=True)
 
     def val_batches(self, x_val: torch.Tensor | None = None) -> TensorBatches:
-        """The validation batches whose log loss chooses the best epoch: the
-        fold's new-drug rows, or its treated rows where it has none; ``x_val``:
-        other features of the validation rows (stacked columns appended)."""
+        """The rows whose log loss chooses the best epoch (``choosing``);
+        ``x_val``: the validation rows with stacked columns appended."""
         t = self.tensors
         x = t.x_val if x_val is None else x_val
         return self.batches(x[t.val_choosing], t.y_val[t.val_choosing], train=False)

@@ -56,13 +56,7 @@ class ProjectedPCA(PCA):
 
 
 def _block(
-    name: str,
-    rank_gauss: bool,
-    n_quantiles: int,
-    pca: int,
-    factor_analysis: int,
-    seed: int,
-    variance_threshold: float | None = None,
+    rank_gauss: bool, n_quantiles: int, pca: int, factor_analysis: int, seed: int, variance_threshold: float | None
 ) -> Pipeline:
     """g-* or c-* block: optional rank-Gauss, then the values plus appended components."""
     expand = [("values", "passthrough")]
@@ -110,8 +104,8 @@ def build_feature_pipeline(
         if n < 0 or n > len(cols):
             raise MoAError(f"{key}={n}: expected 0..{len(cols)} (the number of input columns)")
     blocks = [
-        ("genes", _block("genes", rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
-        ("cells", _block("cells", rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),
+        ("genes", _block(rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
+        ("cells", _block(rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),
     ]
     if row_stats:
         blocks += [
@@ -129,33 +123,20 @@ def build_feature_pipeline(
             [schema.CP_TIME, schema.CP_DOSE],
         )
     )
-    steps = [("columns", ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0))]
-    steps.append(("float32", FunctionTransformer(_to_float32)))
-    return Pipeline(steps)
+    columns = ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0)
+    return Pipeline([("columns", columns), ("float32", FunctionTransformer(_to_float32))])
 
 
-def _variance_threshold(pipeline: Pipeline) -> float | None:
-    for _, block, _ in pipeline.named_steps["columns"].transformers:
-        if isinstance(block, Pipeline) and "variance" in block.named_steps:
-            return block.named_steps["variance"].threshold
-    return None
-
-
-def fit_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> Pipeline:
-    """Fit on training rows, turning sklearn's failures into settings-level errors."""
-    return fit_transform_features(pipeline, train_rows)[0]
-
-
-def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
-    """Fit on training rows and return their features too: fitting transforms
-    them anyway, and a second transform of the same rows (the rank-Gauss
+def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> np.ndarray:
+    """Fit on training rows and return their features: fitting transforms them
+    anyway, and a second transform of the same rows (the rank-Gauss
     interpolation, column by column) was about a third of a fold's feature time."""
     try:
-        return pipeline, pipeline.fit_transform(train_rows)
+        return pipeline.fit_transform(train_rows)
     except ValueError as err:
         if "variance threshold" in str(err).lower():
             raise MoAError(
-                f"features.variance_threshold={_variance_threshold(pipeline)} "
+                f"features.variance_threshold={pipeline.get_params()['columns__genes__variance__threshold']} "
                 "leaves zero g-* or c-* columns; expected a lower threshold"
             ) from None
         raise

@@ -25,7 +25,7 @@ def peak_lr_setting(scheduler) -> str:
     return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
-def _plain(cfg: Any) -> Any:
+def plain(cfg: Any) -> Any:
     """DictConfig -> plain containers, so checkpoints hold no omegaconf objects."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
@@ -58,7 +58,7 @@ class MoAModule(L.LightningModule):
         body_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)
         self.lr_setting = peak_lr_setting(scheduler)
         self.save_hyperparameters(
             {

@@ -42,8 +42,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._pending: Future | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         # Serialised in memory, then written: torch.save reports a full disk as
         # an opaque RuntimeError, a plain write as OSError(ENOSPC), which
         # atomic_path turns into one line naming the checkpoint.

@@ -1,10 +1,7 @@
 """Cross-validation around Lightning: for each fold and seed, fit the fold's
-features, train, keep the best epoch, predict the fold's validation rows
-(out-of-fold) and the test rows with the fold's predictor, averaged by the
-final model's rule (``final_model.mean_probabilities``: control rows exactly 0).
-
-With ``resume=true`` a fold whose predictions are on disk is not trained again,
-and a fold interrupted mid-training goes on from its ``last.ckpt``."""
+features, train, keep the best epoch, predict the fold's validation and test
+rows. With ``resume=true`` a fold whose predictions are on disk is not trained
+again, and a fold interrupted mid-training goes on from its ``last.ckpt``."""
 
 from __future__ import annotations
 

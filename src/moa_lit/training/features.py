@@ -1,16 +1,9 @@
-"""Feature preprocessing as one scikit-learn pipeline, fitted on a fold's
-training rows only and saved with that fold, so no statistic of validation or
-test rows leaks into training (the shape that keeps the OOF score honest).
-
-Steps (each switchable from ``conf/features/``): a rank-Gauss transform of g-*
-and c-* (QuantileTransformer with normal output), PCA components of g-* and of
-c-* appended, factor-analysis components appended, row statistics of g-* and
-c-*, cp_time/cp_dose one-hot encoded, and an optional variance threshold on the
-g-* and c-* columns (with their appended components). The threshold is
-applied within those blocks only: one-hot columns (variance <= 0.25) and row
-statistics would otherwise fall under the thresholds public solutions used
-(e.g. 0.8 after rank-Gauss).
-"""
+"""Feature preprocessing as one scikit-learn pipeline (docs/modelling.md),
+fitted on a fold's training rows only and saved with that fold, so no
+statistic of validation or test rows leaks into training. The variance
+threshold applies within the g-* and c-* blocks only: one-hot columns
+(variance <= 0.25) and row statistics would otherwise fall under the
+thresholds public solutions used (e.g. 0.8 after rank-Gauss)."""
 
 from __future__ import annotations
 
@@ -48,15 +41,19 @@ class ProjectedPCA(PCA):
     """PCA whose ``fit_transform`` is ``fit().transform()``: training rows get
     exactly the projection that validation and test rows get. sklearn's own
     returns U * S of the (randomized) SVD, which differs from the projection
-    (measured: up to 0.4 on components of scale ~48), so fitting and then
-    transforming the training rows again was the only consistent way before."""
+    (measured: up to 0.4 on components of scale ~48)."""
 
     def fit_transform(self, X, y=None):
         return self.fit(X, y).transform(X)
 
 
 def _block(
-    rank_gauss: bool, n_quantiles: int, pca: int, factor_analysis: int, seed: int, variance_threshold: float | None
+    rank_gauss: bool,
+    n_quantiles: int,
+    pca: int,
+    factor_analysis: int,
+    seed: int,
+    variance_threshold: float | None,
 ) -> Pipeline:
     """g-* or c-* block: optional rank-Gauss, then the values plus appended components."""
     expand = [("values", "passthrough")]

@@ -1,21 +1,8 @@
-"""A run's final model: the estimator that writes its ``submission.csv`` and
-that ``predict``, ``explain`` and the Python API (``moa_lit.load_run``) use.
-
-The one rule of every final model is :func:`mean_probabilities`: the mean of
-its models' probabilities, clipped to the run's ``predict.clip``, control
-rows at exactly 0 (no MoA by definition). Cross-validation averages its test
-and out-of-fold rows with it while it trains; :class:`RunModel` averages the
-saved models with it when it predicts, so both agree on the same rows.
-
-What the final model of each kind of run is (``run.json``):
-
-- ``final_model=fold_average``: the mean over seeds x folds of the fold models
-  (a merged run: over every part's folds);
-- ``refit``: the mean over refit seeds of the models refitted on every row;
-- ``both``: the mean of those two averages (:func:`final_average`);
-- a blend (``moa_lit.blend``) or an ensemble (``experiment=ensemble``): the
-  weighted sum of its member runs' final models, weights as in ``run.json``.
-"""
+"""A run's final model (docs/runs.md): the estimator that writes its
+``submission.csv`` and that ``predict``, ``explain`` and ``moa_lit.load_run``
+use. Its one rule is :func:`mean_probabilities`; cross-validation averages
+its test and out-of-fold rows with it while it trains, :class:`RunModel` the
+saved models when it predicts, so both agree on the same rows."""
 
 from __future__ import annotations
 

@@ -74,8 +74,6 @@ class MoAModule(L.LightningModule):
         # The allow-list on every build: a checkpoint's hyperparameters are input
         # (a run folder from a stranger), and may be loaded outside a command.
         self.net = instantiate(net, n_features=n_features, n_targets=n_targets, _execution_whitelist_=ALLOWED_TARGETS)
-        self._val_loss_sum = torch.zeros((), dtype=torch.float64)
-        self._val_count = 0
         self._train_loss_sum: torch.Tensor | None = None  # this epoch's sum of batch mean x rows
         self._train_count = 0
 
@@ -90,13 +88,10 @@ class MoAModule(L.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def smoothed(self, y: torch.Tensor) -> torch.Tensor:
-        s = self.hparams.label_smoothing
-        return y * (1.0 - s) + 0.5 * s if s else y
-
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.binary_cross_entropy_with_logits(self(x), self.smoothed(y))
+        s = self.hparams.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(self(x), y * (1.0 - s) + 0.5 * s if s else y)
         # The epoch's mean is summed on the device and logged once per epoch:
         # a per-step self.log (even with on_step=False) costs Lightning's
         # result-collection bookkeeping on every step, measurable on CPU.
@@ -202,6 +197,6 @@ class MoAModule(L.LightningModule):
             return torch.zeros((0, self.hparams.n_targets), device=self.device)
         return torch.cat(out)
 
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """``probabilities`` returned on the CPU as float64."""
-        return self.probabilities(x, batch_size).double().cpu()
+        return self.probabilities(x).double().cpu()

@@ -1,17 +1,10 @@
-"""Final models refitted on every training row (``final_model=refit|both``).
-
-Cross-validation chooses how long to train: each fold's best epoch (on rows it
-did not train on) is recorded, and a refitted model trains for the median of
-those epoch counts (x ``refit.epoch_scale``) on all treated training rows,
-with no validation rows left, once per ``refit.seeds``. The schedule keeps
-its shape (OneCycle over the refit's epochs); with K folds each refit epoch
-already has K/(K-1) times a fold's optimiser steps, so the default scale is 1.
-
-Each refitted model lives in ``models/refit/seed<s>/`` with the files a
-fold's model has (``preprocessor.skops``, ``best.ckpt``: its last epoch,
-``fold.json``, ``predictions.npz``: the test rows only), so ``predict``
-loads it like a fold model and a resumed run reuses a finished one.
-"""
+"""Final models refitted on every training row (``final_model=refit|both``;
+docs/runs.md), for the median over folds of the epochs each fold took to
+reach its best epoch (x ``refit.epoch_scale``). The schedule keeps its shape
+(OneCycle over the refit's epochs); with K folds each refit epoch already has
+K/(K-1) times a fold's optimiser steps, so the default scale is 1. Each
+refitted model has a fold model's files in ``models/refit/seed<s>/``, so
+``predict`` loads it like one and a resumed run reuses a finished one."""
 
 from __future__ import annotations
 

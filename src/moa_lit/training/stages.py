@@ -1,20 +1,8 @@
-"""Training of one fold, in up to three stages (the winners' scheme), all on
-the fold's treated training rows only:
-
-- stacked features (``stack.enabled``): models of the auxiliary targets are
-  trained on an inner K-fold split of the training rows; each training row gets
-  the prediction of the inner model that did not see it, validation and test
-  rows the average of the inner models. Those predictions are appended to the
-  features of the scored model.
-- pretraining (``pretrain.enabled``): the network is trained against the
-  non-scored targets that have a positive in the training rows (optionally
-  scored + non-scored), for its own epochs and learning rate, with no
-  validation (it never sees the fold's validation rows).
-- the scored model: a fresh network whose body is the pretrained one (the head
-  is new, from ``make_head``), fine-tuned with an optional frozen body for the
-  first epochs and a lower body learning rate; the best epoch on the fold's
-  validation rows is kept.
-"""
+"""Training of one fold in up to three stages (the winners' scheme; docs/modelling.md),
+all on the fold's treated training rows only: stacked features from models of
+the auxiliary targets on an inner K-fold (``stack.enabled``), pretraining of the
+body on the auxiliary targets without validation (``pretrain.enabled``), then
+the scored model, whose best epoch on the fold's validation rows is kept."""
 
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
-"""The LightningDataModule: one fold at a time, batches sliced from in-memory
-tensors by index (no per-row Dataset + collate, which is many times slower for
-a tabular MLP)."""
+"""A run's data one fold at a time, batches sliced from in-memory tensors by
+index (no per-row Dataset + collate, which is many times slower for a tabular
+MLP); the loaders are given to ``Trainer.fit`` as they are."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -32,49 +31,40 @@ def epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-class EpochPermutations:
-    """The shuffle order of each training epoch, a function of (seed, epoch)
-    only, so a fold resumed from a checkpoint at epoch e sees the same batches
-    as an uninterrupted run. Lightning calls ``sampler.set_epoch(epoch)`` at
-    the start of every training epoch (as for a DistributedSampler), also the
-    first epoch after a resume; used outside Lightning, each pass moves on to
-    the next epoch by itself."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def permutation(self, n: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        return torch.randperm(n, generator=generator)
-
-
 class TensorBatches:
-    """An iterable of (x, y) mini-batches over tensors, reshuffled every epoch.
+    """An iterable of (x, y) mini-batches over tensors. A final batch of a single
+    row is dropped in training: batch norm cannot normalise one sample.
 
-    A final batch of a single row is dropped in training: batch norm cannot
-    normalise one sample.
-    """
+    With ``shuffle`` each epoch's order is a function of (seed, epoch) only, so
+    a fold resumed from a checkpoint at epoch e sees the same batches as an
+    uninterrupted run: Lightning calls ``sampler.set_epoch(epoch)`` at the start
+    of every training epoch (as for a DistributedSampler), also the first epoch
+    after a resume; used outside Lightning, each pass moves on by itself."""
 
     def __init__(self, x, y, batch_size: int, shuffle: bool, seed: int = 0, drop_singleton: bool = True):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.drop_singleton = drop_singleton
-        # Named like a DataLoader's: Lightning calls `sampler.set_epoch` and
-        # reads both attributes when it inspects a loader.
-        self.sampler = EpochPermutations(seed) if shuffle else None
-        self.batch_sampler = None
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.batch_sampler = None  # named like a DataLoader's, as is sampler: Lightning reads both
+
+    @property
+    def sampler(self) -> "TensorBatches | None":
+        return self if self.shuffle else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.x), self.batch_size)
         return full + (1 if rest > 1 or (rest == 1 and not self.drop_singleton) else 0)
 
     def __iter__(self):
-        order = self.sampler.permutation(len(self.x)).to(self.x.device) if self.sampler is not None else None
+        order = None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            self.epoch += 1
+            order = torch.randperm(len(self.x), generator=generator).to(self.x.device)
         for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if order is None:
@@ -98,7 +88,7 @@ class FoldTensors:
 ALL_ROWS = 999
 
 
-class MoADataModule(L.LightningDataModule):
+class MoADataModule:
     """Per-fold splits of a dataset: ``set_fold(k)`` fits the feature pipeline on
     fold k's training rows (treated rows only: controls have no MoA by
     definition and are predicted 0) and serves its train/validation batches.
@@ -118,7 +108,6 @@ class MoADataModule(L.LightningDataModule):
         device: str | torch.device = "cpu",
         new_drugs: np.ndarray | None = None,
     ) -> None:
-        super().__init__()
         self.features = features
         self.targets = np.asarray(targets, dtype=np.float32)
         self.folds = np.asarray(folds)
@@ -214,15 +203,9 @@ class MoADataModule(L.LightningDataModule):
             return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.fold)
         return TensorBatches(x, y, self.eval_batch_size, shuffle=False, drop_singleton=False)
 
-    def train_dataloader(self):
-        return self.batches(self.tensors.x_train, self.tensors.y_train, train=True)
-
     def val_batches(self, x_val: torch.Tensor | None = None) -> TensorBatches:
         """The rows whose log loss chooses the best epoch (``choosing``);
         ``x_val``: the validation rows with stacked columns appended."""
         t = self.tensors
         x = t.x_val if x_val is None else x_val
         return self.batches(x[t.val_choosing], t.y_val[t.val_choosing], train=False)
-
-    def val_dataloader(self):
-        return self.val_batches()

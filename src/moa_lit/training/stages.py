@@ -26,7 +26,7 @@ from moa_lit.training.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.fold_predictor import FoldPredictor, StackedFeatures
 from moa_lit.training.folds import assign_folds
-from moa_lit.training.module import MoAModule, plain
+from moa_lit.training.module import MoAModule, peak_lr_setting, plain
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,11 @@ class FittedFold(FoldPredictor):
 
 
 def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> Callable[..., MoAModule]:
-    """The model factory with a stage's own peak learning rate: the scheduler's
-    max_lr when it has one, else the optimizer's lr."""
+    """The model factory with a stage's own peak learning rate, in the setting that sets it (``peak_lr_setting``)."""
     if peak_lr is None:
         return new_model
-    scheduler = new_model.keywords.get("scheduler")
-    if scheduler and "max_lr" in scheduler:
-        return partial(new_model, scheduler={**plain(scheduler), "max_lr": float(peak_lr)})
-    return partial(new_model, optimizer={**plain(new_model.keywords["optimizer"]), "lr": float(peak_lr)})
+    _, node, key = peak_lr_setting(new_model.keywords.get("scheduler")).split(".")  # model.scheduler.max_lr or model.optimizer.lr
+    return partial(new_model, **{node: {**plain(new_model.keywords[node]), key: float(peak_lr)}})
 
 
 def auxiliary_targets(
@@ -207,8 +204,7 @@ def fit_fold(
         aux = auxiliary_targets("stack", stacking.targets, scored, nonscored, train_idx, fold)
         stack, x_train = fit_stacked_features(plan, dm, fold, seed, aux, drug, fold_dir)
         info["stacked_columns"] = aux.shape[1]
-        x_val = stack.augment(x_val)
-        x_train, x_val = x_train.to(dm.device), x_val.to(dm.device)
+        x_val = stack.augment(x_val)  # on the fold's device, like x_train
 
     body_state = None
     if pretrain is not None and ckpt_path is None:

@@ -118,9 +118,11 @@ def test_variance_threshold_removing_everything_is_a_clear_error():
 
 
 def test_too_many_components_is_a_clear_error():
+    from moa_lit.settings import FeatureSettings
+
     _, _, layout = make_frame()
-    with pytest.raises(MoAError, match="features.pca_cells=99"):
-        build_feature_pipeline(layout.genes, layout.cells, pca_cells=99)
+    refused = FeatureSettings(pca_cells=99).refusal_on_data(rows=100, n_genes=len(layout.genes), n_cells=len(layout.cells))
+    assert refused == "features.pca_cells=99: expected at most 6, the number of c-* columns"
 
 
 def test_tensor_batches_cover_rows_once_and_reshuffle():

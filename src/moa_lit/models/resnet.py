@@ -1,8 +1,6 @@
 """A residual MLP for tabular rows: an input projection, then blocks whose
 output is added back to their input, so deeper stacks train as easily as a
-shallow MLP. One input and one head: it is not the winners' "2-heads ResNet"
-(which fed two feature sets through separate heads); it only borrows the
-residual blocks."""
+shallow MLP (not the winners' two-input "2-heads ResNet"; docs/modelling.md)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class StopOnNonFiniteLoss(L.Callback):
     no host read per step.
     """
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, label: str) -> None:
         self.label = label
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -40,7 +40,7 @@ class StopOnNonFiniteLoss(L.Callback):
         value = float(total)
         if not math.isfinite(value):
             raise TrainingDivergedError(
-                f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
+                f"{self.label}: training loss became {value} at epoch "
                 f"{trainer.current_epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
             )
 
@@ -59,9 +59,7 @@ class EpochTrainLoss(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.start is None and trainer.current_epoch == 0 and batch_idx == 0:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None:
-                self.start = float(loss.detach())
+            self.start = float(outputs["loss"].detach())  # Lightning passes training_step's loss as {"loss": ...}
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Read from the module: callbacks run before the module's own

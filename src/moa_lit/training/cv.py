@@ -39,9 +39,8 @@ class CVPredictions:
 
 @dataclass
 class FoldTrainers:
-    """Makes each fold's Lightning Trainer from factories built by ``train.py``
-    (Hydra ``instantiate`` with ``_partial_``): the trainer, the callbacks by
-    name (the checkpoint callback gets the fold's folder) and the logger."""
+    """Each fold's Lightning Trainer from the config's factories (Hydra ``_partial_``):
+    the trainer, the callbacks by name (the checkpoint's gets the fold's folder), the logger."""
 
     new_trainer: Callable[..., L.Trainer]
     callbacks: dict[str, Callable] = field(default_factory=dict)
@@ -85,15 +84,6 @@ class CrossValidation:
     drug: np.ndarray | None = None  # the inner folds of the stacked stage keep drugs whole
     resume: bool = False
 
-    def memory_sizes(self) -> dict:
-        """What an out-of-memory error names to lower, with their values."""
-        net = self.plan.new_model.keywords.get("net") or {}
-        return {
-            "loader.batch_size": self.dm.batch_size,
-            "loader.eval_batch_size": self.dm.eval_batch_size,
-            "model.net.hidden_size": net.get("hidden_size"),
-        }
-
     def run_folds(self, seeds: list[int], fold_ids: list[int], clip: tuple[float, float] | None = None) -> CVPredictions:
         dm, test = self.dm, self.test
         n_rows, n_targets = dm.targets.shape
@@ -102,6 +92,12 @@ class CrossValidation:
         oof_sum = np.zeros((n_rows, n_targets))
         test_sum = None if test is None else np.zeros((len(test.features), n_targets))
         summaries = []
+        # What an out-of-memory error names to lower, with their values.
+        sizes = {
+            "loader.batch_size": dm.batch_size,
+            "loader.eval_batch_size": dm.eval_batch_size,
+            "model.net.hidden_size": (self.plan.new_model.keywords.get("net") or {}).get("hidden_size"),
+        }
 
         # Folds outside, seeds inside: a fold's features are fitted once and
         # reused by each seed (MoADataModule.set_fold), one fold in memory at a time.
@@ -116,7 +112,7 @@ class CrossValidation:
                     )
                     log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
                 else:
-                    with out_of_memory_as_user_error(fold_dir.label, self.memory_sizes()):
+                    with out_of_memory_as_user_error(fold_dir.label, sizes):
                         preds = self._train_fold(fold_dir)
                 oof_sum[preds.val_rows] += preds.oof
                 if test_sum is not None:

@@ -91,15 +91,8 @@ def build_feature_pipeline(
     variance_threshold: float | None = None,
     seed: int = 0,
 ) -> Pipeline:
-    """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix."""
-    for key, n, cols in (
-        ("features.pca_genes", pca_genes, genes),
-        ("features.pca_cells", pca_cells, cells),
-        ("features.factor_analysis_genes", factor_analysis_genes, genes),
-        ("features.factor_analysis_cells", factor_analysis_cells, cells),
-    ):
-        if n < 0 or n > len(cols):
-            raise MoAError(f"{key}={n}: expected 0..{len(cols)} (the number of input columns)")
+    """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix
+    (the component counts are checked against the data by ``FeatureSettings.refusal_on_data``)."""
     blocks = [
         ("genes", _block(rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
         ("cells", _block(rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),

@@ -23,9 +23,7 @@ from moa_lit.training.fold_predictor import FoldPredictor
 
 
 def mean_probabilities(total: np.ndarray, n_models: int, clip: tuple[float, float] | None, is_control) -> np.ndarray:
-    """The mean of ``n_models`` models' probabilities given as their float64
-    sum ``total`` (rows x targets), clipped to ``clip`` when set, the rows
-    marked in ``is_control`` at exactly 0."""
+    """The mean of ``n_models`` models from their float64 sum ``total``, clipped, controls at exactly 0."""
     probabilities = total / n_models
     if clip is not None:
         probabilities = np.clip(probabilities, *clip)

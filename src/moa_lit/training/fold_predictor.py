@@ -1,8 +1,7 @@
 """One (seed, fold)'s predictor: the fitted preprocessing, the optional
-stacked stage's inner models and the network at its best epoch. Training
-predicts the fold's validation and test rows with it and saves it in the
-fold's folder; ``predict`` loads it from there. Both go through
-:meth:`FoldPredictor.predict_features`, so they agree on the same rows.
+stacked stage's inner models and the network at its best epoch. Training and
+``predict`` both go through :meth:`FoldPredictor.predict_features`, so they
+agree on the same rows.
 
 A run folder may come from a stranger: nothing ``predict`` reads from it can
 run code. The preprocessing is saved with ``skops.io`` and loaded with the
@@ -105,7 +104,7 @@ class FoldPredictor:
                 f"{self.where}: the preprocessor gives {x.shape[1]} features but the checkpoint expects "
                 f"{self.module.hparams.n_features}; expected files of one run"
             )
-        return self.module.predict_proba(x).numpy()
+        return self.module.probabilities(x).double().cpu().numpy()
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return self.predict_features(self.transform(features))

@@ -35,11 +35,8 @@ def assign_folds(
     seed: int = 42,
     drug_threshold: int = 18,
 ) -> np.ndarray:
-    """Fold number (0..n_folds-1) of every row.
-
-    ``targets`` is the (rows x targets) 0/1 matrix used for stratification;
-    ``drug`` the drug id of each row, or None for plain row-wise stratification.
-    """
+    """Fold number of every row, stratified on the 0/1 ``targets``; ``drug``:
+    each row's drug id, or None for plain row-wise stratification."""
     targets = np.asarray(targets)
     n_rows = len(targets)
     if n_folds < 2:

@@ -31,14 +31,11 @@ def plain(cfg: Any) -> Any:
 
 
 class MoAModule(L.LightningModule):
-    """Multi-label classifier trained with BCE-with-logits.
-
-    ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
+    """``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
     dicts), kept as hyperparameters so ``MoAModule.load_from_checkpoint``
     rebuilds the same network without the run's config. ``lr_setting`` names
     the setting of its peak learning rate in errors (a stage with a rate of
-    its own, ``pretrain.lr``, sets it).
-    """
+    its own, ``pretrain.lr``, sets it)."""
 
     # Checked once when a command starts (moa_lit.settings.check_config).
     _parameter_constraints = {
@@ -141,11 +138,10 @@ class MoAModule(L.LightningModule):
     def _param_groups(self) -> list[dict]:
         """One group, or the body and the rest apart when the body learns slower
         (fine-tuning a pretrained body: ``body_lr_scale`` < 1)."""
-        scale = self.hparams.get("body_lr_scale", 1.0)
-        body = getattr(self.net, "body", None)
-        if scale == 1.0 or body is None:
+        scale = self.hparams.body_lr_scale
+        if scale == 1.0:
             return [{"params": list(self.parameters())}]
-        body_ids = {id(p) for p in body.parameters()}
+        body_ids = {id(p) for p in self.net.body.parameters()}
         lr = self.hparams.optimizer.get("lr", 1e-3)
         return [
             {"params": [p for p in self.parameters() if id(p) in body_ids], "lr": lr * scale},
@@ -196,7 +192,3 @@ class MoAModule(L.LightningModule):
         if not out:
             return torch.zeros((0, self.hparams.n_targets), device=self.device)
         return torch.cat(out)
-
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """``probabilities`` returned on the CPU as float64."""
-        return self.probabilities(x).double().cpu()

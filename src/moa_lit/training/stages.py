@@ -156,23 +156,19 @@ def fit_stacked_features(
     saved = StackedFeatures.load(fold_dir, dm.device)
     if saved is not None:
         log.info("%s: stacked models loaded from %s", fold_dir.label, fold_dir.stack_models)
+    stack = StackedFeatures([]) if saved is None else saved
     # On the fold's device, like the features: no round trip through the host.
     oof = torch.zeros((len(train_idx), aux.shape[1]), device=x_train.device)
-    models = []
     for k in range(int(plan.stack.inner_folds)):
         fit_rows = np.flatnonzero(inner != k)
         pred_rows = np.flatnonzero(inner == k)
         if saved is None:
             L.seed_everything(seed * 100 + k, workers=False, verbose=False)
-            model = train_without_validation(
+            stack.models.append(train_without_validation(
                 plan, plan.stack, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
                 label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_dir, stage=f"stack inner fold {k}",
-            )
-        else:
-            model = saved.models[k]
-        oof[pred_rows] = model.probabilities(x_train[pred_rows]).to(oof.device)
-        models.append(model)
-    stack = StackedFeatures(models)
+            ))
+        oof[pred_rows] = stack.models[k].probabilities(x_train[pred_rows]).to(oof.device)
     if saved is None:
         stack.save(fold_dir)  # at once: a resumed fold loads it
     return stack, torch.cat([x_train.float(), oof], dim=1)

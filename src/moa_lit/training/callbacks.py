@@ -20,14 +20,10 @@ class TrainingDivergedError(MoAError):
 
 class StopOnNonFiniteLoss(L.Callback):
     """Stops a fold at the first epoch whose training loss became non-finite,
-    naming the fold, the epoch and the setting that sets the learning rate
-    (the module's ``lr_setting``).
-
-    The module sums the epoch's losses on the device anyway: the sum is
+    naming the fold, the epoch and the setting of the learning rate (the
+    module's ``lr_setting``). The module's epoch sum on the device is
     non-finite exactly when a batch's loss was (BCE is >= 0), so it is read
-    once, at the epoch's last batch (before validation and checkpoints), with
-    no host read per step.
-    """
+    once, at the epoch's last batch (before validation and checkpoints)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -47,11 +43,9 @@ class StopOnNonFiniteLoss(L.Callback):
 
 class EpochTrainLoss(L.Callback):
     """The training loss where a stage started (its first batch, before any
-    update: one host read) and each epoch's mean (``train_loss``, one host read
-    per epoch), kept whatever logger is chosen (or none) and saved in
-    checkpoints, so a resumed fold still has the epochs before its
-    interruption. The fold records them per stage in ``train_losses.json`` for
-    the divergence check (``run_checks.py``)."""
+    update) and each epoch's mean, whatever the logger (or none), saved in
+    checkpoints so a resumed fold keeps its earlier epochs; recorded per stage
+    in ``train_losses.json`` for the divergence check (``run_checks.py``)."""
 
     def __init__(self) -> None:
         self.start: float | None = None

@@ -56,7 +56,9 @@ class FoldTrainers:
         if self.new_logger is not None:
             logger = self.new_logger(save_dir=str(run.logs), name="", version=run.log_version(seed, fold))
         trainer = self.new_trainer(
-            callbacks=[StopOnNonFiniteLoss(label=fold_dir.label), SeedEachEpoch(seed, fold), *extra_callbacks, *built.values()],
+            callbacks=[
+                StopOnNonFiniteLoss(label=fold_dir.label), SeedEachEpoch(seed, fold), *extra_callbacks, *built.values()
+            ],
             logger=logger,
             default_root_dir=str(fold_dir.path),
             plugins=[AtomicCheckpointIO()],
@@ -162,7 +164,7 @@ class CrossValidation:
                     "seed": seed,
                     "fold": fold,
                     "best_epoch": fitted.best_epoch,
-                    "best_val_logloss": fitted.best_score,  # of the rows that chose the epoch (MoADataModule.val_batches)
+                    "best_val_logloss": fitted.best_score,  # of the rows that chose it (MoADataModule.val_batches)
                     "n_features": fitted.module.hparams.n_features,
                     "n_train_rows": len(dm.train_rows(fold)),
                     "n_val_rows": len(preds.val_rows),
@@ -177,6 +179,7 @@ class CrossValidation:
             fold_dir.drop_last_checkpoint()
         log.info(
             "%s: best epoch %s, validation log loss %.5f (new-drug rows, else treated rows), %.1f s",
-            fold_dir.label, fitted.best_epoch, fitted.best_score if fitted.best_score is not None else float("nan"), seconds,
+            fold_dir.label, fitted.best_epoch,
+            fitted.best_score if fitted.best_score is not None else float("nan"), seconds,
         )
         return preds

@@ -63,7 +63,7 @@ def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> 
     """The model factory with a stage's own peak learning rate, in the setting that sets it (``peak_lr_setting``)."""
     if peak_lr is None:
         return new_model
-    _, node, key = peak_lr_setting(new_model.keywords.get("scheduler")).split(".")  # model.scheduler.max_lr or model.optimizer.lr
+    _, node, key = peak_lr_setting(new_model.keywords.get("scheduler")).split(".")  # model.<node>.<key>
     return partial(new_model, **{node: {**plain(new_model.keywords[node]), key: float(peak_lr)}})
 
 

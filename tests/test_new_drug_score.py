@@ -227,6 +227,6 @@ def test_validation_batches_are_the_folds_new_drug_rows_else_its_treated_rows():
                        feature_params={"rank_gauss": False}, batch_size=16, new_drugs=new_drugs)
     for fold, chosen in ((0, new_drugs & (folds == 0)), (1, (folds == 1) & ~is_control)):
         dm.set_fold(fold)
-        (x, y), = list(dm.val_batches())
+        (x, y), = list(dm.val_dataloader())
         np.testing.assert_array_equal(y.numpy(), targets[chosen])
         assert len(dm.tensors.x_val) == len(dm.val_rows(fold))  # every treated row is still predicted out of fold

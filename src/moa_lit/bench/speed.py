@@ -90,8 +90,7 @@ def lightning_epochs(cfg, dm, epochs: int, workdir: Path) -> float:
     cfg.trainer.max_epochs = epochs
     trainer, _ = fold_trainers(cfg)(RunDir(workdir), FoldDir(workdir / "fold", seed=0, fold=0))
     t0 = time.perf_counter()
-    trainer.fit(module, train_dataloaders=dm.batches(dm.tensors.x_train, dm.tensors.y_train, train=True),
-                val_dataloaders=dm.val_batches())
+    trainer.fit(module, datamodule=dm)
     return time.perf_counter() - t0
 
 

@@ -1,12 +1,13 @@
-"""A run's data one fold at a time, batches sliced from in-memory tensors by
-index (no per-row Dataset + collate, which is many times slower for a tabular
-MLP); the loaders are given to ``Trainer.fit`` as they are."""
+"""The LightningDataModule: one fold at a time, batches sliced from in-memory
+tensors by index (no per-row Dataset + collate, which is many times slower for
+a tabular MLP)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -88,11 +89,13 @@ class FoldTensors:
 ALL_ROWS = 999
 
 
-class MoADataModule:
+class MoADataModule(L.LightningDataModule):
     """Per-fold splits of a dataset: ``set_fold(k)`` fits the feature pipeline on
     fold k's training rows (treated rows only: controls have no MoA by
     definition and are predicted 0) and serves its train/validation batches.
-    ``set_fold(k, seed)`` again for another seed reuses the fitted features."""
+    ``set_fold(k, seed)`` again for another seed reuses the fitted features.
+    ``inputs`` are the fold's training and validation features as the scored
+    model sees them: a stacked fold appends its columns there."""
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class MoADataModule:
         device: str | torch.device = "cpu",
         new_drugs: np.ndarray | None = None,
     ) -> None:
+        super().__init__()
         self.features = features
         self.targets = np.asarray(targets, dtype=np.float32)
         self.folds = np.asarray(folds)
@@ -124,6 +128,7 @@ class MoADataModule:
         self.seed = 0
         self.preprocessor: Pipeline | None = None
         self.tensors: FoldTensors | None = None
+        self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
@@ -160,6 +165,7 @@ class MoADataModule:
             # Another seed of the same fold: the fitted features do not depend
             # on the training seed, so they are reused, not fitted again.
             self.seed = seed
+            self.inputs = (self.tensors.x_train, self.tensors.x_val)
             return self
         self.fold, self.seed = fold, seed
         self.preprocessor = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
@@ -180,6 +186,7 @@ class MoADataModule:
             y_val=self.tensor(self.targets[val_idx]),
             val_choosing=torch.from_numpy(np.flatnonzero(choosing)).to(self.device),
         )
+        self.inputs = (self.tensors.x_train, self.tensors.x_val)
         return self
 
     def _finite(self, x: np.ndarray, fold: int) -> np.ndarray:
@@ -209,3 +216,9 @@ class MoADataModule:
         t = self.tensors
         x = t.x_val if x_val is None else x_val
         return self.batches(x[t.val_choosing], t.y_val[t.val_choosing], train=False)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches(self.inputs[0], self.tensors.y_train, train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.val_batches(self.inputs[1])

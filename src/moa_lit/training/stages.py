@@ -192,7 +192,7 @@ def fit_fold(
     stacking = plan.stack if plan.stack.enabled else None
     train_idx = dm.train_rows(fold)
     scored = dm.targets
-    x_train, x_val = dm.tensors.x_train, dm.tensors.x_val
+    x_train = dm.tensors.x_train
 
     stack = None
     info: dict = {}
@@ -200,7 +200,7 @@ def fit_fold(
         aux = auxiliary_targets("stack", stacking.targets, scored, nonscored, train_idx, fold)
         stack, x_train = fit_stacked_features(plan, dm, fold, seed, aux, drug, fold_dir)
         info["stacked_columns"] = aux.shape[1]
-        x_val = stack.augment(x_val)  # on the fold's device, like x_train
+        dm.inputs = (x_train, stack.augment(dm.tensors.x_val))  # on the fold's device
 
     body_state = None
     if pretrain is not None and ckpt_path is None:
@@ -224,12 +224,7 @@ def fit_fold(
     if pretrain is not None and int(pretrain.freeze_body_epochs) > 0:
         callbacks.append(FreezeBody(int(pretrain.freeze_body_epochs)))
     trainer, checkpoint = make_trainer(callbacks)
-    trainer.fit(
-        module,
-        train_dataloaders=dm.batches(x_train, dm.tensors.y_train, train=True),
-        val_dataloaders=dm.val_batches(x_val),
-        ckpt_path=ckpt_path,
-    )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
     fold_dir.record_train_losses("scored", scored_losses.state_dict())
     result = FittedFold(

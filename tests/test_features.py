@@ -7,7 +7,7 @@ import pytest
 from moa_lit import schema
 from moa_lit.training.datamodule import MoADataModule, TensorBatches
 from moa_lit.errors import MoAError
-from moa_lit.training.features import build_feature_pipeline, fit_features
+from moa_lit.training.features import build_feature_pipeline, fit_transform_features
 
 ALL_STEPS = dict(
     rank_gauss=True,
@@ -49,8 +49,9 @@ def make_dm(frame, targets, layout, folds, **params):
 
 def test_pipeline_output_shape_and_dtype():
     frame, _, layout = make_frame()
-    pipe = fit_features(build_feature_pipeline(layout.genes, layout.cells, **ALL_STEPS), frame)
-    out = pipe.transform(frame)
+    pipe = build_feature_pipeline(layout.genes, layout.cells, **ALL_STEPS)
+    out = fit_transform_features(pipe, frame)
+    np.testing.assert_array_equal(pipe.transform(frame), out)
     assert out.dtype == np.float32
     # 12 genes + 3 PCA + 2 FA, 6 cells + 2 PCA + 1 FA, 2x4 row stats, 3 + 2 one-hot (before the threshold)
     assert 0 < out.shape[1] <= 12 + 5 + 6 + 3 + 8 + 5
@@ -72,13 +73,13 @@ def test_no_step_sees_validation_or_test_rows_while_fitting():
 
     np.testing.assert_array_equal(dm.tensors.x_train.numpy(), dm2.tensors.x_train.numpy())
     other = frame.sample(30, random_state=0)
-    np.testing.assert_array_equal(dm.transform(other).numpy(), dm2.transform(other).numpy())
+    np.testing.assert_array_equal(dm.preprocessor.transform(other), dm2.preprocessor.transform(other))
 
     # ... and scrambling a training row does change it (the check can fail).
     seen = np.flatnonzero(~unseen)[:5]
     poisoned.loc[seen, layout.numeric] = poisoned.loc[seen, layout.numeric] * 100 + 7
     dm3 = make_dm(poisoned, targets, layout, folds).set_fold(1)
-    assert not np.array_equal(dm.transform(other).numpy(), dm3.transform(other).numpy())
+    assert not np.array_equal(dm.preprocessor.transform(other), dm3.preprocessor.transform(other))
 
 
 def test_train_rows_exclude_fold_and_controls():
@@ -93,33 +94,35 @@ def test_train_rows_exclude_fold_and_controls():
 def test_variance_threshold_keeps_one_hot_and_row_statistics():
     frame, _, layout = make_frame()
     params = dict(rank_gauss=True, n_quantiles=50, row_stats=True)
-    n_all = fit_features(build_feature_pipeline(layout.genes, layout.cells, **params), frame).transform(frame).shape[1]
-    thresholded = fit_features(
+    n_all = fit_transform_features(build_feature_pipeline(layout.genes, layout.cells, **params), frame).shape[1]
+    thresholded = fit_transform_features(
         build_feature_pipeline(layout.genes, layout.cells, variance_threshold=0.8, **params), frame
-    ).transform(frame)
+    )
     # 18 rank-Gauss columns (variance ~1) survive 0.8, and so do the 8 row
     # statistics and 5 one-hot columns (variance <= 0.25), which it does not cover
     assert n_all == 18 + 8 + 5
     assert thresholded.shape[1] == n_all
     # a constant gene column is dropped
     frame["g-0"] = np.float32(1.0)
-    constant = fit_features(
+    constant = fit_transform_features(
         build_feature_pipeline(layout.genes, layout.cells, variance_threshold=0.8, **params), frame
-    ).transform(frame)
+    )
     assert constant.shape[1] == n_all - 1
 
 
 def test_variance_threshold_removing_everything_is_a_clear_error():
     frame, _, layout = make_frame()
     pipe = build_feature_pipeline(layout.genes, layout.cells, variance_threshold=1e9)
-    with pytest.raises(MoAError, match="features.variance_threshold"):
-        fit_features(pipe, frame)
+    with pytest.raises(MoAError, match=r"^features.variance_threshold=1000000000.0 leaves zero g-\* or c-\* columns"):
+        fit_transform_features(pipe, frame)
 
 
 def test_too_many_components_is_a_clear_error():
+    from moa_lit.settings import FeatureSettings
+
     _, _, layout = make_frame()
-    with pytest.raises(MoAError, match="features.pca_cells=99"):
-        build_feature_pipeline(layout.genes, layout.cells, pca_cells=99)
+    refused = FeatureSettings(pca_cells=99).refusal_on_data(rows=100, n_genes=len(layout.genes), n_cells=len(layout.cells))
+    assert refused == "features.pca_cells=99: expected at most 6, the number of c-* columns"
 
 
 def test_tensor_batches_cover_rows_once_and_reshuffle():

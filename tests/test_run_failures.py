@@ -45,14 +45,14 @@ def test_diverging_training_stops_the_fold_with_the_cause(data_root, tmp_path):
 
 
 def test_non_finite_predictions_are_never_written(data_root, tmp_path, monkeypatch):
-    real = MoAModule.predict_proba
+    real = MoAModule.probabilities
 
     def nan_in_one_cell(self, x, batch_size=8192):
         p = real(self, x, batch_size)
         p[0, 0] = float("nan")
         return p
 
-    monkeypatch.setattr(MoAModule, "predict_proba", nan_in_one_cell)
+    monkeypatch.setattr(MoAModule, "probabilities", nan_in_one_cell)
     with pytest.raises(InvalidPredictionsError, match=r"^seed 0 fold 0 out-of-fold predictions: 1 predictions are not finite"):
         train(compose_run(data_root, tmp_path / "run", []))
     assert_no_predictions_written(tmp_path / "run")

@@ -146,7 +146,7 @@ def test_stacked_features_are_out_of_fold_inside_the_training_rows(tmp_path, mon
         assert fitted_keys <= train_keys
         held_out = np.array([tuple(r) not in fitted_keys for r in x_train.numpy().round(5)])
         assert held_out.any()
-        expected = c["module"].predict_proba(x_train[held_out]).float()
+        expected = c["module"].probabilities(x_train[held_out])
         got = x_aug[held_out, n_base:]
         torch.testing.assert_close(got, expected)
 
@@ -154,7 +154,7 @@ def test_stacked_features_are_out_of_fold_inside_the_training_rows(tmp_path, mon
     # and validation rows get the average of the inner models.
     assert fitted.module.hparams.n_features == n_base + inner[0]["y"].shape[1]
     x_val = dm.tensors.x_val
-    avg = torch.stack([c["module"].predict_proba(x_val) for c in inner]).mean(0).float()
+    avg = torch.stack([c["module"].probabilities(x_val).double() for c in inner]).mean(0).float()
     torch.testing.assert_close(fitted.stack.augment(x_val)[:, n_base:], avg)
     assert fitted.predict_features(x_val).shape == (len(x_val), scored.shape[1])
 

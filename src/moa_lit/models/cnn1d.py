@@ -6,12 +6,10 @@ the features in which neighbouring positions are related, so convolutions
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import NET, BodyHeadNet
-from moa_lit.models.heads import linear
+from moa_lit.models.heads import NET, BodyHeadNet, linear
 
 
 class FeaturesToSignal(nn.Module):
@@ -83,11 +81,8 @@ class CNN1D(BodyHeadNet):
             FeaturesToSignal(n_features, channels, length, dropout_input, weight_norm),
             ConvBody(channels, conv_channels, length, dropout_hidden),
         )
-        with torch.no_grad():
-            was_training = self.body.training
-            self.body.eval()
-            self.body_size = int(self.body(torch.zeros(2, n_features)).shape[1])
-            self.body.train(was_training)
+        # Average-pooled to length // 2, then halved again by the max pool (length >= 4).
+        self.body_size = conv_channels * (length // 4)
         self.dropout_hidden = dropout_hidden
         self.weight_norm = weight_norm
         self.head = self.make_head(n_targets)

@@ -22,10 +22,6 @@ NET = {
 }
 
 
-def activation(name: str) -> nn.Module:
-    return ACTIVATIONS[name]()
-
-
 def linear(n_in: int, n_out: int, weight_norm: bool) -> nn.Module:
     layer = nn.Linear(n_in, n_out)
     return _weight_norm(layer) if weight_norm else layer
@@ -50,13 +46,9 @@ class BodyHeadNet(nn.Module):
             linear(self.body_size, n_targets, self.weight_norm),
         )
 
-    def output_layer(self) -> nn.Module:
-        """The last layer of the head (a Linear, possibly weight-normed)."""
-        return self.head[-1] if isinstance(self.head, nn.Sequential) else self.head
-
     def set_output_bias(self, bias) -> None:
-        """Start from the training prior: the head's bias set to the prevalence logits."""
-        out = self.output_layer()
+        """The bias of the head's last layer (a Linear, possibly weight-normed)."""
+        out = self.head[-1]
         out.bias.data.copy_(torch.as_tensor(bias, dtype=out.bias.dtype))
 
     def forward(self, x):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import NET, BodyHeadNet, activation, linear
+from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, linear
 
 
 class MLP(BodyHeadNet):
@@ -32,7 +32,7 @@ class MLP(BodyHeadNet):
                 nn.BatchNorm1d(n_in),
                 nn.Dropout(dropout_input if i == 0 else dropout_hidden),
                 linear(n_in, hidden_size, weight_norm),
-                activation(activation_name),
+                ACTIVATIONS[activation_name](),
             ]
             n_in = hidden_size
         self.body = nn.Sequential(*blocks)

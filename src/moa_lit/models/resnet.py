@@ -1,16 +1,13 @@
 """A residual MLP for tabular rows: an input projection, then blocks whose
 output is added back to their input, so deeper stacks train as easily as a
-shallow MLP. One input and one head: it is not the winners' "2-heads ResNet"
-(which fed two feature sets through separate heads); it only borrows the
-residual blocks."""
+shallow MLP (not the winners' two-input "2-heads ResNet"; docs/modelling.md)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import NET, BodyHeadNet
-from moa_lit.models.heads import activation, linear
+from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, linear
 
 
 class ResidualBlock(nn.Module):
@@ -22,11 +19,11 @@ class ResidualBlock(nn.Module):
             nn.BatchNorm1d(size),
             nn.Dropout(dropout),
             linear(size, size, weight_norm),
-            activation(activation_name),
+            ACTIVATIONS[activation_name](),
             nn.BatchNorm1d(size),
             nn.Dropout(dropout),
             linear(size, size, weight_norm),
-            activation(activation_name),
+            ACTIVATIONS[activation_name](),
         )
 
     def forward(self, x):
@@ -52,7 +49,7 @@ class ResNet(BodyHeadNet):
             nn.BatchNorm1d(n_features),
             nn.Dropout(dropout_input),
             linear(n_features, hidden_size, weight_norm),
-            activation(activation_name),
+            ACTIVATIONS[activation_name](),
             *[ResidualBlock(hidden_size, dropout_hidden, weight_norm, activation_name) for _ in range(n_blocks)],
         )
         self.body_size = hidden_size

@@ -7,22 +7,16 @@ import numpy as np
 EPS = 1e-15
 
 
-def per_target_logloss(y_true: np.ndarray, y_pred: np.ndarray, eps: float = EPS) -> np.ndarray:
-    """Binary log loss of each target column, predictions clipped to [eps, 1 - eps]."""
+def per_target_logloss(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Binary log loss of each target column, predictions clipped to [EPS, 1 - EPS]."""
     y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.clip(np.asarray(y_pred, dtype=np.float64), eps, 1.0 - eps)
+    y_pred = np.clip(np.asarray(y_pred, dtype=np.float64), EPS, 1.0 - EPS)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
     loss = -(y_true * np.log(y_pred) + (1.0 - y_true) * np.log1p(-y_pred))
     return loss.mean(axis=0)
 
 
-def mean_logloss(y_true: np.ndarray, y_pred: np.ndarray, eps: float = EPS) -> float:
+def mean_logloss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The lish-moa score: the mean over targets of each target's log loss."""
-    return float(per_target_logloss(y_true, y_pred, eps).mean())
-
-
-def prior_predictions(y_train: np.ndarray, n_rows: int) -> np.ndarray:
-    """The no-feature baseline: every row gets the training prevalence of each target."""
-    prior = np.asarray(y_train, dtype=np.float64).mean(axis=0)
-    return np.broadcast_to(prior, (n_rows, prior.shape[0])).copy()
+    return float(per_target_logloss(y_true, y_pred).mean())

@@ -1,9 +1,7 @@
-"""The run's score report. First the OOF log loss over the rows that behave like
-new drugs (treated rows of drugs kept whole in their fold, which no fold model
-saw in training): the number that says how the model does on a compound nobody
-has profiled. Then over all rows (controls at 0) and over treated rows only
-(they differ by about 8%, so both are always given), the per-fold and
-per-target losses, and the prior baseline on the same rows."""
+"""The run's score report (docs/modelling.md): the OOF log loss over the rows
+that behave like new drugs first, then over all rows (controls at 0) and over
+treated rows (they differ by about 8%, so both are given), per fold and per
+target, with the prior baseline on the same rows."""
 
 from __future__ import annotations
 
@@ -92,9 +90,7 @@ def smoothed_prevalence(targets: np.ndarray) -> np.ndarray:
 
 
 def fold_prior_predictions(targets, folds, is_control, fold_ids) -> np.ndarray:
-    """Out-of-fold prior: each fold's rows get the treated training rows' prevalence,
-    smoothed by half a positive so a target absent from a fold's training rows
-    is not predicted exactly 0 (which the clipped metric punishes with ~34.5)."""
+    """Out-of-fold prior: each fold's rows get its treated training rows' smoothed prevalence."""
     prior = np.full(targets.shape, np.nan)
     for k in fold_ids:
         train = (folds != k) & ~is_control

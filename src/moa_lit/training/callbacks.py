@@ -20,46 +20,32 @@ class TrainingDivergedError(MoAError):
 
 class StopOnNonFiniteLoss(L.Callback):
     """Stops a fold at the first epoch whose training loss became non-finite,
-    naming the fold, the epoch and the setting that sets the learning rate
-    (the module's ``lr_setting``).
-
-    The module sums the epoch's losses on the device anyway: the sum is
+    naming the fold, the epoch and the setting of the learning rate (the
+    module's ``lr_setting``). The module's epoch sum on the device is
     non-finite exactly when a batch's loss was (BCE is >= 0), so it is read
-    once, at the epoch's last batch (before validation and checkpoints), with
-    no host read per step.
-    """
+    once, at the epoch's last batch (before validation and checkpoints)."""
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, label: str) -> None:
         self.label = label
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx + 1 >= trainer.num_training_batches:
-            self._check_sum(pl_module, trainer.current_epoch)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Epochs without a known length (runs before the module's own hook resets its sum).
-        if trainer.num_training_batches == float("inf"):
-            self._check_sum(pl_module, trainer.current_epoch)
-
-    def _check_sum(self, pl_module, epoch: int) -> None:
+        # Every loader here has a length (TensorBatches), so the last batch is known.
         total = pl_module.epoch_loss_sum()
-        if total is None:
+        if batch_idx + 1 < trainer.num_training_batches or total is None:
             return
         value = float(total)
         if not math.isfinite(value):
             raise TrainingDivergedError(
-                f"{self.label + ': ' if self.label else ''}training loss became {value} at epoch "
-                f"{epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
+                f"{self.label}: training loss became {value} at epoch "
+                f"{trainer.current_epoch}; the learning rate is likely too high: lower {pl_module.lr_setting}"
             )
 
 
 class EpochTrainLoss(L.Callback):
     """The training loss where a stage started (its first batch, before any
-    update: one host read) and each epoch's mean (``train_loss``, one host read
-    per epoch), kept whatever logger is chosen (or none) and saved in
-    checkpoints, so a resumed fold still has the epochs before its
-    interruption. The fold records them per stage in ``train_losses.json`` for
-    the divergence check (``run_checks.py``)."""
+    update) and each epoch's mean, whatever the logger (or none), saved in
+    checkpoints so a resumed fold keeps its earlier epochs; recorded per stage
+    in ``train_losses.json`` for the divergence check (``run_checks.py``)."""
 
     def __init__(self) -> None:
         self.start: float | None = None
@@ -67,9 +53,7 @@ class EpochTrainLoss(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.start is None and trainer.current_epoch == 0 and batch_idx == 0:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None:
-                self.start = float(loss.detach())
+            self.start = float(outputs["loss"].detach())  # Lightning passes training_step's loss as {"loss": ...}
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Read from the module: callbacks run before the module's own
@@ -80,11 +64,8 @@ class EpochTrainLoss(L.Callback):
             del self.losses[trainer.current_epoch:]  # an epoch run again after a resume counts once
             self.losses.append(float(value))
 
-    def record(self) -> dict[str, Any]:
-        return {"start": self.start, "epochs": list(self.losses)}
-
     def state_dict(self) -> dict[str, Any]:
-        return self.record()
+        return {"start": self.start, "epochs": list(self.losses)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.start = state_dict.get("start")
@@ -140,8 +121,6 @@ class FreezeBody(L.Callback):
     before it fits; then the whole network trains."""
 
     def __init__(self, epochs: int) -> None:
-        if epochs < 0:
-            raise MoAError(f"pretrain.freeze_body_epochs={epochs}: expected 0 or more epochs")
         self.epochs = epochs
 
     def _set(self, pl_module, frozen: bool) -> None:

@@ -23,6 +23,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from moa_lit.runs import files as run_files
 
 
+def read_checkpoint(path) -> dict[str, Any]:
+    """A checkpoint of a run (Lightning's, or the stacked models) as tensors and
+    plain values only: a run folder may come from a stranger, so nothing read
+    from it may run code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _write(path: Path, buffer: io.BytesIO) -> None:
     with run_files.atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getbuffer())
@@ -35,8 +42,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._pending: Future | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         # Serialised in memory, then written: torch.save reports a full disk as
         # an opaque RuntimeError, a plain write as OSError(ENOSPC), which
         # atomic_path turns into one line naming the checkpoint.
@@ -56,9 +61,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if pending is not None:
             pending.result()
 
-    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict[str, Any]:
         self.wait()
-        return super().load_checkpoint(*args, **kwargs)
+        return read_checkpoint(path)
 
     def remove_checkpoint(self, path) -> None:
         self.wait()

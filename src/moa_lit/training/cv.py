@@ -1,10 +1,7 @@
 """Cross-validation around Lightning: for each fold and seed, fit the fold's
-features, train, keep the best epoch, predict the fold's validation rows
-(out-of-fold) and the test rows with the fold's predictor, averaged by the
-final model's rule (``final_model.mean_probabilities``: control rows exactly 0).
-
-With ``resume=true`` a fold whose predictions are on disk is not trained again,
-and a fold interrupted mid-training goes on from its ``last.ckpt``."""
+features, train, keep the best epoch, predict the fold's validation and test
+rows. With ``resume=true`` a fold whose predictions are on disk is not trained
+again, and a fold interrupted mid-training goes on from its ``last.ckpt``."""
 
 from __future__ import annotations
 
@@ -17,12 +14,11 @@ from typing import Callable
 import lightning as L
 import numpy as np
 import pandas as pd
-import torch
 
 from moa_lit.devices import PeakGpuMemory
 from moa_lit.runs.run_dir import FoldDir, FoldPredictions, RunDir
 from moa_lit.training.callbacks import SeedEachEpoch, StopOnNonFiniteLoss
-from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.final_model import mean_probabilities
 from moa_lit.training.resources import out_of_memory_as_user_error
@@ -43,9 +39,8 @@ class CVPredictions:
 
 @dataclass
 class FoldTrainers:
-    """Makes each fold's Lightning Trainer from factories built by ``train.py``
-    (Hydra ``instantiate`` with ``_partial_``): the trainer, the callbacks by
-    name (the checkpoint callback gets the fold's folder) and the logger."""
+    """Each fold's Lightning Trainer from the config's factories (Hydra ``_partial_``):
+    the trainer, the callbacks by name (the checkpoint's gets the fold's folder), the logger."""
 
     new_trainer: Callable[..., L.Trainer]
     callbacks: dict[str, Callable] = field(default_factory=dict)
@@ -53,28 +48,22 @@ class FoldTrainers:
 
     def __call__(self, run: RunDir, fold_dir: FoldDir, extra_callbacks=()):
         seed, fold = fold_dir.seed, fold_dir.fold
-        callbacks = [
-            StopOnNonFiniteLoss(label=fold_dir.label),
-            SeedEachEpoch(seed, fold),
-            *extra_callbacks,
-        ]
-        checkpoint = None
-        for name, make in self.callbacks.items():
-            if name == CHECKPOINT_CALLBACK:
-                checkpoint = make(dirpath=str(fold_dir.path))
-                callbacks.append(checkpoint)
-            else:
-                callbacks.append(make())
+        built = {
+            name: make(dirpath=str(fold_dir.path)) if name == CHECKPOINT_CALLBACK else make()
+            for name, make in self.callbacks.items()
+        }
         logger = False
         if self.new_logger is not None:
             logger = self.new_logger(save_dir=str(run.logs), name="", version=run.log_version(seed, fold))
         trainer = self.new_trainer(
-            callbacks=callbacks,
+            callbacks=[
+                StopOnNonFiniteLoss(label=fold_dir.label), SeedEachEpoch(seed, fold), *extra_callbacks, *built.values()
+            ],
             logger=logger,
             default_root_dir=str(fold_dir.path),
             plugins=[AtomicCheckpointIO()],
         )
-        return trainer, checkpoint
+        return trainer, built.get(CHECKPOINT_CALLBACK)
 
 
 @dataclass
@@ -97,15 +86,6 @@ class CrossValidation:
     drug: np.ndarray | None = None  # the inner folds of the stacked stage keep drugs whole
     resume: bool = False
 
-    def memory_sizes(self) -> dict:
-        """What an out-of-memory error names to lower, with their values."""
-        net = self.plan.new_model.keywords.get("net") or {}
-        return {
-            "loader.batch_size": self.dm.batch_size,
-            "loader.eval_batch_size": self.dm.eval_batch_size,
-            "model.net.hidden_size": net.get("hidden_size"),
-        }
-
     def run_folds(self, seeds: list[int], fold_ids: list[int], clip: tuple[float, float] | None = None) -> CVPredictions:
         dm, test = self.dm, self.test
         n_rows, n_targets = dm.targets.shape
@@ -114,6 +94,12 @@ class CrossValidation:
         oof_sum = np.zeros((n_rows, n_targets))
         test_sum = None if test is None else np.zeros((len(test.features), n_targets))
         summaries = []
+        # What an out-of-memory error names to lower, with their values.
+        sizes = {
+            "loader.batch_size": dm.batch_size,
+            "loader.eval_batch_size": dm.eval_batch_size,
+            "model.net.hidden_size": (self.plan.new_model.keywords.get("net") or {}).get("hidden_size"),
+        }
 
         # Folds outside, seeds inside: a fold's features are fitted once and
         # reused by each seed (MoADataModule.set_fold), one fold in memory at a time.
@@ -121,19 +107,19 @@ class CrossValidation:
             for seed in seeds:
                 fold_dir = self.run.fold(seed, fold)
                 if self.resume and fold_dir.finished():
-                    saved = fold_dir.load_predictions(
+                    preds = fold_dir.load_predictions(
                         expected_val_rows=dm.val_rows(fold),
                         n_test=None if test is None else len(test.features),
                         n_targets=n_targets,
                     )
-                    _add_fold_predictions(saved, oof_sum, test_sum)
-                    summaries.append(fold_dir.summary())
                     log.info("%s: finished before, predictions reused from %s", fold_dir.label, fold_dir.predictions_file)
-                    continue
-                with out_of_memory_as_user_error(fold_dir.label, self.memory_sizes()):
-                    preds, summary = self._train_fold(fold_dir)
-                _add_fold_predictions(preds, oof_sum, test_sum)
-                summaries.append(summary)
+                else:
+                    with out_of_memory_as_user_error(fold_dir.label, sizes):
+                        preds = self._train_fold(fold_dir)
+                oof_sum[preds.val_rows] += preds.oof
+                if test_sum is not None:
+                    test_sum += preds.test
+                summaries.append(fold_dir.summary())
 
         # The final model's rule on both: a row's OOF value is the mean over seeds of
         # its fold's models, a test row's the mean over every seed x fold model.
@@ -144,34 +130,45 @@ class CrossValidation:
             test_pred = mean_probabilities(test_sum, len(seeds) * len(fold_ids), clip, test.is_control)
         return CVPredictions(oof=oof, test=test_pred, fold_summaries=summaries)
 
-    def _train_fold(self, fold_dir: FoldDir) -> tuple[FoldPredictions, dict]:
-        """Train one (seed, fold), predict, and write its files; predictions last."""
-        dm, seed, fold = self.dm, fold_dir.seed, fold_dir.fold
+    def _train_fold(self, fold_dir: FoldDir) -> FoldPredictions:
+        """Features, training and prediction of one (seed, fold), all on the
+        fold's device; then its files, predictions last."""
+        dm, run, seed, fold = self.dm, self.run, fold_dir.seed, fold_dir.fold
         t0 = time.perf_counter()
         fold_dir.path.mkdir(parents=True, exist_ok=True)
         with PeakGpuMemory(dm.device).measure() as peak:
-            preds, fitted = self._fit_and_predict(fold_dir)
-        best_epoch, best_score = fitted.best_epoch, fitted.best_score
-        summary = {
-            "seed": seed,
-            "fold": fold,
-            "best_epoch": best_epoch,
-            "val_logloss": best_score,  # of the rows that chose the epoch (MoADataModule.val_batches)
-            "seconds": round(time.perf_counter() - t0, 2),
-            "peak_gpu_memory_mb": peak.megabytes,
-        }
+            with self.timer("features"):
+                dm.set_fold(fold, seed=seed)
+            ckpt_path = fold_dir.resume_checkpoint() if self.resume else None
+            if ckpt_path:
+                log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
+                run.keep_earlier_epochs(seed, fold, int(read_checkpoint(ckpt_path)["epoch"]))
+            with self.timer("training"):
+                fitted = fit_fold(
+                    self.plan, dm, fold, seed, fold_dir,
+                    make_trainer=partial(self.trainers, run, fold_dir),
+                    nonscored=self.nonscored, drug=self.drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
+                )
+            run.join_earlier_epochs(seed, fold)
+            with self.timer("prediction"):
+                preds = FoldPredictions(
+                    val_rows=dm.val_rows(fold),
+                    oof=fitted.predict_features(dm.tensors.x_val),
+                    test=None if self.test is None else fitted.predict(self.test.features),
+                )
+        seconds = round(time.perf_counter() - t0, 2)
         with self.timer("writing"):
             fitted.save(fold_dir)
             fold_dir.write_info(
                 {
                     "seed": seed,
                     "fold": fold,
-                    "best_epoch": best_epoch,
-                    "best_val_logloss": best_score,
+                    "best_epoch": fitted.best_epoch,
+                    "best_val_logloss": fitted.best_score,  # of the rows that chose it (MoADataModule.val_batches)
                     "n_features": fitted.module.hparams.n_features,
                     "n_train_rows": len(dm.train_rows(fold)),
                     "n_val_rows": len(preds.val_rows),
-                    "seconds": summary["seconds"],
+                    "seconds": seconds,
                     "device": str(dm.device),
                     "peak_gpu_memory_mb": peak.megabytes,
                     **fitted.stages,
@@ -182,37 +179,7 @@ class CrossValidation:
             fold_dir.drop_last_checkpoint()
         log.info(
             "%s: best epoch %s, validation log loss %.5f (new-drug rows, else treated rows), %.1f s",
-            fold_dir.label, best_epoch, best_score if best_score is not None else float("nan"), summary["seconds"],
+            fold_dir.label, fitted.best_epoch,
+            fitted.best_score if fitted.best_score is not None else float("nan"), seconds,
         )
-        return preds, summary
-
-    def _fit_and_predict(self, fold_dir: FoldDir):
-        """Features, training and prediction of one (seed, fold), all on the fold's device."""
-        dm, run, seed, fold = self.dm, self.run, fold_dir.seed, fold_dir.fold
-        with self.timer("features"):
-            dm.set_fold(fold, seed=seed)
-        ckpt_path = fold_dir.resume_checkpoint() if self.resume else None
-        if ckpt_path:
-            log.info("%s: resuming from %s", fold_dir.label, ckpt_path)
-            last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
-            run.keep_earlier_epochs(seed, fold, last_epoch)
-        with self.timer("training"):
-            fitted = fit_fold(
-                self.plan, dm, fold, seed, fold_dir,
-                make_trainer=partial(self.trainers, run, fold_dir),
-                nonscored=self.nonscored, drug=self.drug, ckpt_path=None if ckpt_path is None else str(ckpt_path),
-            )
-        run.join_earlier_epochs(seed, fold)
-        with self.timer("prediction"):
-            preds = FoldPredictions(
-                val_rows=dm.val_rows(fold),
-                oof=fitted.predict_features(dm.tensors.x_val),
-                test=None if self.test is None else fitted.predict(self.test.features),
-            )
-        return preds, fitted
-
-
-def _add_fold_predictions(preds: FoldPredictions, oof_sum: np.ndarray, test_sum: np.ndarray | None) -> None:
-    oof_sum[preds.val_rows] += preds.oof
-    if test_sum is not None:
-        test_sum += preds.test
+        return preds

@@ -32,55 +32,41 @@ def epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-class EpochPermutations:
-    """The shuffle order of each training epoch, a function of (seed, epoch)
-    only, so a fold resumed from a checkpoint at epoch e sees the same batches
-    as an uninterrupted run. Lightning calls ``sampler.set_epoch(epoch)`` at
-    the start of every training epoch (as for a DistributedSampler), also the
-    first epoch after a resume; used outside Lightning, each pass moves on to
-    the next epoch by itself."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def permutation(self, n: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        return torch.randperm(n, generator=generator)
-
-
 class TensorBatches:
-    """An iterable of (x, y) mini-batches over tensors, reshuffled every epoch.
+    """An iterable of (x, y) mini-batches over tensors. A final batch of a single
+    row is dropped in training: batch norm cannot normalise one sample.
 
-    A final batch of a single row is dropped in training: batch norm cannot
-    normalise one sample.
-    """
+    With ``shuffle`` each epoch's order is a function of (seed, epoch) only, so
+    a fold resumed from a checkpoint at epoch e sees the same batches as an
+    uninterrupted run: Lightning calls ``sampler.set_epoch(epoch)`` at the start
+    of every training epoch (as for a DistributedSampler), also the first epoch
+    after a resume; used outside Lightning, each pass moves on by itself."""
 
     def __init__(self, x, y, batch_size: int, shuffle: bool, seed: int = 0, drop_singleton: bool = True):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.drop_singleton = drop_singleton
-        # Named like a DataLoader's: Lightning calls `sampler.set_epoch` and
-        # reads both attributes when it inspects a loader.
-        self.sampler = EpochPermutations(seed) if shuffle else None
-        self.batch_sampler = None
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.batch_sampler = None  # named like a DataLoader's, as is sampler: Lightning reads both
 
-    def _n_batches(self) -> int:
-        n = len(self.x)
-        full, rest = divmod(n, self.batch_size)
-        return full + (1 if rest > 1 or (rest == 1 and not self.drop_singleton) else 0)
+    @property
+    def sampler(self) -> "TensorBatches | None":
+        return self if self.shuffle else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self._n_batches()
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and not self.drop_singleton) else 0)
 
     def __iter__(self):
-        n = len(self.x)
-        order = self.sampler.permutation(n).to(self.x.device) if self.sampler is not None else None
-        for b in range(self._n_batches()):
+        order = None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            self.epoch += 1
+            order = torch.randperm(len(self.x), generator=generator).to(self.x.device)
+        for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if order is None:
                 yield self.x[sl], self.y[sl]
@@ -107,7 +93,9 @@ class MoADataModule(L.LightningDataModule):
     """Per-fold splits of a dataset: ``set_fold(k)`` fits the feature pipeline on
     fold k's training rows (treated rows only: controls have no MoA by
     definition and are predicted 0) and serves its train/validation batches.
-    ``set_fold(k, seed)`` again for another seed reuses the fitted features."""
+    ``set_fold(k, seed)`` again for another seed reuses the fitted features.
+    ``inputs`` are the fold's training and validation features as the scored
+    model sees them: a stacked fold appends its columns there."""
 
     def __init__(
         self,
@@ -140,7 +128,7 @@ class MoADataModule(L.LightningDataModule):
         self.seed = 0
         self.preprocessor: Pipeline | None = None
         self.tensors: FoldTensors | None = None
-        self.feature_fits = 0  # pipelines fitted so far (one per fold, whatever the seeds)
+        self.inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def train_rows(self, fold: int) -> np.ndarray:
         return np.flatnonzero((self.folds != fold) & ~self.is_control)
@@ -177,12 +165,11 @@ class MoADataModule(L.LightningDataModule):
             # Another seed of the same fold: the fitted features do not depend
             # on the training seed, so they are reused, not fitted again.
             self.seed = seed
+            self.inputs = (self.tensors.x_train, self.tensors.x_val)
             return self
         self.fold, self.seed = fold, seed
-        pipeline = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
-        self.preprocessor, x_train = fit_transform_features(pipeline, self.features.iloc[train_idx])
-        self.feature_fits += 1
-        x_train = self._finite(x_train, fold)
+        self.preprocessor = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
+        x_train = self._finite(fit_transform_features(self.preprocessor, self.features.iloc[train_idx]), fold)
         choosing = self.choosing[val_idx]
         if len(val_idx) and not choosing.any():
             log.info("%s has no new-drug rows: its best epoch is chosen on its treated rows", what)
@@ -199,6 +186,7 @@ class MoADataModule(L.LightningDataModule):
             y_val=self.tensor(self.targets[val_idx]),
             val_choosing=torch.from_numpy(np.flatnonzero(choosing)).to(self.device),
         )
+        self.inputs = (self.tensors.x_train, self.tensors.x_val)
         return self
 
     def _finite(self, x: np.ndarray, fold: int) -> np.ndarray:
@@ -209,12 +197,6 @@ class MoADataModule(L.LightningDataModule):
                 f"(features={self.feature_params}); expected finite features"
             )
         return x
-
-    def transform(self, features: pd.DataFrame) -> torch.Tensor:
-        """Features of any rows through the current fold's fitted pipeline, on
-        the fold's device (test rows are predicted there, like the OOF rows)."""
-        assert self.preprocessor is not None, "call set_fold first"
-        return self.tensor(self.preprocessor.transform(features))
 
     @property
     def n_features(self) -> int:
@@ -228,16 +210,15 @@ class MoADataModule(L.LightningDataModule):
             return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.fold)
         return TensorBatches(x, y, self.eval_batch_size, shuffle=False, drop_singleton=False)
 
-    def train_dataloader(self):
-        return self.batches(self.tensors.x_train, self.tensors.y_train, train=True)
-
     def val_batches(self, x_val: torch.Tensor | None = None) -> TensorBatches:
-        """The validation batches whose log loss chooses the best epoch: the
-        fold's new-drug rows, or its treated rows where it has none; ``x_val``:
-        other features of the validation rows (stacked columns appended)."""
+        """The rows whose log loss chooses the best epoch (``choosing``);
+        ``x_val``: the validation rows with stacked columns appended."""
         t = self.tensors
         x = t.x_val if x_val is None else x_val
         return self.batches(x[t.val_choosing], t.y_val[t.val_choosing], train=False)
 
-    def val_dataloader(self):
-        return self.val_batches()
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches(self.inputs[0], self.tensors.y_train, train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.val_batches(self.inputs[1])

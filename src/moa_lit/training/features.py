@@ -1,16 +1,9 @@
-"""Feature preprocessing as one scikit-learn pipeline, fitted on a fold's
-training rows only and saved with that fold, so no statistic of validation or
-test rows leaks into training (the shape that keeps the OOF score honest).
-
-Steps (each switchable from ``conf/features/``): a rank-Gauss transform of g-*
-and c-* (QuantileTransformer with normal output), PCA components of g-* and of
-c-* appended, factor-analysis components appended, row statistics of g-* and
-c-*, cp_time/cp_dose one-hot encoded, and an optional variance threshold on the
-g-* and c-* columns (with their appended components). The threshold is
-applied within those blocks only: one-hot columns (variance <= 0.25) and row
-statistics would otherwise fall under the thresholds public solutions used
-(e.g. 0.8 after rank-Gauss).
-"""
+"""Feature preprocessing as one scikit-learn pipeline (docs/modelling.md),
+fitted on a fold's training rows only and saved with that fold, so no
+statistic of validation or test rows leaks into training. The variance
+threshold applies within the g-* and c-* blocks only: one-hot columns
+(variance <= 0.25) and row statistics would otherwise fall under the
+thresholds public solutions used (e.g. 0.8 after rank-Gauss)."""
 
 from __future__ import annotations
 
@@ -48,21 +41,19 @@ class ProjectedPCA(PCA):
     """PCA whose ``fit_transform`` is ``fit().transform()``: training rows get
     exactly the projection that validation and test rows get. sklearn's own
     returns U * S of the (randomized) SVD, which differs from the projection
-    (measured: up to 0.4 on components of scale ~48), so fitting and then
-    transforming the training rows again was the only consistent way before."""
+    (measured: up to 0.4 on components of scale ~48)."""
 
     def fit_transform(self, X, y=None):
         return self.fit(X, y).transform(X)
 
 
 def _block(
-    name: str,
     rank_gauss: bool,
     n_quantiles: int,
     pca: int,
     factor_analysis: int,
     seed: int,
-    variance_threshold: float | None = None,
+    variance_threshold: float | None,
 ) -> Pipeline:
     """g-* or c-* block: optional rank-Gauss, then the values plus appended components."""
     expand = [("values", "passthrough")]
@@ -100,18 +91,11 @@ def build_feature_pipeline(
     variance_threshold: float | None = None,
     seed: int = 0,
 ) -> Pipeline:
-    """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix."""
-    for key, n, cols in (
-        ("features.pca_genes", pca_genes, genes),
-        ("features.pca_cells", pca_cells, cells),
-        ("features.factor_analysis_genes", factor_analysis_genes, genes),
-        ("features.factor_analysis_cells", factor_analysis_cells, cells),
-    ):
-        if n < 0 or n > len(cols):
-            raise MoAError(f"{key}={n}: expected 0..{len(cols)} (the number of input columns)")
+    """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix
+    (the component counts are checked against the data by ``FeatureSettings.refusal_on_data``)."""
     blocks = [
-        ("genes", _block("genes", rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
-        ("cells", _block("cells", rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),
+        ("genes", _block(rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
+        ("cells", _block(rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),
     ]
     if row_stats:
         blocks += [
@@ -129,33 +113,20 @@ def build_feature_pipeline(
             [schema.CP_TIME, schema.CP_DOSE],
         )
     )
-    steps = [("columns", ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0))]
-    steps.append(("float32", FunctionTransformer(_to_float32)))
-    return Pipeline(steps)
+    columns = ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0)
+    return Pipeline([("columns", columns), ("float32", FunctionTransformer(_to_float32))])
 
 
-def _variance_threshold(pipeline: Pipeline) -> float | None:
-    for _, block, _ in pipeline.named_steps["columns"].transformers:
-        if isinstance(block, Pipeline) and "variance" in block.named_steps:
-            return block.named_steps["variance"].threshold
-    return None
-
-
-def fit_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> Pipeline:
-    """Fit on training rows, turning sklearn's failures into settings-level errors."""
-    return fit_transform_features(pipeline, train_rows)[0]
-
-
-def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
-    """Fit on training rows and return their features too: fitting transforms
-    them anyway, and a second transform of the same rows (the rank-Gauss
+def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> np.ndarray:
+    """Fit on training rows and return their features: fitting transforms them
+    anyway, and a second transform of the same rows (the rank-Gauss
     interpolation, column by column) was about a third of a fold's feature time."""
     try:
-        return pipeline, pipeline.fit_transform(train_rows)
+        return pipeline.fit_transform(train_rows)
     except ValueError as err:
         if "variance threshold" in str(err).lower():
             raise MoAError(
-                f"features.variance_threshold={_variance_threshold(pipeline)} "
+                f"features.variance_threshold={pipeline.get_params()['columns__genes__variance__threshold']} "
                 "leaves zero g-* or c-* columns; expected a lower threshold"
             ) from None
         raise

@@ -1,21 +1,8 @@
-"""A run's final model: the estimator that writes its ``submission.csv`` and
-that ``predict``, ``explain`` and the Python API (``moa_lit.load_run``) use.
-
-The one rule of every final model is :func:`mean_probabilities`: the mean of
-its models' probabilities, clipped to the run's ``predict.clip``, control
-rows at exactly 0 (no MoA by definition). Cross-validation averages its test
-and out-of-fold rows with it while it trains; :class:`RunModel` averages the
-saved models with it when it predicts, so both agree on the same rows.
-
-What the final model of each kind of run is (``run.json``):
-
-- ``final_model=fold_average``: the mean over seeds x folds of the fold models
-  (a merged run: over every part's folds);
-- ``refit``: the mean over refit seeds of the models refitted on every row;
-- ``both``: the mean of those two averages (:func:`final_average`);
-- a blend (``moa_lit.blend``) or an ensemble (``experiment=ensemble``): the
-  weighted sum of its member runs' final models, weights as in ``run.json``.
-"""
+"""A run's final model (docs/runs.md): the estimator that writes its
+``submission.csv`` and that ``predict``, ``explain`` and ``moa_lit.load_run``
+use. Its one rule is :func:`mean_probabilities`; cross-validation averages
+its test and out-of-fold rows with it while it trains, :class:`RunModel` the
+saved models when it predicts, so both agree on the same rows."""
 
 from __future__ import annotations
 
@@ -36,9 +23,7 @@ from moa_lit.training.fold_predictor import FoldPredictor
 
 
 def mean_probabilities(total: np.ndarray, n_models: int, clip: tuple[float, float] | None, is_control) -> np.ndarray:
-    """The mean of ``n_models`` models' probabilities given as their float64
-    sum ``total`` (rows x targets), clipped to ``clip`` when set, the rows
-    marked in ``is_control`` at exactly 0."""
+    """The mean of ``n_models`` models from their float64 sum ``total``, clipped, controls at exactly 0."""
     probabilities = total / n_models
     if clip is not None:
         probabilities = np.clip(probabilities, *clip)

@@ -1,8 +1,7 @@
 """One (seed, fold)'s predictor: the fitted preprocessing, the optional
-stacked stage's inner models and the network at its best epoch. Training
-predicts the fold's validation and test rows with it and saves it in the
-fold's folder; ``predict`` loads it from there. Both go through
-:meth:`FoldPredictor.predict_features`, so they agree on the same rows.
+stacked stage's inner models and the network at its best epoch. Training and
+``predict`` both go through :meth:`FoldPredictor.predict_features`, so they
+agree on the same rows.
 
 A run folder may come from a stranger: nothing ``predict`` reads from it can
 run code. The preprocessing is saved with ``skops.io`` and loaded with the
@@ -22,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.run_dir import FoldDir
+from moa_lit.training.checkpoint_io import read_checkpoint
 from moa_lit.training.module import MoAModule
 
 
@@ -50,30 +50,26 @@ class StackedFeatures:
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.float(), self.predict(x)], dim=1)
 
-    def to(self, device: torch.device | str) -> "StackedFeatures":
-        self.models = [m.to(device) for m in self.models]
-        return self
-
     def save(self, fold_dir: FoldDir) -> None:
         saved = {"hparams": [dict(m.hparams) for m in self.models], "state_dicts": [m.state_dict() for m in self.models]}
         with files.atomic_path(fold_dir.stack_models) as tmp:
             torch.save(saved, tmp)
 
     @classmethod
-    def load(cls, fold_dir: FoldDir) -> "StackedFeatures | None":
-        """The inner models saved beside a fold's best.ckpt, if any."""
+    def load(cls, fold_dir: FoldDir, device: torch.device | str) -> "StackedFeatures | None":
+        """The inner models saved beside a fold's best.ckpt, if any, on ``device``."""
         path = fold_dir.stack_models
         if not path.is_file():
             return None
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = read_checkpoint(path)
         except Exception as err:
             raise MoAError(f"{path}: cannot be loaded ({type(err).__name__}); expected the stacked models saved by training") from None
         models = []
         for hparams, state in zip(saved["hparams"], saved["state_dicts"]):
             model = MoAModule(**hparams)
             model.load_state_dict(state)
-            models.append(model.eval())
+            models.append(model.eval().to(device))
         return cls(models)
 
 
@@ -108,25 +104,23 @@ class FoldPredictor:
                 f"{self.where}: the preprocessor gives {x.shape[1]} features but the checkpoint expects "
                 f"{self.module.hparams.n_features}; expected files of one run"
             )
-        return self.module.predict_proba(x).numpy()
+        return self.module.probabilities(x).double().cpu().numpy()
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return self.predict_features(self.transform(features))
 
     def save(self, fold_dir: FoldDir) -> None:
-        """The preprocessing and stacked models; best.ckpt is the checkpoint callback's."""
+        """The preprocessing (the stacked models are saved once trained, best.ckpt by the checkpoint callback)."""
         files.write_bytes(sio.dumps(self.preprocessor), fold_dir.preprocessor)
-        if self.stack is not None and not fold_dir.stack_models.is_file():
-            self.stack.save(fold_dir)
 
     @classmethod
     def load(cls, fold_dir: FoldDir, n_targets: int, device: torch.device | str = "cpu") -> "FoldPredictor":
         """``device``: where the networks run; a GPU-trained run loads on a machine without one."""
-        stack = StackedFeatures.load(fold_dir)
+        stack = StackedFeatures.load(fold_dir, device)
         return cls(
             preprocessor=_load_preprocessor(fold_dir),
             module=_load_module(fold_dir, n_targets, torch.device(device)),
-            stack=None if stack is None else stack.to(device),
+            stack=stack,
             where=str(fold_dir.path),
             seed=fold_dir.seed,
             fold=fold_dir.fold,

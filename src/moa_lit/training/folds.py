@@ -1,12 +1,6 @@
-"""Drug-aware multilabel stratified K-fold, as described in docs/data.md.
-
-Rows of one drug share labels, so a row-wise split puts the same drug in train
-and validation and the CV score becomes optimistic. Drugs with at most
-``drug_threshold`` rows go to folds whole (MultilabelStratifiedKFold over the
-per-drug label matrix); the rows of the few very frequent drugs are spread over
-folds row-wise (MultilabelStratifiedKFold over those rows), which is the scheme
-that made CV track the hidden leaderboard.
-"""
+"""Drug-aware multilabel stratified K-fold (docs/modelling.md, docs/data.md):
+rows of one drug share labels, so a row-wise split would put a drug in both
+training and validation and make the CV score optimistic."""
 
 from __future__ import annotations
 
@@ -41,11 +35,8 @@ def assign_folds(
     seed: int = 42,
     drug_threshold: int = 18,
 ) -> np.ndarray:
-    """Fold number (0..n_folds-1) of every row.
-
-    ``targets`` is the (rows x targets) 0/1 matrix used for stratification;
-    ``drug`` the drug id of each row, or None for plain row-wise stratification.
-    """
+    """Fold number of every row, stratified on the 0/1 ``targets``; ``drug``:
+    each row's drug id, or None for plain row-wise stratification."""
     targets = np.asarray(targets)
     n_rows = len(targets)
     if n_folds < 2:
@@ -60,30 +51,25 @@ def assign_folds(
     fold = np.full(n_rows, -1, dtype=np.int64)
 
     # Whole drugs: one label row per drug (all its rows carry the same labels).
-    small_rows = np.flatnonzero(small)
-    if len(small_rows):
-        first_row = drug.iloc[small_rows].drop_duplicates()
-        drug_ids = first_row.to_numpy()
-        if len(drug_ids) < n_folds:
+    if small.any():
+        first_row = drug[small].drop_duplicates()
+        if len(first_row) < n_folds:
             raise MoAError(
-                f"only {len(drug_ids)} drugs have <= cv.drug_threshold={drug_threshold} rows, "
+                f"only {len(first_row)} drugs have <= cv.drug_threshold={drug_threshold} rows, "
                 f"fewer than cv.n_folds={n_folds}; lower cv.n_folds or cv.drug_threshold"
             )
         drug_fold = _stratified_fold_ids(targets[first_row.index.to_numpy()], n_folds, seed)
-        fold_of_drug = pd.Series(drug_fold, index=drug_ids)
-        fold[small_rows] = fold_of_drug.loc[drug.iloc[small_rows].to_numpy()].to_numpy()
+        fold[small] = pd.Series(drug_fold, index=first_row.to_numpy()).loc[drug[small].to_numpy()].to_numpy()
 
     # Frequent drugs: their rows are spread over folds.
-    big_rows = np.flatnonzero(~small)
-    if len(big_rows):
-        fold[big_rows] = _stratified_fold_ids(targets[big_rows], n_folds, seed)
+    fold[~small] = _stratified_fold_ids(targets[~small], n_folds, seed)
 
     assert (fold >= 0).all()
     log.info(
         "folds: %d drugs kept whole (<= %d rows), %d rows of %d frequent drugs split row-wise",
-        drug.iloc[small_rows].nunique() if len(small_rows) else 0,
+        drug[small].nunique(),
         drug_threshold,
-        len(big_rows),
-        drug.iloc[big_rows].nunique() if len(big_rows) else 0,
+        int((~small).sum()),
+        drug[~small].nunique(),
     )
     return fold

@@ -25,20 +25,17 @@ def peak_lr_setting(scheduler) -> str:
     return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
 
 
-def _plain(cfg: Any) -> Any:
+def plain(cfg: Any) -> Any:
     """DictConfig -> plain containers, so checkpoints hold no omegaconf objects."""
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 class MoAModule(L.LightningModule):
-    """Multi-label classifier trained with BCE-with-logits.
-
-    ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
+    """``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``
     dicts), kept as hyperparameters so ``MoAModule.load_from_checkpoint``
     rebuilds the same network without the run's config. ``lr_setting`` names
     the setting of its peak learning rate in errors (a stage with a rate of
-    its own, ``pretrain.lr``, sets it).
-    """
+    its own, ``pretrain.lr``, sets it)."""
 
     # Checked once when a command starts (moa_lit.settings.check_config).
     _parameter_constraints = {
@@ -58,7 +55,7 @@ class MoAModule(L.LightningModule):
         body_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)
         self.lr_setting = peak_lr_setting(scheduler)
         self.save_hyperparameters(
             {
@@ -74,8 +71,6 @@ class MoAModule(L.LightningModule):
         # The allow-list on every build: a checkpoint's hyperparameters are input
         # (a run folder from a stranger), and may be loaded outside a command.
         self.net = instantiate(net, n_features=n_features, n_targets=n_targets, _execution_whitelist_=ALLOWED_TARGETS)
-        self._val_loss_sum = torch.zeros((), dtype=torch.float64)
-        self._val_count = 0
         self._train_loss_sum: torch.Tensor | None = None  # this epoch's sum of batch mean x rows
         self._train_count = 0
 
@@ -90,13 +85,10 @@ class MoAModule(L.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def smoothed(self, y: torch.Tensor) -> torch.Tensor:
-        s = self.hparams.label_smoothing
-        return y * (1.0 - s) + 0.5 * s if s else y
-
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.binary_cross_entropy_with_logits(self(x), self.smoothed(y))
+        s = self.hparams.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(self(x), y * (1.0 - s) + 0.5 * s if s else y)
         # The epoch's mean is summed on the device and logged once per epoch:
         # a per-step self.log (even with on_step=False) costs Lightning's
         # result-collection bookkeeping on every step, measurable on CPU.
@@ -146,11 +138,10 @@ class MoAModule(L.LightningModule):
     def _param_groups(self) -> list[dict]:
         """One group, or the body and the rest apart when the body learns slower
         (fine-tuning a pretrained body: ``body_lr_scale`` < 1)."""
-        scale = self.hparams.get("body_lr_scale", 1.0)
-        body = getattr(self.net, "body", None)
-        if scale == 1.0 or body is None:
+        scale = self.hparams.body_lr_scale
+        if scale == 1.0:
             return [{"params": list(self.parameters())}]
-        body_ids = {id(p) for p in body.parameters()}
+        body_ids = {id(p) for p in self.net.body.parameters()}
         lr = self.hparams.optimizer.get("lr", 1e-3)
         return [
             {"params": [p for p in self.parameters() if id(p) in body_ids], "lr": lr * scale},
@@ -201,7 +192,3 @@ class MoAModule(L.LightningModule):
         if not out:
             return torch.zeros((0, self.hparams.n_targets), device=self.device)
         return torch.cat(out)
-
-    def predict_proba(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """``probabilities`` returned on the CPU as float64."""
-        return self.probabilities(x, batch_size).double().cpu()

@@ -1,17 +1,10 @@
-"""Final models refitted on every training row (``final_model=refit|both``).
-
-Cross-validation chooses how long to train: each fold's best epoch (on rows it
-did not train on) is recorded, and a refitted model trains for the median of
-those epoch counts (x ``refit.epoch_scale``) on all treated training rows,
-with no validation rows left, once per ``refit.seeds``. The schedule keeps
-its shape (OneCycle over the refit's epochs); with K folds each refit epoch
-already has K/(K-1) times a fold's optimiser steps, so the default scale is 1.
-
-Each refitted model lives in ``models/refit/seed<s>/`` with the files a
-fold's model has (``preprocessor.skops``, ``best.ckpt``: its last epoch,
-``fold.json``, ``predictions.npz``: the test rows only), so ``predict``
-loads it like a fold model and a resumed run reuses a finished one.
-"""
+"""Final models refitted on every training row (``final_model=refit|both``;
+docs/runs.md), for the median over folds of the epochs each fold took to
+reach its best epoch (x ``refit.epoch_scale``). The schedule keeps its shape
+(OneCycle over the refit's epochs); with K folds each refit epoch already has
+K/(K-1) times a fold's optimiser steps, so the default scale is 1. Each
+refitted model has a fold model's files in ``models/refit/seed<s>/``, so
+``predict`` loads it like one and a resumed run reuses a finished one."""
 
 from __future__ import annotations
 
@@ -24,6 +17,7 @@ import numpy as np
 
 from moa_lit.errors import MoAError
 from moa_lit.runs.run_dir import FoldPredictions, RunDir
+from moa_lit.settings import AuxiliaryStage
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.final_model import mean_probabilities
 from moa_lit.training.fold_predictor import FoldPredictor
@@ -32,18 +26,8 @@ from moa_lit.training.stages import FoldPlan, train_without_validation
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RefitStage:
-    """What ``train_without_validation`` reads of a stage: epochs and rate."""
-
-    max_epochs: int
-    lr: float | None = None  # the model's own peak rate
-    key: str = "refit"
-
-
 @dataclass
 class RefitResult:
-    epochs: int
     test: np.ndarray | None  # test rows x targets, mean over refit seeds (clipped, controls 0)
     summary: dict
 
@@ -106,7 +90,7 @@ def refit_final_models(
             dm.set_all_rows(seed=seed)
             L.seed_everything(seed, workers=False, verbose=False)
             module = train_without_validation(
-                plan, RefitStage(epochs), dm, dm.tensors.x_train, dm.targets[~dm.is_control],
+                plan, AuxiliaryStage(max_epochs=epochs), dm, dm.tensors.x_train, dm.targets[~dm.is_control],
                 label=refit_dir.label, root=refit_dir, stage="refit", checkpoint=refit_dir.best_checkpoint,
             )
             predictor = FoldPredictor(preprocessor=dm.preprocessor, module=module, where=str(refit_dir.path), seed=seed)
@@ -125,4 +109,4 @@ def refit_final_models(
             test_sum += saved.test
     test = None if test_sum is None else mean_probabilities(test_sum, len(seeds), clip, test_is_control)
     summary = {"epochs": epochs, "seeds": list(seeds), "n_train_rows": n_rows}
-    return RefitResult(epochs=epochs, test=test, summary=summary)
+    return RefitResult(test=test, summary=summary)

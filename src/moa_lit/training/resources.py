@@ -15,21 +15,15 @@ class OutOfMemoryError(MoAError):
     """A fold needed more GPU (or host) memory than there is."""
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    # torch's CPU allocator raises a plain RuntimeError
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-
-
 @contextmanager
 def out_of_memory_as_user_error(label: str, sizes: dict[str, object]) -> Iterator[None]:
     """``sizes``: the settings to lower with their current values, e.g.
     ``{"loader.batch_size": 128, "model.net.hidden_size": 1024}``."""
     try:
         yield
-    except Exception as exc:
-        if not _is_out_of_memory(exc):
+    except (RuntimeError, MemoryError) as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        # torch's CPU allocator raises a plain RuntimeError
+        if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(exc):
             raise
         device = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "host"
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,23 +1,8 @@
-"""Training of one fold, in up to three stages (the winners' scheme), all on
-the fold's treated training rows only:
-
-- stacked features (``stack.enabled``): models of the auxiliary targets are
-  trained on an inner K-fold split of the training rows; each training row gets
-  the prediction of the inner model that did not see it, validation and test
-  rows the average of the inner models. Those predictions are appended to the
-  features of the scored model.
-- pretraining (``pretrain.enabled``): the network is trained against the
-  non-scored targets that have a positive in the training rows (optionally
-  scored + non-scored), for its own epochs and learning rate, with no
-  validation (it never sees the fold's validation rows).
-- the scored model: a fresh network whose body is the pretrained one (the head
-  is new, from ``make_head``), fine-tuned with an optional frozen body for the
-  first epochs and a lower body learning rate; the best epoch on the fold's
-  validation rows is kept.
-
-``fit_fold`` is called once per seed and fold by ``cv.py``; what it trains
-is described by a :class:`FoldPlan`, built from the config by ``train.py``.
-"""
+"""Training of one fold in up to three stages (the winners' scheme; docs/modelling.md),
+all on the fold's treated training rows only: stacked features from models of
+the auxiliary targets on an inner K-fold (``stack.enabled``), pretraining of the
+body on the auxiliary targets without validation (``pretrain.enabled``), then
+the scored model, whose best epoch on the fold's validation rows is kept."""
 
 from __future__ import annotations
 
@@ -31,26 +16,23 @@ from typing import Callable
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from moa_lit.errors import MoAError
 from moa_lit.runs.run_dir import FoldDir
 from moa_lit.scoring.scores import smoothed_prevalence
-from moa_lit.settings import PretrainSettings, StackSettings
+from moa_lit.settings import AuxiliaryStage, PretrainSettings, StackSettings
 from moa_lit.training.callbacks import EpochTrainLoss, FreezeBody, StopOnNonFiniteLoss
-from moa_lit.training.checkpoint_io import AtomicCheckpointIO
+from moa_lit.training.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.fold_predictor import FoldPredictor, StackedFeatures
 from moa_lit.training.folds import assign_folds
-from moa_lit.training.module import MoAModule
+from moa_lit.training.module import MoAModule, peak_lr_setting, plain
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FoldPlan:
-    """How every fold is trained (built once by ``train.py``)."""
-
     new_model: Callable[..., MoAModule]  # MoAModule with the model's settings bound (n_features, n_targets late)
     new_trainer: Callable[..., L.Trainer]  # the Lightning Trainer with the trainer's settings bound
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
@@ -78,15 +60,11 @@ class FittedFold(FoldPredictor):
 
 
 def with_peak_lr(new_model: Callable[..., MoAModule], peak_lr: float | None) -> Callable[..., MoAModule]:
-    """The model factory with its peak learning rate replaced when a stage sets
-    its own: the scheduler's max_lr when it has one, else the optimizer's lr."""
+    """The model factory with a stage's own peak learning rate, in the setting that sets it (``peak_lr_setting``)."""
     if peak_lr is None:
         return new_model
-    plain = lambda node: OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)  # noqa: E731
-    scheduler = new_model.keywords.get("scheduler")
-    if scheduler and "max_lr" in scheduler:
-        return partial(new_model, scheduler={**plain(scheduler), "max_lr": float(peak_lr)})
-    return partial(new_model, optimizer={**plain(new_model.keywords["optimizer"]), "lr": float(peak_lr)})
+    _, node, key = peak_lr_setting(new_model.keywords.get("scheduler")).split(".")  # model.<node>.<key>
+    return partial(new_model, **{node: {**plain(new_model.keywords[node]), key: float(peak_lr)}})
 
 
 def auxiliary_targets(
@@ -104,23 +82,18 @@ def auxiliary_targets(
     return np.ascontiguousarray(aux[:, keep], dtype=np.float32)
 
 
-def _prior_logits(y: np.ndarray) -> np.ndarray:
-    prevalence = smoothed_prevalence(y)  # the prior baseline's rates
-    return np.log(prevalence / (1 - prevalence))
-
-
 def _new_module(new_model: Callable[..., MoAModule], n_features: int, y_train: np.ndarray, **kwargs) -> MoAModule:
     module = new_model(n_features=n_features, n_targets=y_train.shape[1], **kwargs)
-    # Start at the prior (logit of each target's prevalence) so the first
-    # epochs are spent learning signal, not the base rates.
-    if hasattr(module.net, "set_output_bias"):
-        module.net.set_output_bias(_prior_logits(y_train))
+    # Start at the prior (logit of each target's smoothed prevalence) so the
+    # first epochs are spent learning signal, not the base rates.
+    prevalence = smoothed_prevalence(y_train)
+    module.net.set_output_bias(np.log(prevalence / (1 - prevalence)))
     return module
 
 
 def train_without_validation(
     plan: FoldPlan,
-    node: PretrainSettings | StackSettings,
+    node: AuxiliaryStage,
     dm: MoADataModule,
     x: torch.Tensor,
     y: np.ndarray,
@@ -129,14 +102,12 @@ def train_without_validation(
     stage: str,
     checkpoint: Path | None = None,
 ) -> MoAModule:
-    """A model trained for a fixed number of epochs on (x, y), which are
-    training rows only; no validation data is passed, so none is seen. An
-    auxiliary stage's, or a final model refitted on every row, whose last
-    epoch is saved as ``checkpoint`` (Lightning's format: ``predict`` loads it
-    like a fold's best.ckpt). Its per-epoch training losses are recorded in
-    the fold as ``stage``."""
+    """A model trained for ``node.max_epochs`` on (x, y), training rows only:
+    an auxiliary stage's, or a final model refitted on every row, whose last
+    epoch is saved as ``checkpoint`` (``predict`` loads it like a best.ckpt).
+    Its training losses are recorded in the fold as ``stage``."""
     module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
-    if getattr(node, "lr", None) is not None:
+    if node.lr is not None:
         module.lr_setting = f"{node.key}.lr"  # the stage's own rate
     losses = EpochTrainLoss()
     trainer = plan.new_trainer(
@@ -155,20 +126,9 @@ def train_without_validation(
     if checkpoint is not None:
         # Weights and hyperparameters: the model is finished, never resumed.
         trainer.save_checkpoint(checkpoint, weights_only=True)
-    root.record_train_losses(stage, losses.record())
+    root.record_train_losses(stage, losses.state_dict())
     module.to(dm.device)
     return module
-
-
-def _inner_folds(plan: FoldPlan, dm: MoADataModule, fold: int, drug: np.ndarray | None) -> np.ndarray:
-    train_idx = dm.train_rows(fold)
-    return assign_folds(
-        dm.targets[train_idx],
-        None if drug is None else np.asarray(drug)[train_idx],
-        n_folds=int(plan.stack.inner_folds),
-        seed=int(plan.cv_seed) + 1000 * (fold + 1),
-        drug_threshold=int(plan.drug_threshold),
-    )
 
 
 def fit_stacked_features(
@@ -186,27 +146,29 @@ def fit_stacked_features(
     this fold are loaded, not trained again."""
     train_idx = dm.train_rows(fold)
     x_train = dm.tensors.x_train
-    inner = _inner_folds(plan, dm, fold, drug)
-    saved = StackedFeatures.load(fold_dir)
+    inner = assign_folds(
+        dm.targets[train_idx],
+        None if drug is None else np.asarray(drug)[train_idx],
+        n_folds=int(plan.stack.inner_folds),
+        seed=int(plan.cv_seed) + 1000 * (fold + 1),
+        drug_threshold=int(plan.drug_threshold),
+    )
+    saved = StackedFeatures.load(fold_dir, dm.device)
     if saved is not None:
         log.info("%s: stacked models loaded from %s", fold_dir.label, fold_dir.stack_models)
+    stack = StackedFeatures([]) if saved is None else saved
     # On the fold's device, like the features: no round trip through the host.
     oof = torch.zeros((len(train_idx), aux.shape[1]), device=x_train.device)
-    models = []
     for k in range(int(plan.stack.inner_folds)):
         fit_rows = np.flatnonzero(inner != k)
         pred_rows = np.flatnonzero(inner == k)
         if saved is None:
             L.seed_everything(seed * 100 + k, workers=False, verbose=False)
-            model = train_without_validation(
+            stack.models.append(train_without_validation(
                 plan, plan.stack, dm, x_train[fit_rows], aux[train_idx[fit_rows]],
                 label=f"seed {seed} fold {fold} stacked inner fold {k}", root=fold_dir, stage=f"stack inner fold {k}",
-            )
-        else:
-            model = saved.models[k].to(dm.device)
-        oof[pred_rows] = model.probabilities(x_train[pred_rows]).to(oof.device)
-        models.append(model)
-    stack = StackedFeatures(models)
+            ))
+        oof[pred_rows] = stack.models[k].probabilities(x_train[pred_rows]).to(oof.device)
     if saved is None:
         stack.save(fold_dir)  # at once: a resumed fold loads it
     return stack, torch.cat([x_train.float(), oof], dim=1)
@@ -223,16 +185,14 @@ def fit_fold(
     drug: np.ndarray | None = None,
     ckpt_path: str | None = None,
 ) -> FittedFold:
-    """Train the fold's scored model (after the optional stages) on ``dm``'s
-    current fold; returns its predictor at the best epoch.
-
+    """The fold's scored model (after the optional stages) at its best epoch.
     ``ckpt_path``: an interrupted fold's last checkpoint to go on from; it holds
     the whole scored model, so pretraining is not repeated."""
     pretrain = plan.pretrain if plan.pretrain.enabled else None
     stacking = plan.stack if plan.stack.enabled else None
     train_idx = dm.train_rows(fold)
     scored = dm.targets
-    x_train, x_val = dm.tensors.x_train, dm.tensors.x_val
+    x_train = dm.tensors.x_train
 
     stack = None
     info: dict = {}
@@ -240,8 +200,7 @@ def fit_fold(
         aux = auxiliary_targets("stack", stacking.targets, scored, nonscored, train_idx, fold)
         stack, x_train = fit_stacked_features(plan, dm, fold, seed, aux, drug, fold_dir)
         info["stacked_columns"] = aux.shape[1]
-        x_val = stack.augment(x_val)
-        x_train, x_val = x_train.to(dm.device), x_val.to(dm.device)
+        dm.inputs = (x_train, stack.augment(dm.tensors.x_val))  # on the fold's device
 
     body_state = None
     if pretrain is not None and ckpt_path is None:
@@ -265,18 +224,9 @@ def fit_fold(
     if pretrain is not None and int(pretrain.freeze_body_epochs) > 0:
         callbacks.append(FreezeBody(int(pretrain.freeze_body_epochs)))
     trainer, checkpoint = make_trainer(callbacks)
-    if stack is None:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    else:
-        y = dm.tensors
-        trainer.fit(
-            module,
-            train_dataloaders=dm.batches(x_train, y.y_train, train=True),
-            val_dataloaders=dm.val_batches(x_val),
-            ckpt_path=ckpt_path,
-        )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
-    fold_dir.record_train_losses("scored", scored_losses.record())
+    fold_dir.record_train_losses("scored", scored_losses.state_dict())
     result = FittedFold(
         preprocessor=dm.preprocessor, module=module, stack=stack, where=str(fold_dir.path),
         seed=fold_dir.seed, fold=fold_dir.fold, stages=info,
@@ -288,7 +238,7 @@ def fit_fold(
         # may point into another folder.
         if best_path.resolve() != target.resolve() and best_path.parent.resolve() == fold_dir.path.resolve():
             best_path.replace(target)
-        state = torch.load(target, map_location="cpu", weights_only=False)
+        state = read_checkpoint(target)
         module.load_state_dict(state["state_dict"])
         result.best_epoch = int(state["epoch"])
         result.best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)

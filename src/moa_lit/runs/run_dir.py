@@ -218,7 +218,7 @@ class FoldDir:
         if preds.test is not None:
             check_probabilities(preds.test, f"{self.label} test predictions")
             arrays["test"] = preds.test.astype(np.float32)
-        # float32 loses nothing: predict_proba computes float32 sigmoids.
+        # float32 loses nothing: the module computes float32 sigmoids.
         files.write_npz(self.predictions_file, **arrays)
 
     def load_predictions(self, expected_val_rows: np.ndarray, n_test: int | None, n_targets: int) -> FoldPredictions:

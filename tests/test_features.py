@@ -121,8 +121,9 @@ def test_too_many_components_is_a_clear_error():
     from moa_lit.settings import FeatureSettings
 
     _, _, layout = make_frame()
-    refused = FeatureSettings(pca_cells=99).refusal_on_data(rows=100, n_genes=len(layout.genes), n_cells=len(layout.cells))
-    assert refused == "features.pca_cells=99: expected at most 6, the number of c-* columns"
+    with pytest.raises(MoAError) as refused:
+        FeatureSettings(pca_cells=99).check_against_data(rows=100, n_genes=len(layout.genes), n_cells=len(layout.cells))
+    assert str(refused.value) == "features.pca_cells=99: expected at most 6, the number of c-* columns"
 
 
 def test_tensor_batches_cover_rows_once_and_reshuffle():

@@ -92,7 +92,7 @@ def build_feature_pipeline(
     seed: int = 0,
 ) -> Pipeline:
     """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix
-    (the component counts are checked against the data by ``FeatureSettings.refusal_on_data``)."""
+    (the component counts are checked against the data by ``FeatureSettings.check_against_data``)."""
     blocks = [
         ("genes", _block(rank_gauss, n_quantiles, pca_genes, factor_analysis_genes, seed, variance_threshold), list(genes)),
         ("cells", _block(rank_gauss, n_quantiles, pca_cells, factor_analysis_cells, seed, variance_threshold), list(cells)),

@@ -68,7 +68,7 @@ def fit_predict(kind: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, see
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
     steps = (len(x) + batch - 1) // batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, epochs=epochs, steps_per_epoch=steps)
-    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    xt, yt = torch.tensor(x, device=device), torch.tensor(y, device=device)  # copies: pandas hands out read-only arrays
     yt = yt * (1 - 0.001) + 0.5 * 0.001  # label smoothing 0.001
     loss_fn = nn.BCEWithLogitsLoss()
     for _ in range(epochs):
@@ -81,7 +81,7 @@ def fit_predict(kind: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, see
             sched.step()
     net.eval()
     with torch.no_grad():
-        return torch.sigmoid(net(torch.from_numpy(x_test).to(device))).cpu().numpy()
+        return torch.sigmoid(net(torch.tensor(x_test, device=device))).cpu().numpy()
 
 
 def predict(data_dir: str | Path, kind: str, *, seeds=(0, 1, 2), hidden: int = 1024,

@@ -84,6 +84,17 @@ def test_rebuild_from_elsewhere_gives_the_same_report(saved, tmp_path):
     assert list(elsewhere.iterdir()) == []  # nothing written where it ran
 
 
+@pytest.mark.parametrize("args, line", [
+    ([], "moa-lit: error: run_dir is required: python -m moa_lit.report run_dir=<training run folder>"),
+    (["run_dir=[1]"], "moa-lit: error: run_dir=[1]: expected a path"),
+])
+def test_report_without_a_run_folder_is_one_line(tmp_path, args, line):
+    proc = run_cli("moa_lit.report", args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_without_logs_still_reports(saved, tmp_path):
     copy = shutil.copytree(saved[0], tmp_path / "run")
     shutil.rmtree(copy / "report")

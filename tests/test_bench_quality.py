@@ -45,7 +45,9 @@ def test_quality_benchmark_prints_the_table_across_variants(tmp_path, capsys):
         for name in ("linear",):
             # OOF from the run's own score file, test from its submission against the held-out labels
             scores = json.loads((out / variant / name / "scores.json").read_text())
-            assert res[name]["oof"] == pytest.approx(scores["oof_logloss"])
+            # the new-drug OOF first, the all-rows one beside it
+            assert res[name]["oof"] == pytest.approx(scores["oof_logloss_new_drugs"])
+            assert res[name]["oof_all"] == pytest.approx(scores["oof_logloss"])
             sub = pd.read_csv(out / variant / name / "submission.csv")
             assert res[name]["test"] == pytest.approx(quality.heldout_logloss(sub, labels))
             assert f"{res[name]['test']:.5f}" in lines[name]
@@ -55,7 +57,7 @@ def test_quality_benchmark_prints_the_table_across_variants(tmp_path, capsys):
             sub = pd.read_csv(out / variant / name / "submission.csv")
             assert res[name]["oof"] is None and lines[name].split()[1:3] == ["-", f"{res[name]['test']:.5f}"]
             assert res[name]["test"] == pytest.approx(quality.heldout_logloss(sub, labels))
-        assert res["prior"]["test"] > 0 and res["prior"]["oof"] == pytest.approx(scores["prior_logloss"])
+        assert res["prior"]["test"] > 0 and res["prior"]["oof"] == pytest.approx(scores["prior_logloss_new_drugs"])
         assert isinstance(res["blend"], str)
         ranked = sorted((r["rank"], n) for n, r in res.items() if isinstance(r, dict) and "rank" in r)
         tests = [res[n]["test"] for _, n in ranked]
@@ -154,3 +156,24 @@ def test_plain_scripts_beat_the_prior_on_a_planted_signal(tmp_path):
         assert (sub.iloc[:, 1:].to_numpy()[controls] == 0).all()  # controls predicted 0
         score = quality.heldout_logloss(sub, labels)
         assert score < 0.6 * prior, (name, score, prior)
+
+
+def test_ablation_rows_each_add_one_difference_to_their_base(tmp_path):
+    args = quality.parse_args(["--only", "ablation", "--cores", "1"])
+    assert args.only == quality.ABLATION_NAMES and {"plain_linear", "plain_mlp", "plain_linear-meta"} <= set(args.only)
+    rows = {s.name: s.overrides for s in quality.ABLATION}
+    for base in ("lin", "mlp"):
+        steps = [n for n in rows if n.startswith(base + "+")]
+        assert len(steps) >= 6
+        for name in steps:  # the base's overrides, then that step's alone
+            assert rows[name][: len(rows[base])] == rows[base] and len(rows[name]) > len(rows[base])
+        # the whole plain recipe: every step's overrides but the quantiles (its 3 seeds are the refit's)
+        combined = set(rows[base + "_plain"])
+        assert "refit.seeds=[0,1,2]" in combined
+        assert all(set(rows[n]) - {"refit.seeds=[0]"} <= combined for n in steps if not n.endswith(("q1000", "seeds")))
+    # the meta ablation of the plain script drops exactly the five one-hot columns
+    folder, _ = planted_folder(tmp_path)
+    from moa_lit.bench import plain_reference
+
+    with_meta, without = plain_reference.load(folder)[0], plain_reference.load(folder, meta=False)[0]
+    assert with_meta.shape[1] - without.shape[1] == 5 and np.array_equal(with_meta[:, :-5], without)

@@ -31,7 +31,7 @@ from torch.nn.utils.parametrizations import weight_norm
 KINDS = ("linear", "mlp")
 
 
-def load(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
+def load(data_dir: Path, meta: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
     """Treated training rows (x, y), all test rows (x), test ids+cp_type, target names."""
     train = pd.read_csv(data_dir / "train_features.csv")
     targets = pd.read_csv(data_dir / "train_targets_scored.csv")
@@ -45,7 +45,7 @@ def load(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFra
 
     def features(frame: pd.DataFrame) -> np.ndarray:
         onehot = [(frame["cp_time"] == t) for t in (24, 48, 72)] + [(frame["cp_dose"] == d) for d in ("D1", "D2")]
-        return np.hstack([qt.transform(frame[numeric]), np.stack(onehot, axis=1)]).astype(np.float32)
+        return np.hstack([qt.transform(frame[numeric]), *([np.stack(onehot, axis=1)] if meta else [])]).astype(np.float32)
 
     return (features(train[treated]), targets.loc[treated, names].to_numpy(np.float32),
             features(test), test[["sig_id", "cp_type"]], names)
@@ -85,9 +85,10 @@ def fit_predict(kind: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, see
 
 
 def predict(data_dir: str | Path, kind: str, *, seeds=(0, 1, 2), hidden: int = 1024,
-            device: str = "cpu") -> pd.DataFrame:
-    """Test predictions of one script, sample-submission shaped; controls 0."""
-    x, y, x_test, test, names = load(Path(data_dir))
+            device: str = "cpu", meta: bool = True) -> pd.DataFrame:
+    """Test predictions of one script, sample-submission shaped; controls 0.
+    ``meta=False`` leaves out the one-hot time and dose (issue 21's ablation)."""
+    x, y, x_test, test, names = load(Path(data_dir), meta)
     pred = np.mean([fit_predict(kind, x, y, x_test, s, hidden=hidden, device=device) for s in seeds], axis=0)
     pred[(test["cp_type"] != "trt_cp").to_numpy()] = 0.0
     out = pd.DataFrame(pred, columns=names)

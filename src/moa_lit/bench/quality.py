@@ -3,7 +3,8 @@
 For each data variant of the built-in generator (``data.variant``: saturating,
 additive, interaction; and gaussian_additive, see EXTRA_VARIANTS) every setup
 below is a full cross-validated run (the same folds and seeds for all) scored
-twice: OOF log loss over all training rows, and log loss of its
+twice: OOF log loss over new-drug rows (treated rows of drugs kept whole in
+their fold; all rows in quality.json too), and log loss of its
 ``submission.csv`` on the variant's held-out test rows, whose drugs are absent
 from training (labels from ``moa_lit.data.synthetic.heldout_test_labels``,
 never seen by training). Prints,
@@ -19,6 +20,7 @@ training rows and scored on the same held-out test rows; they have no OOF.
     python -m moa_lit.bench.quality --n-samples 2000 --epochs 3 --only prior,linear,baseline
     python -m moa_lit.bench.quality --jobs 4 trainer=gpu             # 4 runs at a time, cores/4 threads each
     python -m moa_lit.bench.quality --only prior,plain_linear,plain_mlp,mlp,linear,best,ensemble,refit
+    python -m moa_lit.bench.quality --variants saturating --only ablation   # issue 21's ablation (ABLATION)
 
 A setup that fails (e.g. pretraining on data whose non-scored targets have no
 positive) is reported with its error and the others go on.
@@ -85,12 +87,39 @@ SETUPS = [
     Setup("refit", ["experiment=baseline", "final_model=refit"],
           description="baseline MLP, submission from 3 seeds refitted on all rows (OOF as baseline)"),
 ]
+# Issue 21's ablation: moa-lit's linear model and its default MLP, each moved one
+# difference at a time toward the plain scripts (REFERENCES), then all at once.
+# Not in the default table: --only ablation runs these with the two references.
+LAST_EPOCH = "callbacks.model_checkpoint.monitor=null"  # the last epoch's model, not the best
+PLAIN_SCHEDULE = ["loader.batch_size=128", "trainer.max_epochs=20", "model.scheduler.max_lr=0.01"]
+ALL_ROWS = ["final_model=refit", "refit.seeds=[0]"]  # one model on every treated row, not 5 fold models
+PLAIN_RECIPE = [*PLAIN_SCHEDULE, "model.label_smoothing=0.001", LAST_EPOCH, "final_model=refit", "refit.seeds=[0,1,2]"]
+
+
+def _ablation(base: str, overrides: list[str], small: list[str]) -> list[Setup]:
+    steps = {
+        "": ([], "moa-lit as configured: batch 512, 8 epochs, fold models averaged, best epoch"),
+        "+b128x20": (PLAIN_SCHEDULE, "batch 128, 20 epochs, OneCycle max_lr 1e-2 (the plain schedule)"),
+        "+all_rows": (ALL_ROWS, "one model on all treated rows (refit, best-epoch count) instead of 5 fold models"),
+        "+last_epoch": ([LAST_EPOCH], "the last epoch's model instead of the best on new-drug rows"),
+        "+smoothing": (["model.label_smoothing=0.001"], "label smoothing 0.001"),
+        "+seeds": (["seeds=[0,1,2]"], "3 seeds averaged"),
+        "+q1000": (["features.n_quantiles=1000"], "rank-Gauss with 1,000 quantiles (both use 100)"),
+        "_plain": (PLAIN_RECIPE, "the plain recipe run by moa-lit: every step but q1000 at once (3 refit seeds)"),
+    }
+    if base == "lin":
+        steps["+dropout"] = (["model.net.dropout_input=0.2"], "input dropout 0.2 (moa-lit's linear: 0)")
+        steps["_plain"] = ([*PLAIN_RECIPE, "model.net.dropout_input=0.2"], steps["_plain"][1])
+    return [Setup(f"{base}{k}", [*overrides, *o], small=small, description=d) for k, (o, d) in steps.items()]
+
+
+ABLATION = [*_ablation("lin", ["experiment=baseline", "model=linear"], []), *_ablation("mlp", [], Setup("x", []).small)]
 # The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:
-# the script's kind and the row's description. Not moa-lit runs: no OOF.
+# the script's kind, whether it has the one-hot time and dose, and the row's description. Not moa-lit runs: no OOF.
 REFERENCES = {
-    "plain_linear": ("linear", "plain PyTorch script: rank-Gauss + one-hot time/dose, BN, dropout 0.2, linear; "
+    "plain_linear": ("linear", True, "plain PyTorch script: rank-Gauss + one-hot time/dose, BN, dropout 0.2, linear; "
                                "all treated rows, 20 epochs, 3 seeds"),
-    "plain_mlp": ("mlp", "the same plain script with 2 hidden layers of 1,024 (weight norm, dropout 0.5)"),
+    "plain_mlp": ("mlp", True, "the same plain script with 2 hidden layers of 1,024 (weight norm, dropout 0.5)"),
 }
 # Benchmark-only data variants: a built-in variant with other generator settings
 # (SyntheticConfig fields that data= does not expose). Their runs read the
@@ -104,8 +133,12 @@ EXTRA_VARIANTS = {
     "gaussian_additive": {"variant": "additive", "noise_df": 100.0, "inactive_fraction": 0.0, "rows_per_drug": 2},
 }
 NEEDS_SYNTHETIC = "the quality benchmark needs the built-in synthetic data (its held-out test labels): drop data=..."
+# The ablation's one reference of its own: the meta features are the one
+# difference the two sides do not have, so the plain script drops them.
+REFERENCES["plain_linear-meta"] = ("linear", False, "plain_linear without the one-hot time and dose")
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
-NAMES = ["prior", *REFERENCES, *(s.name for s in SETUPS), "blend"]
+NAMES = ["prior", "plain_linear", "plain_mlp", *(s.name for s in SETUPS), "blend"]
+ABLATION_NAMES = ["prior", *REFERENCES, *(s.name for s in ABLATION)]
 
 
 def _variants() -> tuple[str, ...]:
@@ -132,10 +165,11 @@ def run_setup(setup: Setup, common: list[str], out: Path, small: bool) -> dict:
     t0 = time.perf_counter()
     train(cfg)
     scores = read_json(out / SCORES)
+    # The new-drug OOF first: the rows that behave like compounds never profiled.
     return {
-        "oof": scores["oof_logloss"],
-        "oof_treated": scores["oof_logloss_treated"],
-        "prior": (scores["prior_logloss"], scores["prior_logloss_treated"]),
+        "oof": scores.get("oof_logloss_new_drugs"),
+        "oof_all": scores["oof_logloss"],
+        "prior": (scores.get("prior_logloss_new_drugs"), scores["prior_logloss"]),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -159,13 +193,14 @@ def run_reference(name: str, data_dir: Path, out: Path, small: bool, threads: in
     torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        predictions = plain_reference.predict(data_dir, REFERENCES[name][0], hidden=64 if small else 1024, device=device)
+        kind, meta, _ = REFERENCES[name]
+        predictions = plain_reference.predict(data_dir, kind, meta=meta, hidden=64 if small else 1024, device=device)
         seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(before)
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out / SUBMISSION, index=False)
-    return {"oof": None, "oof_treated": None, "seconds": seconds}
+    return {"oof": None, "oof_all": None, "seconds": seconds}
 
 
 def _reference_or_error(name: str, data_dir: Path, out: Path, small: bool, threads: int, device: str) -> dict | str:
@@ -216,7 +251,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (and stage epochs); default: the configs'")
     p.add_argument("--folds", type=int, default=5, help="cv.n_folds")
     p.add_argument("--variants", default=None, help="comma-separated data variants (default: all)")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(NAMES)}")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(NAMES)}; "
+                   "or 'ablation': issue 21's ablation rows and the references")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each with num_threads = cores / jobs")
     p.add_argument("--cores", type=int, default=None, help="cores to share among the jobs (default: the cores this process may use)")
     p.add_argument("--small", action="store_true", help="narrow networks (for quick checks, not for the table)")
@@ -232,11 +268,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--variants: unknown data variant(s) {unknown}; expected names from {list(variants)}")
     else:
         args.variants = list(variants)
-    if args.only:
+    if args.only == "ablation":
+        args.only = ABLATION_NAMES
+    elif args.only:
         args.only = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in args.only if n not in NAMES]
+        unknown = [n for n in args.only if n not in NAMES + ABLATION_NAMES]
         if unknown:
-            p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES}")
+            p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES + ABLATION_NAMES}")
     else:
         args.only = NAMES
     if args.jobs < 1:
@@ -257,7 +295,7 @@ def rank(values: dict[str, float]) -> dict[str, float]:
 def format_variant(variant: str, rows: list[tuple[str, str, dict | str]]) -> str:
     lines = [
         f"data variant: {variant}",
-        f"{'setup':<20} {'OOF all':>9} {'test all':>9} {'test-OOF':>9} {'rank':>5} {'wall s':>8}  description",
+        f"{'setup':<20} {'OOF new':>9} {'test all':>9} {'test-OOF':>9} {'rank':>5} {'wall s':>8}  description",
         "-" * 100,
     ]
     for name, description, result in rows:
@@ -326,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).expanduser().resolve()
     threads = max(1, args.cores // args.jobs)
     blended_runs = [n for n in BLENDED if n in args.only] or BLENDED
-    setups = [s for s in SETUPS if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
-    descriptions = {s.name: s.description for s in SETUPS}
+    setups = [s for s in SETUPS + ABLATION if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
+    descriptions = {s.name: s.description for s in SETUPS + ABLATION}
     descriptions["prior"] = "per-target training prevalence, no features"
-    descriptions.update({n: d for n, (_, d) in REFERENCES.items()})
+    descriptions.update({n: d for n, (*_, d) in REFERENCES.items()})
     descriptions["blend"] = "OOF-optimised blend of " + ", ".join(blended_runs) + " (wall s: runs + blend)"
 
     folders, labels, commons = {}, {}, {}
@@ -401,8 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         first = next((r for r in res.values() if isinstance(r, dict) and "prior" in r), None)
         if "prior" in args.only:
             prior_test = heldout_logloss(prior_test_predictions(folders[v], labels[v]), labels[v])
-            oof, oof_treated = first["prior"] if first is not None else (None, None)
-            res["prior"] = {"oof": oof, "oof_treated": oof_treated, "test": prior_test, "seconds": 0.0}
+            oof, oof_all = first["prior"] if first is not None else (None, None)
+            res["prior"] = {"oof": oof, "oof_all": oof_all, "test": prior_test, "seconds": 0.0}
         if "blend" in args.only:
             done = [n for n in blended_runs if isinstance(res.get(n), dict)]
             t0 = time.perf_counter()
@@ -410,13 +448,13 @@ def main(argv: list[str] | None = None) -> int:
                 blended = blend([out / v / n for n in done], out / v / "blend")["scores"]
                 sub = out / v / "blend" / SUBMISSION
                 res["blend"] = {
-                    "oof": blended["oof_logloss"], "oof_treated": blended["oof_logloss_treated"],
+                    "oof": blended.get("oof_logloss_new_drugs"), "oof_all": blended["oof_logloss"],
                     "test": heldout_logloss(pd.read_csv(sub), labels[v]) if sub.is_file() else None,
                     "seconds": time.perf_counter() - t0 + sum(res[n]["seconds"] for n in done),
                 }
             except MoAError as err:
                 res["blend"] = str(err)
-        shown = [n for n in NAMES if n in args.only and n in res]
+        shown = [n for n in dict.fromkeys(NAMES + ABLATION_NAMES) if n in args.only and n in res]
         scored = {n: res[n]["test"] for n in shown if isinstance(res[n], dict) and res[n].get("test") is not None}
         for n, r in rank(scored).items():
             res[n]["rank"] = r
@@ -427,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Quality benchmark on the built-in synthetic data: {args.n_samples} rows, {args.folds} folds "
         f"(cv.seed 42), epochs {'as configured' if args.epochs is None else args.epochs}"
-        f"{', small networks' if args.small else ''}; OOF over all training rows (plain_* scripts: none, "
-        f"trained on all rows), test over all held-out test rows (drugs absent from training); rank by test log loss"
+        f"{', small networks' if args.small else ''}; OOF new: over new-drug rows (treated rows of drugs kept whole "
+        f"in their fold; plain_* scripts: none, trained on all rows), test over all held-out test rows (drugs absent from training); rank by test log loss"
     )
     summary = format_summary(mean_ranks, {n: len(r) for n, r in test_ranks.items()}, len(args.variants))
     print("\n" + header + "\n\n" + "\n\n".join(tables) + "\n\n" + summary, flush=True)

@@ -65,6 +65,7 @@ def runs(odd_data):
         "refit": _train(tmp, data, "refit", "final_model=refit", "refit.seeds=[0,1]"),
         "both": _train(tmp, data, "both", "final_model=both", "refit.seeds=[0]"),
         "ensemble": _train(tmp, data, "ensemble", "experiment=ensemble", "ensemble.models.mlp.net.hidden_size=32"),
+        "calibrated": _train(tmp, data, "calibrated", "calibration.method=affine", "calibration.strength=1", "predict.clip=[0.001,0.999]"),
     }
     parts = [_train(tmp, data, f"part{k}", f"cv.folds=[{k}]", "seeds=[0,1]") for k in (0, 1)]
     made["merged"] = tmp / "merged"
@@ -74,7 +75,7 @@ def runs(odd_data):
     return made, data
 
 
-@pytest.mark.parametrize("kind", ["plain", "refit", "both", "merged", "blended", "ensemble"])
+@pytest.mark.parametrize("kind", ["plain", "refit", "both", "merged", "blended", "ensemble", "calibrated"])
 def test_load_run_predicts_the_runs_submission(runs, kind):
     made, data = runs
     run = made[kind]
@@ -84,6 +85,39 @@ def test_load_run_predicts_the_runs_submission(runs, kind):
     assert ODD_NAMES[0] in probabilities.columns and ODD_NAMES[1] in probabilities.columns
     assert list(probabilities[schema.ID]) == list(submission[schema.ID])
     np.testing.assert_allclose(probabilities.iloc[:, 1:].to_numpy(), submission.iloc[:, 1:].to_numpy(), rtol=0, atol=1e-7)
+
+
+def test_a_calibrated_run_predicts_calibrated_probabilities_everywhere(runs, tmp_path, monkeypatch):
+    """predict and load_run apply calibration.json as training did (submission.csv);
+    without it the probabilities differ; controls stay 0 and the clip holds."""
+    from dataclasses import replace
+
+    from moa_lit.merge import merge_runs
+    from moa_lit.predict import predict
+    from omegaconf import OmegaConf
+
+    made, data = runs
+    run, test = made["calibrated"], pd.read_csv(data / schema.TEST_FEATURES)
+    submission = pd.read_csv(run / "submission.csv", dtype={schema.ID: str}).iloc[:, 1:].to_numpy()
+    model = moa_lit.load_run(run)
+    predicted = predict(OmegaConf.create({"run_dir": str(run), "input": str(data / schema.TEST_FEATURES),
+                                          "output": str(tmp_path / "p.csv"), "top_k": 0, "num_threads": 1}))
+    np.testing.assert_allclose(pd.read_csv(predicted).iloc[:, 1:].to_numpy(), submission, rtol=0, atol=1e-7)
+    uncalibrated = replace(model, calibration=None).predict_proba(test).iloc[:, 1:].to_numpy()
+    assert np.abs(uncalibrated - submission).max() > 1e-3
+    controls = (test[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    assert np.all(submission[controls] == 0) and submission[~controls].min() >= 0.001 and submission.max() <= 0.999
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["oof_logloss_new_drugs"] != scores["oof_logloss_new_drugs_uncalibrated"]
+    with pytest.raises(MoAError, match="calibration.json, a calibrated run of every fold; expected runs of cv.folds parts"):
+        merge_runs([run], tmp_path / "merged")
+
+
+def test_an_uncalibrated_run_is_unchanged(runs):
+    """calibration.method=none (the default): no calibration.json, no uncalibrated scores."""
+    made, _ = runs
+    assert not (made["plain"] / "calibration.json").exists() and moa_lit.load_run(made["plain"]).calibration is None
+    assert not [k for k in json.loads((made["plain"] / "scores.json").read_text()) if k.endswith("_uncalibrated")]
 
 
 def test_the_merged_run_scores_as_one_run_over_its_folds(runs):

@@ -39,6 +39,8 @@ def load_part(run_dir: Path) -> tuple[FinishedRun, dict]:
     for name in (files.SETTINGS, files.RUN_MANIFEST, files.FOLDS, files.LABELS, files.OOF, files.SCORES):
         if not run.has(name):
             raise MoAError(f"runs: {run_dir} has no {name}; expected a finished training run")
+    if run.has(files.CALIBRATION):  # train refuses calibration.method with cv.folds
+        raise MoAError(f"runs: {run_dir} holds {files.CALIBRATION}, a calibrated run of every fold; expected runs of cv.folds parts")
     return read_finished(run_dir), run.read(files.SETTINGS, None)
 
 

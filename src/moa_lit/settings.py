@@ -26,6 +26,7 @@ from moa_lit.errors import MoAError
 OPTIMIZED_METRICS = ("oof_logloss_new_drugs", "oof_logloss", "oof_logloss_treated")
 STAGE_TARGETS = ("nonscored", "scored+nonscored")
 FINAL_MODELS = ("fold_average", "refit", "both")
+CALIBRATION_METHODS = ("none", "temperature", "affine")
 
 
 # -- constraints ---------------------------------------------------------------------------------
@@ -292,6 +293,18 @@ class PredictSettings(Settings):
 
 
 @dataclass
+class CalibrationSettings(Settings):
+    """Per-target calibration of the final probabilities (``training/calibration.py``)."""
+
+    # none; temperature: sigmoid(logit(p) / T_j); affine: sigmoid(a_j logit(p) + b_j), fitted on the OOF new-drug rows.
+    method: Any = "none"
+    # Pull toward no change: a target whose positives come from D drugs moves about D / (D + strength) of the way to its fit.
+    strength: float = 10.0
+
+    _parameter_constraints: ClassVar = {"method": Options(values=CALIBRATION_METHODS), "strength": POSITIVE}
+
+
+@dataclass
 class EnsembleSettings(Settings):
     """``experiment=ensemble``: the model families trained on the same folds
     and blended (``moa_lit/ensemble.py``); a member's name is its folder."""
@@ -380,6 +393,7 @@ class TrainConfig(Settings):
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     predict: PredictSettings = field(default_factory=PredictSettings)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     ensemble: EnsembleSettings = field(default_factory=EnsembleSettings)
     refit: RefitSettings = field(default_factory=RefitSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)

@@ -22,16 +22,19 @@ from omegaconf import DictConfig, OmegaConf
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
 from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
+from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
 from moa_lit.quiet import quiet_lightning
 from moa_lit.report import build_report
-from moa_lit.runs.manifest import RunManifest
 from moa_lit.run_checks import end_untrusted_run, untrusted_reasons, warn_if_schedule_cannot_run
+from moa_lit.runs import files
+from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import RunDir, check_apart_from_data, labels_table
-from moa_lit.scoring.scores import new_drug_rows, optimized_score, score_line, score_run
+from moa_lit.scoring.scores import choosing_rows, headline_scores, new_drug_rows, optimized_score, score_line, score_run
 from moa_lit.settings import TrainConfig, check_config, check_ignored_rate, command_line_overrides, typed
 from moa_lit.timing import PhaseTimer
+from moa_lit.training.calibration import nested_calibration
 from moa_lit.training.cv import CrossValidation, FoldTrainers, TestRows
 from moa_lit.training.datamodule import MoADataModule
 from moa_lit.training.final_model import final_average, output_frame
@@ -113,6 +116,11 @@ def check_settings(cfg: DictConfig, overrides: list[str]) -> None:
             if existing.path.is_dir():  # under its lock: a run being written is named by its writer
                 with existing.lock():
                     existing.check_may_write(key, bool(cfg.resume))  # again when train claims it
+    if cfg.calibration.method != "none" and cfg.cv.folds is not None:
+        raise MoAError(
+            f"calibration.method={cfg.calibration.method} with cv.folds set: each fold's OOF rows are calibrated on "
+            "the other folds' and merge joins uncalibrated parts; run every fold (cv.folds=null), or calibration.method=none"
+        )
     if cfg.ensemble.get("models") is not None:
         refuse_model_overrides(overrides)
         return
@@ -144,6 +152,7 @@ def train(cfg: DictConfig) -> float:
     loader = typed(cfg, "loader")
     features = typed(cfg, "features")
     clip = typed(cfg, "predict").clip_range
+    calibration = typed(cfg, "calibration")
     plan, trainers = fold_plan(cfg), fold_trainers(cfg)
     fold_ids = cv.fold_ids
     refit = typed(cfg, "refit")
@@ -221,10 +230,23 @@ def train(cfg: DictConfig) -> float:
             if test_pred is not None:
                 test_pred = final_average(final_model, preds.test, refitted.test)
 
+        oof_pred, uncalibrated = preds.oof, {}
+        if calibration.method != "none":
+            with timer("calibration"):
+                oof_pred, fitted = nested_calibration(
+                    preds.oof, targets, folds, fold_ids, choosing_rows(new_drugs, is_control), data.drug,
+                    calibration.method, calibration.strength, clip, is_control,
+                )
+            if test_pred is not None:
+                test_pred = fitted.apply(test_pred, clip, data.test_is_control)
+            run.write_json(files.CALIBRATION, fitted.to_json())
+            uncalibrated = score_run(targets, preds.oof, folds, is_control, fold_ids, names, new_drugs, cv.drug_threshold)
+
         with timer("writing"):
-            scores = score_run(targets, preds.oof, folds, is_control, fold_ids, names, new_drugs, cv.drug_threshold)
+            scores = score_run(targets, oof_pred, folds, is_control, fold_ids, names, new_drugs, cv.drug_threshold)
+            scores.update({f"{k}_uncalibrated": v for k, v in headline_scores(uncalibrated).items()})
             rows = np.isin(folds, fold_ids)
-            oof = pd.DataFrame(preds.oof[rows], columns=names)
+            oof = pd.DataFrame(oof_pred[rows], columns=names)
             oof.insert(0, schema.ID, ids[rows])
             submission = None
             if test_pred is not None:

@@ -21,6 +21,7 @@ FOLDS = "folds.csv"
 OOF = "oof.csv"
 SUBMISSION = "submission.csv"
 SCORES = "scores.json"
+CALIBRATION = "calibration.json"  # calibration.method's per-target parameters, fitted on every fold's OOF
 CONFIG = ".hydra/config.yaml"  # written by train once the folder is its own (conf/hydra/default.yaml)
 # The settings that fix a run's results, saved when it starts (.hydra/config.yaml
 # is rewritten on every start): `resume=true` compares against this.

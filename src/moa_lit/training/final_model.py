@@ -19,6 +19,7 @@ from moa_lit.errors import MoAError
 from moa_lit.runs import files
 from moa_lit.runs.manifest import RunManifest
 from moa_lit.runs.run_dir import FoldDir, RunDir
+from moa_lit.training.calibration import Calibration
 from moa_lit.training.fold_predictor import FoldPredictor
 
 
@@ -65,13 +66,15 @@ def _checked_model_dirs(folders: list[FoldDir]) -> list[FoldDir]:
 class RunModel:
     """A run's fitted final model: its manifest and the models it averages
     (the seed x fold models, the refitted models, or a blend's member runs
-    with their weights). Built by :meth:`load` (``moa_lit.load_run``)."""
+    with their weights), and the calibration their average gets
+    (``calibration.json``). Built by :meth:`load` (``moa_lit.load_run``)."""
 
     path: Path
     manifest: RunManifest
     fold_models: list[FoldPredictor] = field(default_factory=list)
     refit_models: list[FoldPredictor] = field(default_factory=list)
     members: list[tuple["RunModel", float]] = field(default_factory=list)
+    calibration: Calibration | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu", final_model: str | None = None) -> "RunModel":
@@ -100,6 +103,7 @@ class RunModel:
             manifest,
             fold_models=load_all(run.folds_of(manifest)) if manifest.uses_fold_models else [],
             refit_models=load_all(run.refits_of(manifest)) if manifest.uses_refit_models else [],
+            calibration=None if (raw := run.read(files.CALIBRATION, None)) is None else Calibration.from_json(raw),
         )
 
     @property
@@ -126,7 +130,8 @@ class RunModel:
                 total += model.predict(features)
             return mean_probabilities(total, len(models), self.manifest.clip, is_control)
 
-        return final_average(self.manifest.final_model, average(self.fold_models), average(self.refit_models))
+        probabilities = final_average(self.manifest.final_model, average(self.fold_models), average(self.refit_models))
+        return probabilities if self.calibration is None else self.calibration.apply(probabilities, self.manifest.clip, is_control)
 
     def predict_proba(self, features: pd.DataFrame) -> pd.DataFrame:
         """sig_id + one probability column per target (the run's submission

@@ -245,6 +245,8 @@ def train(cfg: DictConfig) -> float:
         with timer("writing"):
             scores = score_run(targets, oof_pred, folds, is_control, fold_ids, names, new_drugs, cv.drug_threshold)
             scores.update({f"{k}_uncalibrated": v for k, v in headline_scores(uncalibrated).items()})
+            if uncalibrated:
+                log.info("calibration.method=%s, before calibration: %s", calibration.method, score_line(uncalibrated))
             rows = np.isin(folds, fold_ids)
             oof = pd.DataFrame(oof_pred[rows], columns=names)
             oof.insert(0, schema.ID, ids[rows])

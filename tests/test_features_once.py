@@ -15,9 +15,9 @@ def test_features_are_fitted_once_per_fold_whatever_the_seeds(tmp_path, monkeypa
     fitted = []
     real_fit = datamodule.fit_transform_features
 
-    def counting_fit(pipeline, rows):
+    def counting_fit(pipeline, rows, *controls):
         fitted.append(len(rows))
-        return real_fit(pipeline, rows)
+        return real_fit(pipeline, rows, *controls)
 
     monkeypatch.setattr(datamodule, "fit_transform_features", counting_fit)
     run_dir = tmp_path / "run"

@@ -195,8 +195,14 @@ class CVSettings(Settings):
 class LoaderSettings(Settings):
     batch_size: Any = 128  # rows per training step (batch norm cannot normalise a batch of one: at least 2)
     eval_batch_size: Any = 8192  # rows per prediction step
+    # Probability a training row becomes x + (ctl_a - ctl_b), two random training controls of its time and dose (0: off).
+    control_augmentation: Any = 0.0
 
-    _parameter_constraints: ClassVar = {"batch_size": at_least(2), "eval_batch_size": at_least(1)}
+    _parameter_constraints: ClassVar = {
+        "batch_size": at_least(2),
+        "eval_batch_size": at_least(1),
+        "control_augmentation": Interval(kind=float, low=0, high=1),
+    }
 
 
 @dataclass
@@ -211,6 +217,7 @@ class FeatureSettings(Settings):
     factor_analysis_cells: Any = 0  # factor-analysis components of the c-* columns appended
     row_stats: Any = False  # append each row's mean, std, ... of its g-* and c-* values
     variance_threshold: Optional[float] = None  # drop columns whose variance is at most this; null: keep all
+    control_centring: Any = False  # first subtract the mean of the training controls of the row's time and dose from g-*/c-*
 
     _parameter_constraints: ClassVar = {
         "rank_gauss": BOOLEAN,
@@ -221,6 +228,7 @@ class FeatureSettings(Settings):
         "factor_analysis_cells": at_least(0),
         "row_stats": BOOLEAN,
         "variance_threshold": at_least(0, float, nullable=True),
+        "control_centring": BOOLEAN,
     }
 
     def check_against_data(self, rows: int, n_genes: int, n_cells: int) -> None:

@@ -209,7 +209,7 @@ def train(cfg: DictConfig) -> float:
         dm = MoADataModule(
             data.train, targets, folds, is_control, list(data.layout.genes), list(data.layout.cells),
             feature_params=asdict(features), batch_size=loader.batch_size, eval_batch_size=loader.eval_batch_size,
-            device=device, new_drugs=new_drugs,
+            device=device, new_drugs=new_drugs, control_augmentation=loader.control_augmentation,
         )
         cross_validation = CrossValidation(
             dm, run, plan, trainers, timer,

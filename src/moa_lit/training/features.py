@@ -3,7 +3,11 @@ fitted on a fold's training rows only and saved with that fold, so no
 statistic of validation or test rows leaks into training. The variance
 threshold applies within the g-* and c-* blocks only: one-hot columns
 (variance <= 0.25) and row statistics would otherwise fall under the
-thresholds public solutions used (e.g. 0.8 after rank-Gauss)."""
+thresholds public solutions used (e.g. 0.8 after rank-Gauss).
+
+With ``control_centring`` the pipeline starts with :class:`ControlCentring`,
+fitted on the fold's training controls (the other steps stay fitted on its
+treated training rows: :func:`fit_transform_features`)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA, FactorAnalysis
 from sklearn.feature_selection import VarianceThreshold
@@ -45,6 +50,47 @@ class ProjectedPCA(PCA):
 
     def fit_transform(self, X, y=None):
         return self.fit(X, y).transform(X)
+
+
+def cell_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's (cp_time, cp_dose) cell as one code: time index x doses + dose index."""
+    time = pd.Categorical(frame[schema.CP_TIME], categories=schema.CP_TIMES).codes
+    dose = pd.Categorical(frame[schema.CP_DOSE], categories=schema.CP_DOSES).codes
+    return time.astype(np.int64) * len(schema.CP_DOSES) + dose
+
+
+def meta_cells(x, width: int):
+    """The cell codes of :func:`cell_codes`, read back from transformed features
+    (numpy or torch): the one-hot cp_time, cp_dose block is the last of the
+    pipeline's ``width`` output columns (``build_feature_pipeline``)."""
+    n_times, n_doses = len(schema.CP_TIMES), len(schema.CP_DOSES)
+    meta = x[:, width - n_times - n_doses : width]
+    return meta[:, :n_times].argmax(1) * n_doses + meta[:, n_times:].argmax(1)
+
+
+class ControlCentring(TransformerMixin, BaseEstimator):
+    """Subtracts from each row's ``columns`` the mean of the control rows
+    (cp_type ctl_vehicle) of X given to ``fit`` with the row's cp_time and
+    cp_dose; a cell without controls gets the mean of all of them. Returns the
+    centred columns and cp_time, cp_dose (what the later steps read)."""
+
+    def __init__(self, columns: Sequence[str] = ()):
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y=None) -> "ControlCentring":
+        controls = X[X[schema.CP_TYPE] == schema.CONTROL]
+        values, cells = controls[list(self.columns)].to_numpy(np.float64), cell_codes(controls)
+        overall = values.mean(axis=0)  # MoADataModule refuses a fold without training controls
+        self.means_ = np.stack([
+            values[cells == c].mean(axis=0) if (cells == c).any() else overall
+            for c in range(len(schema.CP_TIMES) * len(schema.CP_DOSES))
+        ])
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        columns = list(self.columns)
+        centred = X[columns].to_numpy(np.float64) - self.means_[cell_codes(X)]
+        return pd.concat([X[[schema.CP_TIME, schema.CP_DOSE]], pd.DataFrame(centred, columns=columns, index=X.index)], axis=1)
 
 
 def _block(
@@ -89,6 +135,7 @@ def build_feature_pipeline(
     factor_analysis_cells: int = 0,
     row_stats: bool = False,
     variance_threshold: float | None = None,
+    control_centring: bool = False,
     seed: int = 0,
 ) -> Pipeline:
     """The unfitted preprocessing pipeline: DataFrame of features -> float32 matrix
@@ -102,7 +149,7 @@ def build_feature_pipeline(
             ("gene_stats", FunctionTransformer(row_statistics), list(genes)),
             ("cell_stats", FunctionTransformer(row_statistics), list(cells)),
         ]
-    blocks.append(
+    blocks.append(  # last: meta_cells reads it there
         (
             "meta",
             OneHotEncoder(
@@ -114,13 +161,25 @@ def build_feature_pipeline(
         )
     )
     columns = ColumnTransformer(blocks, remainder="drop", sparse_threshold=0.0)
-    return Pipeline([("columns", columns), ("float32", FunctionTransformer(_to_float32))])
+    steps = [("columns", columns), ("float32", FunctionTransformer(_to_float32))]
+    if control_centring:
+        steps.insert(0, (CENTRING, ControlCentring([*genes, *cells])))
+    return Pipeline(steps)
 
 
-def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame) -> np.ndarray:
+CENTRING = "control_centring"  # the pipeline's first step, when it has one
+
+
+def fit_transform_features(pipeline: Pipeline, train_rows: pd.DataFrame, controls: pd.DataFrame | None = None) -> np.ndarray:
     """Fit on training rows and return their features: fitting transforms them
     anyway, and a second transform of the same rows (the rank-Gauss
-    interpolation, column by column) was about a third of a fold's feature time."""
+    interpolation, column by column) was about a third of a fold's feature time.
+    ``controls``: the training control rows, which fit the control centring
+    (when the pipeline has it); every other step is fitted on ``train_rows``."""
+    if CENTRING in pipeline.named_steps:
+        centring = pipeline.named_steps[CENTRING].fit(controls)
+        # The later steps, the same objects: fitting them fits the pipeline.
+        train_rows, pipeline = centring.transform(train_rows), pipeline[1:]
     try:
         return pipeline.fit_transform(train_rows)
     except ValueError as err:

@@ -29,6 +29,7 @@ from moa_lit.training.module import MoAModule
 # scikit-learn's and numpy's, which skops.io trusts itself; a preprocessor file
 # naming any other type is refused before any object is built.
 TRUSTED = [
+    "moa_lit.training.features.ControlCentring",
     "moa_lit.training.features.ProjectedPCA",
     "moa_lit.training.features._to_float32",
     "moa_lit.training.features.row_statistics",

@@ -86,6 +86,8 @@ NETS = {
     "resnet": ["model=resnet", "model.net.hidden_size=32"],
     "cnn1d": ["model=cnn1d", "model.net.channels=8", "model.net.length=8", "model.net.conv_channels=16"],
     "linear": ["model=linear"],
+    "tabm": ["model=tabm", "model.net.k=4", "model.net.hidden_size=16", "model.net.num_embeddings=piecewise",
+             "model.net.n_bins=4", "model.net.d_embedding=2"],
 }
 
 

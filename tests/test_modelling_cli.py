@@ -120,7 +120,7 @@ def test_an_unknown_config_choice_is_one_line_and_valid_choices_pass():
 
     compose_checked(["model=resnet", "experiment=best", "features.pca_genes=3", "trainer=debug"])
     for overrides, start in (
-        (["model=xyz"], "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet"),
+        (["model=xyz"], "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet, tabm"),
         (["+experiment=nope"], "experiment=nope: no such experiment config"),
     ):
         with pytest.raises(MoAError) as refused:

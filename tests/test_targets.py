@@ -12,7 +12,7 @@ from moa_lit.targets import check_targets, is_allowed
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["model=resnet"], ["model=cnn1d"], ["model=linear"], ["logger=tensorboard"], ["trainer=gpu"],
+    [[], ["model=resnet"], ["model=cnn1d"], ["model=linear"], ["model=tabm"], ["logger=tensorboard"], ["trainer=gpu"],
      ["experiment=best"], ["hparams_search=optuna"]],
 )
 def test_every_shipped_config_is_allowed(overrides):

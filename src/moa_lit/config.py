@@ -125,6 +125,7 @@ REFERENCE_TARGETS = (  # (the node, the group choice that builds it)
     ("model.net", "model=resnet"),
     ("model.net", "model=cnn1d"),
     ("model.net", "model=linear"),
+    ("model.net", "model=tabm"),
 )
 TRAINER_COMMENTS = {
     "check_val_every_n_epoch": "at most trainer.max_epochs: each fold's best epoch is chosen on validation",

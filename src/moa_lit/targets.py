@@ -19,6 +19,7 @@ ALLOWED_TARGETS: tuple[str, ...] = (
     "moa_lit.models.linear.LinearModel",
     "moa_lit.models.mlp.MLP",
     "moa_lit.models.resnet.ResNet",
+    "moa_lit.models.tabm.TabM",
     "moa_lit.training.callbacks.FoldCheckpoint",
     "moa_lit.training.module.MoAModule",
     "moa_lit.cli.CheckFirst",  # the Hydra callback that checks a command line before any folder is made

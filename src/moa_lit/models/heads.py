@@ -46,6 +46,10 @@ class BodyHeadNet(nn.Module):
             linear(self.body_size, n_targets, self.weight_norm),
         )
 
+    def fit_inputs(self, x) -> None:
+        """State the net fits on the training rows' features before training
+        (kept as buffers, so checkpoints restore it); none by default."""
+
     def set_output_bias(self, bias) -> None:
         """The bias of the head's last layer (a Linear, possibly weight-normed)."""
         out = self.head[-1]

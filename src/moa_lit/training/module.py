@@ -88,7 +88,11 @@ class MoAModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         s = self.hparams.label_smoothing
-        loss = F.binary_cross_entropy_with_logits(self(x), y * (1.0 - s) + 0.5 * s if s else y)
+        target = y * (1.0 - s) + 0.5 * s if s else y
+        logits = self(x)
+        if logits.dim() == 3:  # an ensemble's members (batch, k, targets): their losses averaged (models/tabm.py)
+            target = target.unsqueeze(1).expand_as(logits)
+        loss = F.binary_cross_entropy_with_logits(logits, target)
         # The epoch's mean is summed on the device and logged once per epoch:
         # a per-step self.log (even with on_step=False) costs Lightning's
         # result-collection bookkeeping on every step, measurable on CPU.

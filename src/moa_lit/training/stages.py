@@ -82,8 +82,9 @@ def auxiliary_targets(
     return np.ascontiguousarray(aux[:, keep], dtype=np.float32)
 
 
-def _new_module(new_model: Callable[..., MoAModule], n_features: int, y_train: np.ndarray, **kwargs) -> MoAModule:
-    module = new_model(n_features=n_features, n_targets=y_train.shape[1], **kwargs)
+def _new_module(new_model: Callable[..., MoAModule], x_train: torch.Tensor, y_train: np.ndarray, **kwargs) -> MoAModule:
+    module = new_model(n_features=x_train.shape[1], n_targets=y_train.shape[1], **kwargs)
+    module.net.fit_inputs(x_train)  # e.g. TabM's piecewise-linear bins (models/tabm.py)
     # Start at the prior (logit of each target's smoothed prevalence) so the
     # first epochs are spent learning signal, not the base rates.
     prevalence = smoothed_prevalence(y_train)
@@ -106,7 +107,7 @@ def train_without_validation(
     an auxiliary stage's, or a final model refitted on every row, whose last
     epoch is saved as ``checkpoint`` (``predict`` loads it like a best.ckpt).
     Its training losses are recorded in the fold as ``stage``."""
-    module = _new_module(with_peak_lr(plan.new_model, node.lr), x.shape[1], y)
+    module = _new_module(with_peak_lr(plan.new_model, node.lr), x, y)
     if node.lr is not None:
         module.lr_setting = f"{node.key}.lr"  # the stage's own rate
     losses = EpochTrainLoss()
@@ -216,7 +217,7 @@ def fit_fold(
 
     L.seed_everything(seed, workers=False, verbose=False)
     extra = {"body_lr_scale": float(pretrain.body_lr_scale)} if pretrain is not None else {}
-    module = _new_module(plan.new_model, x_train.shape[1], scored[train_idx], **extra)
+    module = _new_module(plan.new_model, x_train, scored[train_idx], **extra)
     scored_losses = EpochTrainLoss()  # in the checkpoints: a resumed fold keeps its earlier epochs
     callbacks = [scored_losses]
     if body_state is not None:

@@ -21,6 +21,7 @@ training rows and scored on the same held-out test rows; they have no OOF.
     python -m moa_lit.bench.quality --jobs 4 trainer=gpu             # 4 runs at a time, cores/4 threads each
     python -m moa_lit.bench.quality --only prior,plain_linear,plain_mlp,mlp,linear,best,ensemble,refit
     python -m moa_lit.bench.quality --variants saturating --only ablation   # issue 21's ablation (ABLATION)
+    python -m moa_lit.bench.quality --variants saturating --only levers     # and its levers (LEVERS)
 
 A setup that fails (e.g. pretraining on data whose non-scored targets have no
 positive) is reported with its error and the others go on.
@@ -114,6 +115,17 @@ def _ablation(base: str, overrides: list[str], small: list[str]) -> list[Setup]:
 
 
 ABLATION = [*_ablation("lin", ["experiment=baseline", "model=linear"], []), *_ablation("mlp", [], Setup("x", []).small)]
+# Issue 21's levers for new-drug quality, each alone on the default run (--only levers).
+TABM_SMALL = ["model.net.hidden_size=32", "model.net.k=4"]
+LEVERS = [
+    Setup("mlp+calibration", ["calibration.method=affine", "calibration.strength=1"],
+          description="per-target affine calibration on the nested new-drug OOF (strength 1)"),
+    Setup("mlp+centring", ["features.control_centring=true"], description="g-/c- centred on the training controls' mean per time and dose"),
+    Setup("mlp+control_aug", ["loader.control_augmentation=0.5"], description="half the training rows get x + ctl_a - ctl_b each epoch"),
+    Setup("mlp+epochs16_refit", ["trainer.max_epochs=16", "final_model=refit"],
+          description="16 epochs (best on new-drug OOF), then 3 seeds refitted on all rows for that count"),
+    Setup("tabm", ["model=tabm"], small=TABM_SMALL, description="TabM: 16 weight-sharing members of 2 x 256, loss averaged over members"),
+]
 # The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:
 # the script's kind, whether it has the one-hot time and dose, and the row's description. Not moa-lit runs: no OOF.
 REFERENCES = {
@@ -139,6 +151,8 @@ REFERENCES["plain_linear-meta"] = ("linear", False, "plain_linear without the on
 BLENDED = ["baseline", "resnet", "cnn1d", "linear"]
 NAMES = ["prior", "plain_linear", "plain_mlp", *(s.name for s in SETUPS), "blend"]
 ABLATION_NAMES = ["prior", *REFERENCES, *(s.name for s in ABLATION)]
+# The logistic family in an ensemble is experiment=ensemble (MLP + linear, global nested weights).
+LEVER_NAMES = ["prior", "plain_linear", "plain_mlp", "mlp", *(s.name for s in LEVERS), "ensemble"]
 
 
 def _variants() -> tuple[str, ...]:
@@ -252,7 +266,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=5, help="cv.n_folds")
     p.add_argument("--variants", default=None, help="comma-separated data variants (default: all)")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {','.join(NAMES)}; "
-                   "or 'ablation': issue 21's ablation rows and the references")
+                   "or 'ablation' / 'levers': issue 21's ablation or lever rows, with the references")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each with num_threads = cores / jobs")
     p.add_argument("--cores", type=int, default=None, help="cores to share among the jobs (default: the cores this process may use)")
     p.add_argument("--small", action="store_true", help="narrow networks (for quick checks, not for the table)")
@@ -268,13 +282,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--variants: unknown data variant(s) {unknown}; expected names from {list(variants)}")
     else:
         args.variants = list(variants)
-    if args.only == "ablation":
-        args.only = ABLATION_NAMES
+    if args.only in ("ablation", "levers"):
+        args.only = ABLATION_NAMES if args.only == "ablation" else LEVER_NAMES
     elif args.only:
         args.only = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in args.only if n not in NAMES + ABLATION_NAMES]
+        unknown = [n for n in args.only if n not in NAMES + ABLATION_NAMES + LEVER_NAMES]
         if unknown:
-            p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES + ABLATION_NAMES}")
+            p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES + ABLATION_NAMES + LEVER_NAMES}")
     else:
         args.only = NAMES
     if args.jobs < 1:
@@ -364,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).expanduser().resolve()
     threads = max(1, args.cores // args.jobs)
     blended_runs = [n for n in BLENDED if n in args.only] or BLENDED
-    setups = [s for s in SETUPS + ABLATION if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
-    descriptions = {s.name: s.description for s in SETUPS + ABLATION}
+    # A name in two lists (the default run, mlp) runs once.
+    every = {s.name: s for s in SETUPS + ABLATION + LEVERS}
+    setups = [s for s in every.values() if s.name in args.only or ("blend" in args.only and s.name in blended_runs)]
+    descriptions = {s.name: s.description for s in every.values()}
     descriptions["prior"] = "per-target training prevalence, no features"
     descriptions.update({n: d for n, (*_, d) in REFERENCES.items()})
     descriptions["blend"] = "OOF-optimised blend of " + ", ".join(blended_runs) + " (wall s: runs + blend)"
@@ -454,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             except MoAError as err:
                 res["blend"] = str(err)
-        shown = [n for n in dict.fromkeys(NAMES + ABLATION_NAMES) if n in args.only and n in res]
+        shown = [n for n in dict.fromkeys(NAMES + ABLATION_NAMES + LEVER_NAMES) if n in args.only and n in res]
         scored = {n: res[n]["test"] for n in shown if isinstance(res[n], dict) and res[n].get("test") is not None}
         for n, r in rank(scored).items():
             res[n]["rank"] = r

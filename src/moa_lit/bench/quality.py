@@ -94,13 +94,16 @@ SETUPS = [
 LAST_EPOCH = "callbacks.model_checkpoint.monitor=null"  # the last epoch's model, not the best
 PLAIN_SCHEDULE = ["loader.batch_size=128", "trainer.max_epochs=20", "model.scheduler.max_lr=0.01"]
 ALL_ROWS = ["final_model=refit", "refit.seeds=[0]"]  # one model on every treated row, not 5 fold models
-PLAIN_RECIPE = [*PLAIN_SCHEDULE, "model.label_smoothing=0.001", LAST_EPOCH, "final_model=refit", "refit.seeds=[0,1,2]"]
+# torch's OneCycleLR defaults, which the plain scripts keep (moa-lit: warm-up 0.1, start max_lr / 1e3).
+ONECYCLE_SHAPE = ["model.scheduler.pct_start=0.3", "model.scheduler.div_factor=25"]
+PLAIN_RECIPE = [*PLAIN_SCHEDULE, *ONECYCLE_SHAPE, "model.label_smoothing=0.001", LAST_EPOCH, "final_model=refit", "refit.seeds=[0,1,2]"]
 
 
 def _ablation(base: str, overrides: list[str], small: list[str]) -> list[Setup]:
     steps = {
         "": ([], "moa-lit as configured: batch 512, 8 epochs, fold models averaged, best epoch"),
         "+b128x20": (PLAIN_SCHEDULE, "batch 128, 20 epochs, OneCycle max_lr 1e-2 (the plain schedule)"),
+        "+onecycle": (ONECYCLE_SHAPE, "OneCycle shaped as torch's default: warm-up 30%, starting at max_lr / 25"),
         "+all_rows": (ALL_ROWS, "one model on all treated rows (refit, best-epoch count) instead of 5 fold models"),
         "+last_epoch": ([LAST_EPOCH], "the last epoch's model instead of the best on new-drug rows"),
         "+smoothing": (["model.label_smoothing=0.001"], "label smoothing 0.001"),
@@ -124,6 +127,10 @@ LEVERS = [
     Setup("mlp+control_aug", ["loader.control_augmentation=0.5"], description="half the training rows get x + ctl_a - ctl_b each epoch"),
     Setup("mlp+epochs16_refit", ["trainer.max_epochs=16", "final_model=refit"],
           description="16 epochs (best on new-drug OOF), then 3 seeds refitted on all rows for that count"),
+    # The levers that helped on the default data, together (issue 21, point 5).
+    Setup("ens+calib+aug", ["experiment=ensemble", "calibration.method=affine", "calibration.strength=1",
+                            "loader.control_augmentation=0.5"], small=["ensemble.models.mlp.net.hidden_size=32"],
+          description="experiment=ensemble + calibration (affine, strength 1) + control augmentation 0.5"),
     Setup("tabm", ["model=tabm"], small=TABM_SMALL, description="TabM: 16 weight-sharing members of 2 x 256, loss averaged over members"),
 ]
 # The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:

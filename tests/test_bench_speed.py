@@ -36,6 +36,6 @@ def test_features_section_runs_the_best_preset_alone(tmp_path, capsys):
     speed.main([*tiny(tmp_path), "section=features", "seeds=[0,1]", "features.pca_genes=4", "features.pca_cells=2",
                 "features.factor_analysis_genes=2", "features.factor_analysis_cells=1"])
     out = capsys.readouterr().out
-    assert re.search(r"^\[features\] best preset \(2 seeds x 2 folds\): feature phase [\d.]+ s fitted once per fold", out, re.M)
-    assert re.search(r"^\[features\] best preset run .*peak resident memory [\d,]+ MB$", out, re.M)
+    assert re.search(r"^\[features\] PCA \+ factor-analysis run \(2 seeds x 2 folds\): feature phase [\d.]+ s fitted once per fold", out, re.M)
+    assert re.search(r"^\[features\] that run .*peak resident memory [\d,]+ MB$", out, re.M)
     assert "[ratio]" not in out

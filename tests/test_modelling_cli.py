@@ -72,11 +72,11 @@ def kaggle_folder_with_nonscored(tmp_path, n=400):
     return folder
 
 
-def test_best_preset_with_pretraining_and_stacking_on_the_kaggle_layout(tmp_path):
+def test_components_pretraining_and_stacking_on_the_kaggle_layout(tmp_path):
     folder = kaggle_folder_with_nonscored(tmp_path)
     run_dir = tmp_path / "run"
     args = [
-        "experiment=best", "data=kaggle", f"data.dir={folder}", *TINY,
+        "experiment=baseline", "data=kaggle", f"data.dir={folder}", *TINY,
         "seeds=[0]", "model.net.hidden_size=32", "features.pca_genes=5", "features.pca_cells=3",
         "features.factor_analysis_genes=2", "features.factor_analysis_cells=1",
         "pretrain.enabled=true", "pretrain.max_epochs=1", "stack.enabled=true", "stack.inner_folds=2", "stack.max_epochs=1",
@@ -118,7 +118,7 @@ def test_an_unknown_config_choice_is_one_line_and_valid_choices_pass():
     from moa_lit.config import compose_checked
     from moa_lit.errors import MoAError
 
-    compose_checked(["model=resnet", "experiment=best", "features.pca_genes=3", "trainer=debug"])
+    compose_checked(["model=resnet", "experiment=baseline", "features.pca_genes=3", "trainer=debug"])
     for overrides, start in (
         (["model=xyz"], "model=xyz: no such model config; expected one of cnn1d, linear, mlp, resnet, tabm"),
         (["+experiment=nope"], "experiment=nope: no such experiment config"),
@@ -133,7 +133,8 @@ def test_presets_compose():
     base = cfg(["experiment=baseline"])
     assert base.model.net._target_.endswith("MLP") and not base.pretrain.enabled and list(base.seeds) == [0]
     best = cfg(["experiment=best", "data=kaggle", "data.dir=/somewhere"])
-    assert len(best.seeds) > 1 and best.features.pca_genes > 0 and best.features.factor_analysis_genes > 0
+    # the recommended preset (issue 21): MLP + linear blended, each calibrated on its nested new-drug OOF
+    assert set(best.ensemble.models) == {"mlp", "linear"} and best.calibration.method == "affine"
     assert best.data._target_.endswith("load_kaggle") and best.data.dir == "/somewhere"
     # a preset is a starting point: command-line overrides still win
     assert cfg(["experiment=best", "pretrain.enabled=true"]).pretrain.enabled is True

@@ -114,6 +114,8 @@ def _ablation(base: str, overrides: list[str], small: list[str]) -> list[Setup]:
     }
     if base == "lin":
         steps["+dropout"] = (["model.net.dropout_input=0.2"], "input dropout 0.2 (moa-lit's linear: 0)")
+        steps["+smoothing+onecycle"] = (["model.label_smoothing=0.001", *ONECYCLE_SHAPE],
+                                        "the two steps that cost no time, together")
         steps["_plain"] = ([*PLAIN_RECIPE, "model.net.dropout_input=0.2"], steps["_plain"][1])
     return [Setup(f"{base}{k}", [*overrides, *o], small=small, description=d) for k, (o, d) in steps.items()]
 

@@ -30,7 +30,7 @@ def savez_half_then_crash(file, **arrays) -> None:
 
 
 WRITERS = {
-    "csv": (lambda p: run_files.write_csv(pd.DataFrame({"a": [1, 2]}), p), (pd.DataFrame, "to_csv", lambda self, p, **k: half_then_crash(p))),
+    "csv": (lambda p: run_files.write_csv(pd.DataFrame({"a": [1, 2]}), p), (run_files.pacsv, "write_csv", lambda table, out, *a: savez_half_then_crash(out))),
     "json": (lambda p: run_files.write_json({"a": 1}, p), (Path, "write_text", lambda self, *a, **k: half_then_crash(self))),
     "bytes": (lambda p: run_files.write_bytes(b"new", p), (Path, "write_bytes", lambda self, *a, **k: half_then_crash(self))),
     "npz": (lambda p: run_files.write_npz(p, a=np.zeros(3)), (np, "savez", savez_half_then_crash)),

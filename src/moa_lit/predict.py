@@ -26,7 +26,7 @@ from moa_lit.explain.batch import OUTPUTS as explain_outputs
 from moa_lit.fs_errors import check_output_file
 from moa_lit.runs import files
 from moa_lit.runs.locks import hold_lock
-from moa_lit.runs.run_dir import FLOAT_FORMAT, RunDir
+from moa_lit.runs.run_dir import RunDir
 from moa_lit.settings import PredictConfig, check_config
 from moa_lit.training.final_model import RunModel, output_frame
 
@@ -169,10 +169,10 @@ def predict(cfg: DictConfig) -> Path:
         predictions = output_frame(manifest, features[schema.ID], model.probabilities(features))
         # explain=true: computed (and its inputs checked) before anything is written.
         explained = explain_command.explain(explain_settings, model, features, predictions) if explain_settings else None
-        files.write_csv(predictions, output, float_format=FLOAT_FORMAT)
+        files.write_csv(predictions, output)
         written = [output]
         if top_path is not None:
-            files.write_csv(top_k_table(predictions, top_k), top_path, float_format=FLOAT_FORMAT)
+            files.write_csv(top_k_table(predictions, top_k), top_path)
             written.append(top_path)
         if explained is not None:
             written += explained.write(explain_settings.folder)

@@ -40,7 +40,6 @@ PAGE = "page.html"
 OUTPUTS = (CALLS, EXPLANATIONS, PAGE)
 REFERENCE_CACHE_DIR = ".moa_cache"  # the data reader's cache folder
 N_TOP_FEATURES = 10
-FLOAT_FORMAT = "%.6g"
 DEFAULT_TOP_K = 3
 # Measured better than the mean log-odds on OOF drugs of the built-in synthetic data,
 # format 2 (docs/benchmarks.md); format 1 had favoured the log-odds.
@@ -246,7 +245,7 @@ class ExplainedBatch:
     def write(self, folder: Path) -> list[Path]:
         folder = Path(folder)
         self.progress.phase(f"writing {folder}")
-        files.write_csv(self.calls, folder / CALLS, float_format=FLOAT_FORMAT)
+        files.write_csv(self.calls, folder / CALLS)
         files.write_json(self.explanations, folder / EXPLANATIONS)
         files.write_text(self.html, folder / PAGE)
         self.progress.end()

@@ -4,16 +4,21 @@ folder, then renamed), so an interrupted run leaves no truncated file."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import tempfile
-from contextlib import contextmanager
+import zipfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from pandas.io.common import infer_compression
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from moa_lit import fs_errors
 
@@ -89,12 +94,36 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
-    """Compressed as the final name says (``p.csv.gz``: gzip); the temporary name ends in .tmp."""
-    method = infer_compression(str(path), "infer")
-    compression = {"method": method, **({"archive_name": Path(path).name[: -len(".zip")]} if method == "zip" else {})}
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Compressed as the final name says (``p.csv.gz``: gzip; .bz2, .xz, .zip);
+    the temporary name ends in .tmp. Floats are written as float32, the
+    precision of the networks' outputs, in the shortest form that reads back
+    the same float32; values and names are bare unless one needs quotes.
+    pyarrow writes the 24k x 206 OOF table ~10x faster than
+    ``DataFrame.to_csv`` with a float format (issue 22: writing was most of a
+    GPU run's 9.2 s of writing)."""
+    floats = frame.select_dtypes("floating").columns
+    table = pa.Table.from_pandas(frame.astype(dict.fromkeys(floats, "float32")), preserve_index=False)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format=float_format, compression=compression if method else None)
+        try:
+            _write_table(table, tmp, Path(path).name, "none")
+        except pa.ArrowInvalid:  # a value or name holds a comma, a quote or a line end
+            _write_table(table, tmp, Path(path).name, "needed")
+
+
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _write_table(table: pa.Table, tmp: Path, name: str, quoting: str) -> None:
+    options = pacsv.WriteOptions(quoting_style=quoting, quoting_header=quoting)
+    suffix = Path(name).suffix
+    with ExitStack() as stack:
+        if suffix == ".zip":
+            archive = stack.enter_context(zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED))
+            out = stack.enter_context(archive.open(name[: -len(suffix)], "w"))
+        else:
+            out = stack.enter_context(_COMPRESSED.get(suffix, open)(tmp, "wb"))
+        pacsv.write_csv(table, out, options)
 
 
 def write_json(obj: Any, path: Path) -> None:

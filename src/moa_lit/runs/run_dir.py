@@ -25,7 +25,6 @@ from moa_lit.runs.tables import read_run_csv
 
 log = logging.getLogger(__name__)
 
-FLOAT_FORMAT = "%.7g"  # predictions on [0, 1]: < 5e-8 absolute rounding
 POSITIVES = "positives"
 
 # Settings that do not change the predictions of a (seed, fold), so they may
@@ -484,9 +483,9 @@ class RunDir:
         check_probabilities(oof.drop(columns=schema.ID).to_numpy(), "out-of-fold predictions")
         if submission is not None:
             check_probabilities(submission.drop(columns=schema.ID).to_numpy(), "test predictions")
-        files.write_csv(oof, self.path / files.OOF, float_format=FLOAT_FORMAT)
+        files.write_csv(oof, self.path / files.OOF)
         if submission is not None:
-            files.write_csv(submission, self.path / files.SUBMISSION, float_format=FLOAT_FORMAT)
+            files.write_csv(submission, self.path / files.SUBMISSION)
 
     def write_scores(self, scores: dict) -> None:
         files.write_json(scores, self.path / files.SCORES)

@@ -111,7 +111,7 @@ def test_components_pretraining_and_stacking_on_the_kaggle_layout(tmp_path):
 def test_unknown_preset_is_one_line(tmp_path):
     proc = run_cli("moa_lit.train", ["experiment=xyz"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best, ensemble"
+    assert proc.stderr.strip() == "moa-lit: error: experiment=xyz: no such experiment config; expected one of baseline, best, ensemble, linear"
 
 
 def test_an_unknown_config_choice_is_one_line_and_valid_choices_pass():
@@ -136,6 +136,9 @@ def test_presets_compose():
     # the recommended preset (issue 21): MLP + linear blended, each calibrated on its nested new-drug OOF
     assert set(best.ensemble.models) == {"mlp", "linear"} and best.calibration.method == "affine"
     assert best.data._target_.endswith("load_kaggle") and best.data.dir == "/somewhere"
+    # the linear model with the schedule of the plain linear script (issue 21's ablation, lin+b128x20)
+    linear = cfg(["experiment=linear"])
+    assert linear.model.net._target_.endswith("LinearModel") and (linear.loader.batch_size, linear.trainer.max_epochs) == (128, 20)
     # a preset is a starting point: command-line overrides still win
     assert cfg(["experiment=best", "pretrain.enabled=true"]).pretrain.enabled is True
 

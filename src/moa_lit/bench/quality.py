@@ -103,7 +103,7 @@ PLAIN_RECIPE = [*PLAIN_SCHEDULE, *ONECYCLE_SHAPE, "model.label_smoothing=0.001",
 def _ablation(base: str, overrides: list[str], small: list[str]) -> list[Setup]:
     steps = {
         "": ([], "moa-lit as configured: batch 512, 8 epochs, fold models averaged, best epoch"),
-        "+b128x20": (PLAIN_SCHEDULE, "batch 128, 20 epochs, OneCycle max_lr 1e-2 (the plain schedule)"),
+        "+b128x20": (PLAIN_SCHEDULE, "batch 128, 20 epochs, OneCycle max_lr 1e-2 (the plain schedule; lin+b128x20 is experiment=linear)"),
         "+onecycle": (ONECYCLE_SHAPE, "OneCycle shaped as torch's default: warm-up 30%, starting at max_lr / 25"),
         "+all_rows": (ALL_ROWS, "one model on all treated rows (refit, best-epoch count) instead of 5 fold models"),
         "+last_epoch": ([LAST_EPOCH], "the last epoch's model instead of the best on new-drug rows"),

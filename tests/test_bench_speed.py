@@ -18,14 +18,15 @@ def tiny(tmp_path) -> list[str]:
 def test_sections_are_chosen_by_name():
     assert speed.split_sections(["section=concurrent,ratio", "cv.n_folds=2"]) == (["ratio", "concurrent"], ["cv.n_folds=2"])
     assert speed.split_sections([])[0] == list(speed.SECTIONS)
-    with pytest.raises(SystemExit, match="section=speedy: expected some of ratio,data"):
+    with pytest.raises(SystemExit, match="section=speedy: expected some of ratio,members,data"):
         speed.split_sections(["section=speedy"])
 
 
-def test_ratio_and_data_sections_print_their_blocks(tmp_path, capsys):
-    speed.main([*tiny(tmp_path), "section=ratio,data"])
+def test_ratio_members_and_data_sections_print_their_blocks(tmp_path, capsys):
+    speed.main([*tiny(tmp_path), "--members-epochs", "1", "section=ratio,members,data"])
     out = capsys.readouterr().out
-    assert "sections: ratio, data" in out
+    assert "sections: ratio, members, data" in out
+    assert re.search(r"^\[members\] 2 fold models x 1 epochs .* batched as members [\d,]+ rows/s: \d+\.\d\dx$", out, re.M)
     assert re.search(r"^\[ratio\] lightning/plain throughput ratio: \d+\.\d{3}$", out, re.M)
     assert re.search(r"^\[data\] train_features\.csv \d+ MB parsed", out, re.M)
     assert "[default_run]" not in out and "[features]" not in out
@@ -39,3 +40,27 @@ def test_features_section_runs_the_best_preset_alone(tmp_path, capsys):
     assert re.search(r"^\[features\] PCA \+ factor-analysis run \(2 seeds x 2 folds\): feature phase [\d.]+ s fitted once per fold", out, re.M)
     assert re.search(r"^\[features\] that run .*peak resident memory [\d,]+ MB$", out, re.M)
     assert "[ratio]" not in out
+
+
+def test_batched_members_compute_the_configured_mlp():
+    """Each member of member_mlp is the MLP of models/mlp.py (weight norm, batch
+    norm per member): a member given an MLP's weights gives its outputs."""
+    import torch
+
+    from moa_lit.models.mlp import MLP
+
+    torch.manual_seed(0)
+    nets = [MLP(30, 7, hidden_size=16, dropout_input=0, dropout_hidden=0) for _ in range(3)]  # dropout draws differ
+    batched = speed.member_mlp(nets[0], 3)
+    layers = [m for m in batched if isinstance(m, speed._MemberLinear)]
+    with torch.no_grad():
+        for m, net in enumerate(nets):
+            for layer, linear in zip(layers, [m for m in net.modules() if isinstance(m, torch.nn.Linear)]):
+                layer.weight[m] = linear.parametrizations.weight.original1
+                layer.g[m] = linear.parametrizations.weight.original0
+                layer.bias[m, 0] = linear.bias
+    x = torch.randn(3, 50, 30)
+    for mode in ("train", "eval"):  # batch statistics of each member's own rows, then running ones
+        out = getattr(batched, mode)()(x)
+        for m, net in enumerate(nets):
+            torch.testing.assert_close(out[m], getattr(net, mode)()(x[m]), atol=1e-5, rtol=1e-5)

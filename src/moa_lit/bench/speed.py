@@ -9,6 +9,10 @@ and printing its own block, so they can run at once pinned to their own cores
   minimal plain-PyTorch loop over the same tensors, model, batches, optimizer,
   schedule and precision (and their ratio); effective training GFLOP/s beside
   the GFLOP/s of a plain matrix multiply of the model's largest layer.
+- ``members``: a run's fold models (folds x seeds) trained by plain loops one
+  after another against all at once as batched members (weights [M, in, out]
+  through one ``baddbmm``, batch norm per member): issue 22's ceiling for
+  training members together, measured before building it.
 - ``data``: cold and cached parsing of the Kaggle-sized feature CSV.
 - ``default_run``: the default ``python -m moa_lit.train`` against the
   previous default (its settings as overrides), one after the other: wall
@@ -212,6 +216,103 @@ def bench_training(cfg, data, epochs: int, rounds: int, device: str) -> dict:
     }
 
 
+# ----------------------------------------------------------------- members ---
+class _MemberLinear(torch.nn.Module):
+    """M independent linear layers as one batched matmul: weight [M, out, in],
+    weight-normed per member and output row as torch's weight_norm(dim=0)."""
+
+    def __init__(self, members: int, n_in: int, n_out: int, weight_norm: bool) -> None:
+        super().__init__()
+        bound = n_in**-0.5  # nn.Linear's initialisation
+        self.weight = torch.nn.Parameter(torch.empty(members, n_out, n_in).uniform_(-bound, bound))
+        self.bias = torch.nn.Parameter(torch.empty(members, 1, n_out).uniform_(-bound, bound))
+        self.g = torch.nn.Parameter(self.weight.detach().norm(dim=2, keepdim=True)) if weight_norm else None
+
+    def forward(self, x):  # [M, B, in] -> [M, B, out]
+        w = self.weight if self.g is None else self.weight * (self.g / self.weight.norm(dim=2, keepdim=True))
+        return torch.baddbmm(self.bias, x, w.transpose(1, 2))
+
+
+class _MemberBatchNorm(torch.nn.BatchNorm1d):
+    """Batch norm per member: [M, B, F] seen as B rows of M * F features."""
+
+    def __init__(self, members: int, n: int) -> None:
+        super().__init__(members * n)
+        self.members = members
+
+    def forward(self, x):
+        m, b, f = x.shape
+        return super().forward(x.transpose(0, 1).reshape(b, m * f)).reshape(b, m, f).transpose(0, 1)
+
+
+def member_mlp(net, members: int) -> torch.nn.Sequential:
+    """``members`` copies of the configured MLP's layout (models/mlp.py), batched."""
+    layers, n_in = [], net.body[0].num_features
+    for module in [*net.body, *net.head]:
+        if isinstance(module, torch.nn.BatchNorm1d):
+            layers.append(_MemberBatchNorm(members, module.num_features))
+        elif isinstance(module, torch.nn.Linear):
+            layers.append(_MemberLinear(members, module.in_features, module.out_features, hasattr(module, "parametrizations")))
+        else:  # dropout and activations act element-wise
+            layers.append(module)
+    return torch.nn.Sequential(*layers)
+
+
+def members_epochs(cfg, dm, members: int, epochs: int, batched: bool) -> float:
+    """Seconds for ``members`` fold models (the fold's rows, each its own order)
+    trained ``epochs`` epochs by plain loops: one after another, or all at once
+    through member_mlp. Same rows, batches, optimizer and schedule; no validation."""
+    from hydra.utils import instantiate
+
+    x, y, bs = dm.tensors.x_train, dm.tensors.y_train, dm.batch_size
+    steps = len(x) // bs
+    orders = [[torch.randperm(len(x), generator=torch.Generator().manual_seed(e * members + m)) for m in range(members)]
+              for e in range(epochs)]
+
+    def fit(net, batch_of) -> None:
+        optimizer = instantiate(cfg.model.optimizer, _partial_=True)(net.parameters())
+        scheduler = instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=epochs * steps)
+        net.train()
+        for e in range(epochs):
+            for b in range(steps):
+                xb, yb = batch_of(e, b)
+                loss = F.binary_cross_entropy_with_logits(net(xb), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+
+    t0 = time.perf_counter()
+    if batched:
+        net = member_mlp(_module(cfg, dm).net, members).to(dm.device)
+
+        def batch_of(e, b):
+            rows = torch.stack([o[b * bs : (b + 1) * bs] for o in orders[e]]).to(dm.device)
+            return x[rows], y[rows]
+
+        fit(net, batch_of)
+    else:
+        for m in range(members):
+            fit(_module(cfg, dm).net.to(dm.device), lambda e, b: (x[orders[e][m][b * bs : (b + 1) * bs]], y[orders[e][m][b * bs : (b + 1) * bs]]))
+    if dm.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def bench_members(cfg, data, epochs: int, rounds: int, device: str) -> dict:
+    """Issue 22's question before building: how much faster are a run's fold
+    models trained at once, as batched members, than one after another?"""
+    dm = _fold_data(cfg, data, device)
+    members = int(cfg.cv.n_folds) * len(cfg.seeds)
+    apart, together = [], []
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits both
+        apart.append(members_epochs(cfg, dm, members, epochs, batched=False))
+        together.append(members_epochs(cfg, dm, members, epochs, batched=True))
+    rows = members * (len(dm.tensors.x_train) // dm.batch_size) * dm.batch_size * epochs
+    return {"members": members, "epochs": epochs, "rows": rows, "apart_rows_per_s": rows / min(apart),
+            "together_rows_per_s": rows / min(together), "speedup": min(apart) / min(together)}
+
+
 # -------------------------------------------------------------------- data ---
 def bench_data(folder: Path) -> dict:
     """Cold parse (no cache) and cached load of the Kaggle-sized train features."""
@@ -366,7 +467,7 @@ def bench_features_per_seed(cfg, data, seeds: list[int]) -> float:
     return time.perf_counter() - t0
 
 
-SECTIONS = ("ratio", "data", "default_run", "concurrent", "features")
+SECTIONS = ("ratio", "members", "data", "default_run", "concurrent", "features")
 
 
 def split_sections(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -390,6 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="ratio: epochs per throughput measurement (more amortise the per-fit set-up)")
     parser.add_argument("--rounds", type=int, default=3, help="ratio: alternating plain/Lightning rounds (best of)")
+    parser.add_argument("--members-epochs", type=int, default=2, help="members: epochs of each fold model")
     parser.add_argument("--n-samples", type=int, default=23814, help="synthetic training rows")
     parser.add_argument("--concurrent-epochs", type=int, default=2, help="concurrent: epochs of each of the two runs")
     parser.add_argument("--features-epochs", type=int, default=1,
@@ -397,11 +499,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-full-run", action="store_true", help="leave out default_run, concurrent and features")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("overrides", nargs="*",
-                        help="section=ratio,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
+                        help="section=ratio,members,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
     args = parser.parse_intermixed_args(argv)  # section=... and overrides may sit between options
     sections, user_overrides = split_sections(args.overrides)
     if args.skip_full_run:
-        sections = [name for name in sections if name in ("ratio", "data")]
+        sections = [name for name in sections if name in ("ratio", "members", "data")]
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     overrides = [f"data.n_samples={args.n_samples}", *user_overrides]
@@ -417,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sections: {', '.join(sections)}")
     sizes = {k: int(cfg.data[k]) for k in ("n_samples", "seed", "n_genes", "n_cells", "n_scored", "n_nonscored")}
     folder = ensure_synthetic(SyntheticConfig(**sizes, variant=cfg.data.get("variant", SyntheticConfig.variant)), Path(cfg.data.dir))  # the files the runs read
-    data = instantiate(cfg.data) if {"ratio", "features"} & set(sections) else None
+    data = instantiate(cfg.data) if {"ratio", "members", "features"} & set(sections) else None
 
     if "ratio" in sections:
         tr = bench_training(cfg, data, args.epochs, args.rounds, device)
@@ -431,6 +533,12 @@ def main(argv: list[str] | None = None) -> None:
         if tr["peak_gpu_memory_mb"] is not None:
             print(f"[ratio] peak GPU memory while measuring: {tr['peak_gpu_memory_mb']:,.0f} MB")
         print(f"[ratio] training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
+
+    if "members" in sections:
+        mb = bench_members(cfg, data, args.members_epochs, args.rounds, device)
+        print(f"[members] {mb['members']} fold models x {mb['epochs']} epochs by plain loops, best of {args.rounds}, "
+              f"{torch.get_num_threads()} threads: one after another {mb['apart_rows_per_s']:,.0f} rows/s, "
+              f"batched as members {mb['together_rows_per_s']:,.0f} rows/s: {mb['speedup']:.2f}x")
 
     if "data" in sections:
         dr = bench_data(folder)

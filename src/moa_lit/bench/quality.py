@@ -135,6 +135,9 @@ LEVERS = [
           small=["ensemble.models.mlp.net.hidden_size=32"],
           description="experiment=ensemble + per-target affine calibration (strength 1)"),
     Setup("tabm", ["model=tabm"], small=TABM_SMALL, description="TabM: 16 weight-sharing members of 2 x 256, loss averaged over members"),
+    # The configured embeddings (48 bins x 16) cost ~30x an MLP step on one CPU thread; 16 x 4 ~9x.
+    Setup("tabm+ple", ["model=tabm", "model.net.num_embeddings=piecewise", "model.net.n_bins=16", "model.net.d_embedding=4"],
+          small=TABM_SMALL, description="TabM with piecewise-linear embeddings, 16 bins x 4 values per column"),
 ]
 # The plain scripts of issue 21 (moa_lit.bench.plain_reference), by row name:
 # the script's kind, whether it has the one-hot time and dose, and the row's description. Not moa-lit runs: no OOF.

@@ -434,14 +434,16 @@ def test_bad_command_is_one_line_and_touches_nothing_else(case, world, tmp_path,
     args = [_fill(a, world, own) for a in case.args]
     if case.inject_full_disk:
         def full(*a, **kw):
-            raise OSError(errno.ENOSPC, "No space left on device")  # as pandas raises it: no file named
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a library raises it: no file named
 
         if case.inject_full_disk == "nameless":  # a library writing on its own, not through atomic_path
             from lightning.pytorch.loggers import CSVLogger
 
             monkeypatch.setattr(CSVLogger, "log_metrics", full)
-        else:
-            monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+        else:  # the writer of every run table (moa_lit.runs.files.write_csv)
+            import pyarrow.csv
+
+            monkeypatch.setattr(pyarrow.csv, "write_csv", full)
     before = tree_hashes(world["root"], own)
     capsys.readouterr()
     status = _run(case, args, world, own, monkeypatch)

@@ -92,6 +92,7 @@ def test_rank_ties_share_the_mean():
     (["--only", "baseline,nope"], "unknown setup(s) ['nope']"),
     (["--variants", "linear"], "unknown data variant(s) ['linear']"),
     (["--jobs", "0"], "--jobs 0: expected a whole number >= 1"),
+    (["--n-samples", "-5"], "--n-samples -5: expected a whole number >= 1"),
 ])
 def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -64,3 +64,11 @@ def test_batched_members_compute_the_configured_mlp():
         out = getattr(batched, mode)()(x)
         for m, net in enumerate(nets):
             torch.testing.assert_close(out[m], getattr(net, mode)()(x[m]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("option", ["--members-epochs", "--epochs", "--rounds"])
+def test_a_count_below_one_is_one_line_before_any_work(option, capsys):
+    with pytest.raises(SystemExit) as exc:
+        speed.main([option, "0", "section=members"])
+    assert exc.value.code == 2
+    assert f"{option} 0: expected a whole number >= 1" in capsys.readouterr().err

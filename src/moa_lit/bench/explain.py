@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from moa_lit import schema
+from moa_lit.bench import refuse_counts_below_one
 from moa_lit.explain import attributions, neighbours
 from moa_lit.explain.batch import load_reference
 from moa_lit.explain.networks import from_fold_predictors
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fidelity-rows", type=int, default=100)
     parser.add_argument("--skip", default="", help="comma-separated: quality,fidelity,neighbours,ig")
     args = parser.parse_args(argv)
+    refuse_counts_below_one(parser, args, "--threads", "--queries", "--ig-steps", "--reference-steps", "--fidelity-rows")
     skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({args.threads} threads); "

@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from moa_lit import load_run, schema
+from moa_lit.bench import refuse_counts_below_one
 from moa_lit.config import CONFIG_DIR
 from moa_lit.data.sources import load_synthetic
 from moa_lit.runs import files
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="data")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. num_threads=1")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    refuse_counts_below_one(p, args, "--n-samples", "--epochs", "--folds")
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out).expanduser().resolve()
     split = out / "data"

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from moa_lit import schema
+from moa_lit.bench import refuse_counts_below_one
 from moa_lit.errors import MoAError
 from moa_lit.runs.files import SCORES, SUBMISSION, read_json, write_json
 from moa_lit.targets import with_allowed_targets
@@ -304,8 +305,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--only: unknown setup(s) {unknown}; expected names from {NAMES + ABLATION_NAMES + LEVER_NAMES}")
     else:
         args.only = NAMES
-    if args.jobs < 1:
-        p.error(f"--jobs {args.jobs}: expected a whole number >= 1")
+    refuse_counts_below_one(p, args, "--n-samples", "--epochs", "--folds", "--jobs", "--cores")
     if args.cores is None:
         from moa_lit.cli import available_cores
 

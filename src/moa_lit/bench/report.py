@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moa_lit.bench import refuse_counts_below_one
+
 
 def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_controls: int, seeds: list[int]) -> None:
     from moa_lit import schema
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="write the fabricated run here (to look at the report) instead of a temporary folder")
     args = parser.parse_args()
+    refuse_counts_below_one(parser, args, "--seeds")
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.keep or Path(tmp) / "run"
         fabricate(run_dir, 23814, 206, 16844, 1866, list(range(args.seeds)))

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from moa_lit.bench import refuse_counts_below_one
 from moa_lit.targets import with_allowed_targets
 from moa_lit.config import CONFIG_DIR
 
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*",
                         help="section=ratio,members,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
     args = parser.parse_intermixed_args(argv)  # section=... and overrides may sit between options
+    refuse_counts_below_one(parser, args, "--epochs", "--rounds", "--members-epochs", "--n-samples", "--concurrent-epochs", "--features-epochs")
     sections, user_overrides = split_sections(args.overrides)
     if args.skip_full_run:
         sections = [name for name in sections if name in ("ratio", "members", "data")]

@@ -7,7 +7,7 @@ import pytest
 from moa_lit import schema
 from moa_lit.training.datamodule import MoADataModule, TensorBatches
 from moa_lit.errors import MoAError
-from moa_lit.training.features import build_feature_pipeline, fit_transform_features
+from moa_lit.training.features import RankGauss, build_feature_pipeline, fit_transform_features
 
 ALL_STEPS = dict(
     rank_gauss=True,
@@ -45,6 +45,31 @@ def make_dm(frame, targets, layout, folds, **params):
         feature_params=params or ALL_STEPS,
         batch_size=16,
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_gauss_transform_equals_scikit_learn(dtype):
+    """The torch transform gives scikit-learn's output: on ties (a floor value
+    repeated over many knots, as c-* columns at -10), on knots, beyond the
+    fitted range, and with the 10,000-row subsample in play."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(7)
+    n, cols = 12_500, 40
+    train = rng.standard_t(3, size=(n, cols))
+    train[rng.random((n, cols)) < 0.3] = -10.0  # tied knots
+    train[:, 3] = np.round(train[:, 3])  # few distinct values: ties inside the range
+    train = train.astype(dtype)
+    new = np.concatenate([
+        rng.standard_t(3, size=(500, cols)) * 3,  # beyond the fitted range too
+        np.repeat(train[:50], 1, axis=0),  # exactly on training values, some of them knots
+        np.full((5, cols), -10.0),
+    ]).astype(dtype)
+    ours = RankGauss(n_quantiles=60, random_state=3).fit(train)
+    theirs = QuantileTransformer(n_quantiles=60, output_distribution="normal", random_state=3).fit(train)
+    np.testing.assert_array_equal(ours.quantiles_, theirs.quantiles_)
+    for x in (train, new):
+        np.testing.assert_allclose(ours.transform(x), theirs.transform(x), rtol=0, atol=1e-12 if dtype == np.float64 else 0)
 
 
 def test_pipeline_output_shape_and_dtype():

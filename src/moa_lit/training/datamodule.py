@@ -229,7 +229,9 @@ class MoADataModule(L.LightningDataModule):
                 f"but {what} has none; expected data with controls, or the setting off"
             )
         self.fold, self.seed = fold, seed
-        self.preprocessor = build_feature_pipeline(self.genes, self.cells, seed=FEATURE_SEED, **self.feature_params)
+        self.preprocessor = build_feature_pipeline(
+            self.genes, self.cells, seed=FEATURE_SEED, device=str(self.device), **self.feature_params
+        )
         controls = self.features.iloc[control_idx]
         x_train = self._finite(fit_transform_features(self.preprocessor, self.features.iloc[train_idx], controls), fold)
         self.augmentation = None

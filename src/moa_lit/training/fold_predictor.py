@@ -31,6 +31,7 @@ from moa_lit.training.module import MoAModule
 TRUSTED = [
     "moa_lit.training.features.ControlCentring",
     "moa_lit.training.features.ProjectedPCA",
+    "moa_lit.training.features.RankGauss",
     "moa_lit.training.features._to_float32",
     "moa_lit.training.features.row_statistics",
 ]

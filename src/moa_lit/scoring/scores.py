@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from moa_lit.scoring.metric import mean_logloss, per_target_logloss
+from moa_lit.scoring.metric import elementwise_logloss
 
 log = logging.getLogger(__name__)
 
@@ -105,32 +105,39 @@ def score_run(targets, oof, folds, is_control, fold_ids, target_names, new_drugs
     rows = np.isin(folds, fold_ids)
     treated = rows & ~is_control
     new = rows & (False if new_drugs is None else new_drugs)
-    prior = fold_prior_predictions(targets, folds, is_control, fold_ids)
-    per_target = per_target_logloss(targets[rows], oof[rows])
+    # Each value's loss once; every score below is a mean over some rows (the
+    # lish-moa score: over rows per target, then over targets).
+    loss = elementwise_logloss(targets, oof)  # NaN on rows outside the run's folds: never read
+    prior = elementwise_logloss(targets, fold_prior_predictions(targets, folds, is_control, fold_ids))
+    per_target = loss[rows].mean(axis=0)
+
+    def mean(values: np.ndarray, where: np.ndarray) -> float:
+        return float(values[where].mean(axis=0).mean())
+
     per_fold = {}
     for k in fold_ids:
         r = folds == k
         t = r & ~is_control
         n = r & new
         per_fold[str(k)] = {
-            **({NEW_DRUGS: mean_logloss(targets[n], oof[n])} if n.any() else {}),
-            "oof_logloss": mean_logloss(targets[r], oof[r]),
-            "oof_logloss_treated": mean_logloss(targets[t], oof[t]),
+            **({NEW_DRUGS: mean(loss, n)} if n.any() else {}),
+            "oof_logloss": mean(loss, r),
+            "oof_logloss_treated": mean(loss, t),
             "rows": int(r.sum()),
         }
     headline = {}
     if new.any():
         headline = {
-            NEW_DRUGS: mean_logloss(targets[new], oof[new]),
-            "prior_logloss_new_drugs": mean_logloss(targets[new], prior[new]),
+            NEW_DRUGS: mean(loss, new),
+            "prior_logloss_new_drugs": mean(prior, new),
             "n_new_drug_rows": int(new.sum()),
         }
     return {
         **headline,
         "oof_logloss": float(per_target.mean()),
-        "oof_logloss_treated": mean_logloss(targets[treated], oof[treated]),
-        "prior_logloss": mean_logloss(targets[rows], prior[rows]),
-        "prior_logloss_treated": mean_logloss(targets[treated], prior[treated]),
+        "oof_logloss_treated": mean(loss, treated),
+        "prior_logloss": mean(prior, rows),
+        "prior_logloss_treated": mean(prior, treated),
         "n_rows": int(rows.sum()),
         "n_treated_rows": int(treated.sum()),
         **({} if drug_threshold is None else {DRUG_THRESHOLD: int(drug_threshold)}),

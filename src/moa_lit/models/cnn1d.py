@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import NET, BodyHeadNet, linear
+from moa_lit.models.heads import NET, BodyHeadNet, Dropout, linear
 
 
 class FeaturesToSignal(nn.Module):
@@ -20,7 +20,7 @@ class FeaturesToSignal(nn.Module):
         self.channels, self.length = channels, length
         self.dense = nn.Sequential(
             nn.BatchNorm1d(n_features),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             linear(n_features, channels * length, weight_norm),
             nn.CELU(),
         )
@@ -38,18 +38,18 @@ class ConvBody(nn.Module):
         super().__init__()
         self.first = nn.Sequential(
             nn.BatchNorm1d(channels),
-            nn.Dropout(dropout / 2),
+            Dropout(dropout / 2),
             nn.Conv1d(channels, conv_channels, kernel_size=5, padding=2, bias=False),
             nn.ReLU(),
             nn.AdaptiveAvgPool1d(max(length // 2, 1)),
         )
         self.second = nn.Sequential(
             nn.BatchNorm1d(conv_channels),
-            nn.Dropout(dropout / 2),
+            Dropout(dropout / 2),
             nn.Conv1d(conv_channels, conv_channels, kernel_size=3, padding=1),
             nn.ReLU(),
             nn.BatchNorm1d(conv_channels),
-            nn.Dropout(dropout / 2),
+            Dropout(dropout / 2),
             nn.Conv1d(conv_channels, conv_channels, kernel_size=3, padding=1),
             nn.ReLU(),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from moa_lit.settings import PROBABILITY
-from moa_lit.models.heads import BodyHeadNet
+from moa_lit.models.heads import BodyHeadNet, Dropout
 
 
 class LinearModel(BodyHeadNet):
@@ -16,7 +16,7 @@ class LinearModel(BodyHeadNet):
 
     def __init__(self, n_features: int, n_targets: int, dropout_input: float = 0.0) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.BatchNorm1d(n_features), nn.Dropout(dropout_input))
+        self.body = nn.Sequential(nn.BatchNorm1d(n_features), Dropout(dropout_input))
         self.body_size = n_features
         self.head = self.make_head(n_targets)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, linear
+from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, Dropout, linear
 
 
 class MLP(BodyHeadNet):
@@ -30,7 +30,7 @@ class MLP(BodyHeadNet):
         for i in range(n_layers):
             blocks += [
                 nn.BatchNorm1d(n_in),
-                nn.Dropout(dropout_input if i == 0 else dropout_hidden),
+                Dropout(dropout_input if i == 0 else dropout_hidden),
                 linear(n_in, hidden_size, weight_norm),
                 ACTIVATIONS[activation_name](),
             ]

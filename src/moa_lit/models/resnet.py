@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from moa_lit.settings import at_least
-from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, linear
+from moa_lit.models.heads import ACTIVATIONS, NET, BodyHeadNet, Dropout, linear
 
 
 class ResidualBlock(nn.Module):
@@ -17,11 +17,11 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.f = nn.Sequential(
             nn.BatchNorm1d(size),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             linear(size, size, weight_norm),
             ACTIVATIONS[activation_name](),
             nn.BatchNorm1d(size),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             linear(size, size, weight_norm),
             ACTIVATIONS[activation_name](),
         )
@@ -47,7 +47,7 @@ class ResNet(BodyHeadNet):
         super().__init__()
         self.body = nn.Sequential(
             nn.BatchNorm1d(n_features),
-            nn.Dropout(dropout_input),
+            Dropout(dropout_input),
             linear(n_features, hidden_size, weight_norm),
             ACTIVATIONS[activation_name](),
             *[ResidualBlock(hidden_size, dropout_hidden, weight_norm, activation_name) for _ in range(n_blocks)],

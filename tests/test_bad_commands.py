@@ -332,7 +332,7 @@ CASES = [
          "features.pca_genes=400: expected at most 221, the training rows of the smallest fold"),
     Case("quantiles over the rows", "train", ["features.n_quantiles=20000"],
          "features.n_quantiles=20000: expected at most 221, the training rows of the smallest fold"),
-    Case("precision 64-true", "train", ["trainer.precision=64-true"], "trainer.precision='64-true': expected one of 32-true"),
+    Case("precision 64-true", "train", ["trainer.precision=64-true"], "trainer.precision='64-true': expected one of auto, 32-true"),
     Case("validation after the last epoch", "train", ["trainer.check_val_every_n_epoch=2"],
          "trainer.check_val_every_n_epoch=2: expected at most trainer.max_epochs=1"),
     Case("hydra callback target", "train_main",

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from moa_lit.training.callbacks import StopOnNonFiniteLoss, TrainingDivergedError
-from moa_lit.devices import assign_job_gpu, check_trainer_devices, job_gpu, training_device
+from moa_lit import devices
+from moa_lit.devices import assign_job_gpu, check_trainer_devices, cpu_has_native_bf16, job_gpu, resolved_precision, training_device
 from moa_lit.errors import MoAError
 
 
@@ -100,3 +101,25 @@ def test_with_the_modules_epoch_sum_the_loss_is_not_touched_per_step(host_reads)
     assert host_reads == []
     with pytest.raises(TrainingDivergedError, match=r"^seed 0 fold 1: training loss became inf at epoch 3; .*lower model.scheduler.max_lr$"):
         callback.on_train_batch_end(trainer, module, {"loss": torch.tensor(0.2)}, None, 4)
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [("fpu sse avx512f avx512_bf16 avx512_vnni", True), ("fpu amx_tile amx_bf16", True), ("fpu sse avx2 avx512f", False)],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "absent") is False  # not Linux: float32
+
+
+@pytest.mark.parametrize(
+    "accelerator, native, expected",
+    [("cpu", True, "bf16-mixed"), ("cpu", False, "32-true"), ("gpu", False, "16-mixed")],
+)
+def test_auto_precision_follows_the_device(monkeypatch, accelerator, native, expected):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    assert resolved_precision(OmegaConf.create({"accelerator": accelerator, "precision": "auto"})) == expected
+    # A precision the user chose is kept.
+    assert resolved_precision(OmegaConf.create({"accelerator": accelerator, "precision": "32-true"})) == "32-true"

@@ -145,7 +145,10 @@ def test_best_epoch_is_chosen_on_the_new_drug_rows_of_the_fold(runs):
     run_dir = tmp / "full"
     scores = json.loads((run_dir / "scores.json").read_text())
     for summary in scores["fold_summaries"]:
-        assert summary["val_logloss"] == pytest.approx(scores["per_fold"][str(summary["fold"])][NEW_DRUGS], rel=1e-4)
+        fold = scores["per_fold"][str(summary["fold"])]
+        # 1e-3: validation runs under the trainer's autocast (bf16 on a CPU with
+        # native bf16), the OOF predictions in float32.
+        assert summary["val_logloss"] == pytest.approx(fold[NEW_DRUGS], rel=1e-3)
         curve = pd.read_csv(next((run_dir / "logs").glob(f"*seed{summary['seed']}_fold{summary['fold']}*/metrics.csv")))
         assert summary["val_logloss"] == pytest.approx(curve["val_logloss"].min(), rel=1e-6)
 

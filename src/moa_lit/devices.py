@@ -6,6 +6,7 @@ several GPUs can train its own fold or trial instead."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -70,6 +71,31 @@ def assign_job_gpu(cfg: DictConfig, job_number: int | None) -> None:
     if n_visible > 1:
         with open_dict(cfg):
             cfg.trainer.devices = [job_gpu(job_number, n_visible)]
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): there
+    bf16 autocast trains about 1.3x faster (docs/benchmarks.md); elsewhere
+    torch emulates it, slower than float32. torch has no public call for it."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def resolved_precision(trainer_cfg: DictConfig) -> str:
+    """``trainer.precision``, with ``auto`` as fp16 autocast on a GPU, bf16
+    autocast on a CPU with native bf16 (same OOF within seed noise,
+    docs/benchmarks.md), else float32. The config keeps ``auto``: the
+    command a run or trial records rebuilds it."""
+    precision = str(trainer_cfg.get("precision"))
+    if precision != "auto":
+        return precision
+    if uses_gpu(trainer_cfg):
+        return "16-mixed"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 def training_device(trainer_cfg: DictConfig) -> torch.device:

@@ -370,7 +370,7 @@ class PathsSettings(Settings):
 # best epoch is chosen on it), a non-negative clip, and float32 parameters
 # (the batches are float32 tensors: 64-true or 16-true fail inside a layer).
 TRAINER_NEEDS: dict[str, Constraint] = {
-    "precision": Options(values=("32-true", "32", 32, "16-mixed", "bf16-mixed")),
+    "precision": Options(values=("auto", "32-true", "32", 32, "16-mixed", "bf16-mixed")),
     "max_epochs": at_least(1),
     "check_val_every_n_epoch": at_least(1),
     "log_every_n_steps": at_least(1),

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from moa_lit import schema
 from moa_lit.cli import busy_machine_line, configure_threads, hydra_command, library_error
-from moa_lit.devices import assign_job_gpu, check_trainer_devices, training_device
+from moa_lit.devices import assign_job_gpu, check_trainer_devices, resolved_precision, training_device
 from moa_lit.errors import MoAError
 from moa_lit.fs_errors import check_writable_folder
 from moa_lit.interrupts import say_how_to_continue
@@ -56,12 +56,17 @@ def multirun_job_number() -> int | None:
     return int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
+def new_trainer(cfg: DictConfig, **kwargs):
+    """The configured Lightning Trainer (``_partial_=True``: its factory), ``precision=auto`` resolved."""
+    return instantiate(cfg.trainer, precision=resolved_precision(cfg.trainer), **kwargs)
+
+
 def fold_plan(cfg: DictConfig) -> FoldPlan:
     """How each fold is trained: the model and trainer factories and the stages' settings."""
     cv = typed(cfg, "cv")
     return FoldPlan(
         new_model=instantiate(cfg.model, _partial_=True, _recursive_=False),
-        new_trainer=instantiate(cfg.trainer, _partial_=True),
+        new_trainer=new_trainer(cfg, _partial_=True),
         pretrain=typed(cfg, "pretrain"),
         stack=typed(cfg, "stack"),
         cv_seed=cv.seed,
@@ -74,7 +79,7 @@ def fold_trainers(cfg: DictConfig) -> FoldTrainers:
         name: instantiate(node, _partial_=True) for name, node in (cfg.get("callbacks") or {}).items() if node is not None
     }
     return FoldTrainers(
-        new_trainer=instantiate(cfg.trainer, _partial_=True),
+        new_trainer=new_trainer(cfg, _partial_=True),
         callbacks=callbacks,
         new_logger=instantiate(cfg.logger, _partial_=True) if cfg.get("logger") else None,
     )
@@ -84,7 +89,7 @@ def check_library_settings(cfg: DictConfig) -> None:
     """The libraries' own checks of their arguments, before any work: each
     object is built once; a refusal is one line naming the setting."""
     try:
-        instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        new_trainer(cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False)
         optimizer = instantiate(cfg.model.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
         if cfg.model.get("scheduler"):
             instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=100)
@@ -175,10 +180,10 @@ def train(cfg: DictConfig) -> float:
         targets = data.scored.to_numpy(dtype=np.float64)
         is_control = data.train_is_control
         log.info(
-            "data: %d training rows (%d controls), %d scored targets, %s drugs, %s test rows; %d threads",
+            "data: %d training rows (%d controls), %d scored targets, %s drugs, %s test rows; %d threads, precision %s",
             len(targets), int(is_control.sum()), len(names),
             "no" if data.drug is None else data.drug.nunique(),
-            0 if data.test is None else len(data.test), threads,
+            0 if data.test is None else len(data.test), threads, resolved_precision(cfg.trainer),
         )
 
         with timer("folds"):

@@ -23,9 +23,11 @@ def test_sections_are_chosen_by_name():
 
 
 def test_ratio_members_and_data_sections_print_their_blocks(tmp_path, capsys):
-    speed.main([*tiny(tmp_path), "--members-epochs", "1", "section=ratio,members,data"])
+    speed.main([*tiny(tmp_path), "--members-epochs", "1", "section=ratio,members,data,rank_gauss"])
     out = capsys.readouterr().out
-    assert "sections: ratio, members, data" in out
+    assert "sections: ratio, members, data, rank_gauss" in out
+    # RankGauss gives scikit-learn's float32 output exactly.
+    assert re.search(r"^\[rank_gauss\] scikit-learn QuantileTransformer [\d.]+ s, RankGauss [\d.]+ s: [\d.]+x; largest difference 0\.0e\+00$", out, re.M)
     assert re.search(r"^\[members\] 2 fold models x 1 epochs .* batched as members [\d,]+ rows/s: \d+\.\d\dx$", out, re.M)
     assert re.search(r"^\[ratio\] lightning/plain throughput ratio: \d+\.\d{3}$", out, re.M)
     assert re.search(r"^\[data\] train_features\.csv \d+ MB parsed", out, re.M)

@@ -23,6 +23,10 @@ and printing its own block, so they can run at once pinned to their own cores
   for each run): training rows/s of each.
 - ``features``: the ``best`` preset's feature phase, fitted once per fold,
   against one fit per seed and fold (before); its peak resident memory.
+- ``rank_gauss``: one fold's rank-Gauss transform (its training and
+  validation rows, g-* and c-*) by scikit-learn's QuantileTransformer and by
+  moa-lit's ``RankGauss`` (the same fit, torch transform): seconds and the
+  largest difference.
 """
 
 from __future__ import annotations
@@ -47,13 +51,17 @@ from moa_lit.config import CONFIG_DIR
 
 
 def compose(overrides: list[str]):
+    """The run's config, ``trainer.precision`` resolved as a run resolves it (the plain loop reads it)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+
+    from moa_lit.devices import resolved_precision
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR):
         cfg = hydra_compose(config_name="train", overrides=overrides)
     GlobalHydra.instance().clear()
+    cfg.trainer.precision = resolved_precision(cfg.trainer)
     return cfg
 
 
@@ -149,9 +157,11 @@ def linear_layer_shapes(net) -> list[tuple[int, int]]:
     return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
 
 
-def matmul_gflops(batch: int, n_in: int, n_out: int, device, repeats: int = 50) -> float:
-    a = torch.randn(batch, n_in, device=device)
-    w = torch.randn(n_in, n_out, device=device)
+def matmul_gflops(batch: int, n_in: int, n_out: int, device, dtype: torch.dtype | None = None, repeats: int = 50) -> float:
+    """GFLOP/s of one [batch, n_in] x [n_in, n_out] matrix multiply in ``dtype``
+    (the training's autocast dtype; float32 without one)."""
+    a = torch.randn(batch, n_in, device=device, dtype=dtype or torch.float32)
+    w = torch.randn(n_in, n_out, device=device, dtype=dtype or torch.float32)
     for _ in range(5):
         a @ w
     if device.type == "cuda":
@@ -198,7 +208,7 @@ def bench_training(cfg, data, epochs: int, rounds: int, device: str) -> dict:
     # forward + backward of a linear layer is ~3x its forward's 2*m*n FLOPs per row
     flops_per_row = sum(6 * i * o for i, o in shapes)
     largest = max(shapes, key=lambda s: s[0] * s[1])
-    mm = matmul_gflops(dm.batch_size, *largest, device=dm.device)
+    mm = matmul_gflops(dm.batch_size, *largest, device=dm.device, dtype=autocast_dtype(cfg.trainer.precision))
     train_gflops = light_rps * flops_per_row / 1e9
     return {
         "train_rows": n_rows,
@@ -468,7 +478,36 @@ def bench_features_per_seed(cfg, data, seeds: list[int]) -> float:
     return time.perf_counter() - t0
 
 
-SECTIONS = ("ratio", "members", "data", "default_run", "concurrent", "features")
+def bench_rank_gauss(cfg, data, rounds: int) -> dict:
+    """Best-of-``rounds`` seconds of fold 0's rank-Gauss transform, scikit-learn's and RankGauss."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    from moa_lit.training.datamodule import FEATURE_SEED
+    from moa_lit.training.features import RankGauss
+    from moa_lit.training.folds import assign_folds
+
+    folds = assign_folds(data.scored.to_numpy(dtype=np.float64), data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    treated = ~data.train_is_control
+    out = {"seconds": {}, "max_diff": 0.0}
+    for block in (list(data.layout.genes), list(data.layout.cells)):
+        x = data.train[block].to_numpy()
+        train, val = x[(folds != 0) & treated], x[folds == 0]
+        ours = RankGauss(cfg.features.n_quantiles, random_state=FEATURE_SEED).fit(train)
+        theirs = QuantileTransformer(n_quantiles=cfg.features.n_quantiles, output_distribution="normal", random_state=FEATURE_SEED).fit(train)
+        for name, transformer in (("scikit-learn", theirs), ("RankGauss", ours)):
+            seconds = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                results = [transformer.transform(rows) for rows in (train, val)]
+                seconds.append(time.perf_counter() - t0)
+            out["seconds"][name] = out["seconds"].get(name, 0.0) + min(seconds)
+            out.setdefault(name, results)
+        out["max_diff"] = max(out["max_diff"], *(float(np.abs(a - b).max()) for a, b in zip(out.pop("scikit-learn"), out.pop("RankGauss"))))
+    out["rows"] = (int(((folds != 0) & treated).sum()), int((folds == 0).sum()))
+    return out
+
+
+SECTIONS = ("ratio", "members", "data", "default_run", "concurrent", "features", "rank_gauss")
 
 
 def split_sections(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -500,12 +539,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-full-run", action="store_true", help="leave out default_run, concurrent and features")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("overrides", nargs="*",
-                        help="section=ratio,members,data,default_run,concurrent,features (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
+                        help=f"section={','.join(SECTIONS)} (default all), then Hydra overrides for every run, e.g. trainer.max_epochs=5")
     args = parser.parse_intermixed_args(argv)  # section=... and overrides may sit between options
     refuse_counts_below_one(parser, args, "--epochs", "--rounds", "--members-epochs", "--n-samples", "--concurrent-epochs", "--features-epochs")
     sections, user_overrides = split_sections(args.overrides)
     if args.skip_full_run:
-        sections = [name for name in sections if name in ("ratio", "members", "data")]
+        sections = [name for name in sections if name in ("ratio", "members", "data", "rank_gauss")]
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     overrides = [f"data.n_samples={args.n_samples}", *user_overrides]
@@ -521,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sections: {', '.join(sections)}")
     sizes = {k: int(cfg.data[k]) for k in ("n_samples", "seed", "n_genes", "n_cells", "n_scored", "n_nonscored")}
     folder = ensure_synthetic(SyntheticConfig(**sizes, variant=cfg.data.get("variant", SyntheticConfig.variant)), Path(cfg.data.dir))  # the files the runs read
-    data = instantiate(cfg.data) if {"ratio", "members", "features"} & set(sections) else None
+    data = instantiate(cfg.data) if {"ratio", "members", "features", "rank_gauss"} & set(sections) else None
 
     if "ratio" in sections:
         tr = bench_training(cfg, data, args.epochs, args.rounds, device)
@@ -534,13 +573,21 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[ratio] plain loop with {name}: " + (f"{value:,.0f} rows/s ({value / tr['plain_rows_per_s']:.2f}x eager)" if isinstance(value, float) else value))
         if tr["peak_gpu_memory_mb"] is not None:
             print(f"[ratio] peak GPU memory while measuring: {tr['peak_gpu_memory_mb']:,.0f} MB")
-        print(f"[ratio] training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']}: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
+        print(f"[ratio] training compute: {tr['train_gflops']:.1f} GFLOP/s effective; matmul {tr['matmul_shape']} at that precision: {tr['matmul_gflops']:.1f} GFLOP/s ({tr['train_gflops'] / tr['matmul_gflops']:.0%})")
 
     if "members" in sections:
         mb = bench_members(cfg, data, args.members_epochs, args.rounds, device)
         print(f"[members] {mb['members']} fold models x {mb['epochs']} epochs by plain loops, best of {args.rounds}, "
               f"{torch.get_num_threads()} threads: one after another {mb['apart_rows_per_s']:,.0f} rows/s, "
               f"batched as members {mb['together_rows_per_s']:,.0f} rows/s: {mb['speedup']:.2f}x")
+
+    if "rank_gauss" in sections:
+        rg = bench_rank_gauss(cfg, data, args.rounds)
+        sk, ours = rg["seconds"]["scikit-learn"], rg["seconds"]["RankGauss"]
+        print(f"[rank_gauss] fold 0: {rg['rows'][0]:,} training + {rg['rows'][1]:,} validation rows x "
+              f"{len(data.layout.genes)} g-* + {len(data.layout.cells)} c-*, best of {args.rounds}, {torch.get_num_threads()} threads")
+        print(f"[rank_gauss] scikit-learn QuantileTransformer {sk:.2f} s, RankGauss {ours:.2f} s: {sk / ours:.1f}x; "
+              f"largest difference {rg['max_diff']:.1e}")
 
     if "data" in sections:
         dr = bench_data(folder)

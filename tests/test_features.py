@@ -50,8 +50,8 @@ def make_dm(frame, targets, layout, folds, **params):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rank_gauss_transform_equals_scikit_learn(dtype):
     """The torch transform gives scikit-learn's output: on ties (a floor value
-    repeated over many knots, as c-* columns at -10), on knots, beyond the
-    fitted range, and with the 10,000-row subsample in play."""
+    repeated over many knots, as c-* columns at -10; a constant column), on
+    knots, beyond the fitted range, and with the 10,000-row subsample in play."""
     from sklearn.preprocessing import QuantileTransformer
 
     rng = np.random.default_rng(7)
@@ -59,6 +59,7 @@ def test_rank_gauss_transform_equals_scikit_learn(dtype):
     train = rng.standard_t(3, size=(n, cols))
     train[rng.random((n, cols)) < 0.3] = -10.0  # tied knots
     train[:, 3] = np.round(train[:, 3])  # few distinct values: ties inside the range
+    train[:, 5] = 2.0  # constant: every knot tied
     train = train.astype(dtype)
     new = np.concatenate([
         rng.standard_t(3, size=(500, cols)) * 3,  # beyond the fitted range too

@@ -71,6 +71,11 @@ def test_rank_gauss_transform_equals_scikit_learn(dtype):
     np.testing.assert_array_equal(ours.quantiles_, theirs.quantiles_)
     for x in (train, new):
         np.testing.assert_allclose(ours.transform(x), theirs.transform(x), rtol=0, atol=1e-12 if dtype == np.float64 else 0)
+    # Fitted for a GPU: on the GPU where there is one, else on the CPU (a GPU
+    # run's preprocessor on a laptop); the GPU's float64 normal quantile may
+    # differ from the CPU's in the last bits.
+    on_gpu = ours.set_params(device="cuda:0").transform(new)
+    np.testing.assert_allclose(on_gpu, theirs.transform(new), rtol=0, atol=1e-6)
 
 
 def test_pipeline_output_shape_and_dtype():

@@ -120,11 +120,12 @@ def plain_epochs(cfg, dm, epochs: int, compile_mode: str | None = None) -> float
     from hydra.utils import instantiate
 
     from moa_lit.training.datamodule import TensorBatches
+    from moa_lit.training.module import new_optimizer
 
     module = _module(cfg, dm).to(dm.device)
     net = module.net
     step_net = torch.compile(net, mode=compile_mode) if compile_mode else net
-    optimizer = instantiate(cfg.model.optimizer, _partial_=True)(net.parameters())
+    optimizer = new_optimizer(cfg.model.optimizer, net.parameters())
     batches = TensorBatches(dm.tensors.x_train, dm.tensors.y_train, dm.batch_size, shuffle=True, seed=0)
     scheduler = instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=epochs * len(batches))
     dtype = autocast_dtype(cfg.trainer.precision)
@@ -275,13 +276,15 @@ def members_epochs(cfg, dm, members: int, epochs: int, batched: bool) -> float:
     through member_mlp. Same rows, batches, optimizer and schedule; no validation."""
     from hydra.utils import instantiate
 
+    from moa_lit.training.module import new_optimizer
+
     x, y, bs = dm.tensors.x_train, dm.tensors.y_train, dm.batch_size
     steps = len(x) // bs
     orders = [[torch.randperm(len(x), generator=torch.Generator().manual_seed(e * members + m)) for m in range(members)]
               for e in range(epochs)]
 
     def fit(net, batch_of) -> None:
-        optimizer = instantiate(cfg.model.optimizer, _partial_=True)(net.parameters())
+        optimizer = new_optimizer(cfg.model.optimizer, net.parameters())
         scheduler = instantiate(cfg.model.scheduler, optimizer=optimizer, total_steps=epochs * steps)
         net.train()
         for e in range(epochs):

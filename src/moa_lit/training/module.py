@@ -3,6 +3,7 @@ about files or folds (the cross-validation loop lives in ``cv.py``)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -23,6 +24,22 @@ def peak_lr_setting(scheduler) -> str:
     """The setting that sets the peak learning rate: OneCycle's max_lr when the
     scheduler has one (it overrides the optimizer's lr), else the optimizer's."""
     return "model.scheduler.max_lr" if scheduler and "max_lr" in scheduler else "model.optimizer.lr"
+
+
+def new_optimizer(optimizer_cfg: Any, params) -> torch.optim.Optimizer:
+    """The configured optimizer, with torch's fused kernels where the config
+    leaves ``fused``/``foreach`` unset and torch has them for the parameters'
+    device: on the CPU (torch >= 2.4) an MLP's Adam step took 0.9 ms fused
+    against 10.8 ms (issue 22). Elsewhere torch's default."""
+    factory = instantiate(optimizer_cfg, _partial_=True, _execution_whitelist_=ALLOWED_TARGETS)
+    params = list(params)
+    chosen = {"fused", "foreach"} & set(factory.keywords)
+    if not chosen and "fused" in inspect.signature(factory.func).parameters:
+        try:
+            return factory(params, fused=True)
+        except RuntimeError:  # no fused kernel for this device, dtype or torch version
+            pass
+    return factory(params)
 
 
 def plain(cfg: Any) -> Any:
@@ -154,7 +171,7 @@ class MoAModule(L.LightningModule):
 
     def configure_optimizers(self):
         groups = self._param_groups()
-        optimizer = instantiate(self.hparams.optimizer, _partial_=True, _execution_whitelist_=ALLOWED_TARGETS)(groups)
+        optimizer = new_optimizer(self.hparams.optimizer, groups)
         sched_cfg = self.hparams.scheduler
         if not sched_cfg:
             return optimizer

@@ -76,6 +76,10 @@ def test_rank_gauss_transform_equals_scikit_learn(dtype):
     # differ from the CPU's in the last bits.
     on_gpu = ours.set_params(device="cuda:0").transform(new)
     np.testing.assert_allclose(on_gpu, theirs.transform(new), rtol=0, atol=1e-6)
+    # One knot (no segment): scikit-learn's own transform.
+    ours = RankGauss(n_quantiles=1, random_state=3).fit(train)
+    theirs = QuantileTransformer(n_quantiles=1, output_distribution="normal", random_state=3).fit(train)
+    np.testing.assert_array_equal(ours.transform(new), theirs.transform(new))
 
 
 def test_pipeline_output_shape_and_dtype():

@@ -66,6 +66,8 @@ class RankGauss(QuantileTransformer):
 
     @torch.inference_mode()
     def transform(self, X):
+        if self.n_quantiles_ < 2:  # one knot, no segment (the settings ask for 2 or more)
+            return super().transform(X)
         x = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():

@@ -74,3 +74,19 @@ def test_a_count_below_one_is_one_line_before_any_work(option, capsys):
         speed.main([option, "0", "section=members"])
     assert exc.value.code == 2
     assert f"{option} 0: expected a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["loader.batch_size=512"], "loader.batch_size=512 is larger than fold 0's"),  # impossible for the data
+        (["nosuchkey=1"], "nosuchkey: Key 'nosuchkey' not in"),  # Hydra refuses the override
+    ],
+)
+def test_a_bad_setting_is_one_line_not_a_traceback(tmp_path, capsys, settings, message):
+    with pytest.raises(SystemExit) as exc:
+        speed.main([*tiny(tmp_path), *settings, "section=ratio"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("moa-lit:")]
+    assert len(lines) == 1 and message in lines[0], err[-2000:]

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from moa_lit import schema
-from moa_lit.bench import refuse_counts_below_one
+from moa_lit.bench import one_line_errors, refuse_counts_below_one
 from moa_lit.explain import attributions, neighbours
 from moa_lit.explain.batch import load_reference
 from moa_lit.explain.networks import from_fold_predictors
@@ -224,6 +224,7 @@ def ig_speed(networks, rows: pd.DataFrame, numeric, targets, n_steps: int) -> No
 
 
 @with_allowed_targets
+@one_line_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, required=True)

@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from moa_lit import load_run, schema
-from moa_lit.bench import refuse_counts_below_one
+from moa_lit.bench import one_line_errors, refuse_counts_below_one
 from moa_lit.config import CONFIG_DIR
 from moa_lit.data.sources import load_synthetic
 from moa_lit.runs import files
@@ -69,6 +69,7 @@ def held_out_loss(run: RunDir, features: pd.DataFrame, truth: np.ndarray, names:
 
 
 @with_allowed_targets
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m moa_lit.bench.final_models", description=__doc__.split("\n\n")[0])
     p.add_argument("--n-samples", type=int, default=6000)

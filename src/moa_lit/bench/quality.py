@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from moa_lit import schema
-from moa_lit.bench import refuse_counts_below_one
+from moa_lit.bench import one_line_errors, refuse_counts_below_one
 from moa_lit.errors import MoAError
 from moa_lit.runs.files import SCORES, SUBMISSION, read_json, write_json
 from moa_lit.targets import with_allowed_targets
@@ -380,6 +380,7 @@ def _prepare_data(common: list[str], extra: dict | None = None) -> tuple[Path, l
 
 
 @with_allowed_targets
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)

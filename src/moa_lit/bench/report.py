@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moa_lit.bench import refuse_counts_below_one
+from moa_lit.bench import one_line_errors, refuse_counts_below_one
 
 
 def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_controls: int, seeds: list[int]) -> None:
@@ -63,6 +63,7 @@ def fabricate(run_dir: Path, n_rows: int, n_targets: int, n_positives: int, n_co
             run.fold(seed, fold).write_info({"best_epoch": int(np.argmin(val))})
 
 
+@one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)

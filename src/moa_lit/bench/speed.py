@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moa_lit.bench import refuse_counts_below_one
+from moa_lit.bench import one_line_errors, refuse_counts_below_one
 from moa_lit.targets import with_allowed_targets
 from moa_lit.config import CONFIG_DIR
 
@@ -530,6 +530,7 @@ def split_sections(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 @with_allowed_targets
+@one_line_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moa_lit.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="ratio: epochs per throughput measurement (more amortise the per-fit set-up)")

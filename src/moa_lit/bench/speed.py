@@ -71,14 +71,20 @@ def machine() -> str:
 
 
 # ---------------------------------------------------------------- training ---
+def _targets_and_folds(cfg, data) -> tuple[np.ndarray, np.ndarray]:
+    """The scored targets and the run's drug-aware folds, as a run assigns them."""
+    from moa_lit.training.folds import assign_folds
+
+    targets = data.scored.to_numpy(dtype=np.float64)
+    return targets, assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+
+
 def _fold_data(cfg, data, device: str):
     from omegaconf import OmegaConf
 
     from moa_lit.training.datamodule import MoADataModule
-    from moa_lit.training.folds import assign_folds
 
-    targets = data.scored.to_numpy(dtype=np.float64)
-    folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    targets, folds = _targets_and_folds(cfg, data)
     dm = MoADataModule(
         data.train, targets, folds, data.train_is_control, list(data.layout.genes), list(data.layout.cells),
         OmegaConf.to_container(cfg.features, resolve=True), cfg.loader.batch_size, cfg.loader.eval_batch_size, device,
@@ -259,7 +265,7 @@ class _MemberBatchNorm(torch.nn.BatchNorm1d):
 
 def member_mlp(net, members: int) -> torch.nn.Sequential:
     """``members`` copies of the configured MLP's layout (models/mlp.py), batched."""
-    layers, n_in = [], net.body[0].num_features
+    layers = []
     for module in [*net.body, *net.head]:
         if isinstance(module, torch.nn.BatchNorm1d):
             layers.append(_MemberBatchNorm(members, module.num_features))
@@ -467,10 +473,8 @@ def bench_features_per_seed(cfg, data, seeds: list[int]) -> float:
     from omegaconf import OmegaConf
 
     from moa_lit.training.datamodule import MoADataModule
-    from moa_lit.training.folds import assign_folds
 
-    targets = data.scored.to_numpy(dtype=np.float64)
-    folds = assign_folds(targets, data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    targets, folds = _targets_and_folds(cfg, data)
     params = OmegaConf.to_container(cfg.features, resolve=True)
     t0 = time.perf_counter()
     for fold in range(cfg.cv.n_folds):
@@ -487,9 +491,8 @@ def bench_rank_gauss(cfg, data, rounds: int) -> dict:
 
     from moa_lit.training.datamodule import FEATURE_SEED
     from moa_lit.training.features import RankGauss
-    from moa_lit.training.folds import assign_folds
 
-    folds = assign_folds(data.scored.to_numpy(dtype=np.float64), data.drug, cfg.cv.n_folds, cfg.cv.seed, cfg.cv.drug_threshold)
+    folds = _targets_and_folds(cfg, data)[1]
     treated = ~data.train_is_control
     out = {"seconds": {}, "max_diff": 0.0}
     for block in (list(data.layout.genes), list(data.layout.cells)):

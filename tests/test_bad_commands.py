@@ -164,6 +164,10 @@ CASES = [
     Case("max epochs 0", "train", ["trainer.max_epochs=0"], "trainer.max_epochs=0: expected a whole number >= 1"),
     Case("max epochs text", "train", ["trainer.max_epochs=abc"], "trainer.max_epochs='abc'"),
     Case("precision", "train", ["trainer.precision=17"], "trainer.precision=17: expected one of"),
+    # A library's true/false parameter (read from its signature) refuses what the library would take as truthy.
+    Case("optimizer fused text", "train", ["+model.optimizer.fused=maybe"], "model.optimizer.fused='maybe': expected true or false (or null)"),
+    Case("scheduler flag number", "train", ["+model.scheduler.three_phase=1"], "model.scheduler.three_phase=1: expected true or false"),
+    Case("trainer flag text", "train", ["trainer.enable_model_summary=yes"], "trainer.enable_model_summary='yes': expected true or false"),
     Case("gradient clip negative", "train", ["+trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
     Case("hidden size 0", "train", ["model.net.hidden_size=0"], "model.net.hidden_size=0"),
     Case("layers negative", "train", ["model.net.n_layers=-1"], "model.net.n_layers=-1"),

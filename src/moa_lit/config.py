@@ -170,7 +170,8 @@ def reference_markdown() -> str:
         "`tests/test_settings_docs.py` fails when this file differs. Every value is checked once when",
         "a command starts: a value outside *allowed* is one line `moa-lit: error: key=value: expected ...`",
         "and exit status 2. Arguments of torch, Lightning and scikit-learn not listed here are checked by",
-        "those libraries (their refusal is one line naming the setting).",
+        "those libraries (their refusal is one line naming the setting); their true/false arguments (read",
+        "from the class's signature) must be true or false (or null where the library allows None).",
     ]
     for command, schema in SCHEMAS.items():
         cfg = composed([], command)

@@ -513,18 +513,37 @@ for _name, _schema in SCHEMAS.items():  # where each entry config's defaults lis
 # -- the one check -------------------------------------------------------------------------------
 
 
+def library_booleans(built: Any) -> dict[str, Constraint]:
+    """A library class's ``bool`` / ``Optional[bool]`` parameters, read from its
+    signature: torch and Lightning take any truthy value there
+    (``+model.optimizer.fused=maybe`` ran fused) without a word."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(built).parameters.values()
+    except (TypeError, ValueError):  # no signature to read
+        return {}
+    kinds = {"bool": False, "<class 'bool'>": False, "Optional[bool]": True, "bool | None": True}
+    return {p.name: dataclasses.replace(BOOLEAN, nullable=kinds[text]) for p in parameters
+            if (text := str(p.annotation).replace("typing.", "")) in kinds}
+
+
 def target_constraints(target: Any) -> tuple[dict[str, Constraint], Any]:
-    """The constraints (and the check across them) of the class a ``_target_`` builds."""
-    if target == "lightning.pytorch.Trainer":
-        return TRAINER_NEEDS, _trainer_together
+    """The constraints (and the check across them) of the class a ``_target_``
+    builds: a moa-lit class declares its own; a library class's true/false
+    parameters are read from its signature (the Trainer's with :data:`TRAINER_NEEDS`)."""
     from moa_lit.targets import is_allowed
 
-    if is_allowed(target) and target.startswith("moa_lit."):  # only an allow-listed class is looked up
-        from hydra.utils import get_object
+    if not is_allowed(target):  # only an allow-listed class is looked up
+        return {}, Settings.together
+    from hydra.utils import get_object
 
-        built = get_object(target)
+    built = get_object(target)
+    if target == "lightning.pytorch.Trainer":
+        return {**library_booleans(built), **TRAINER_NEEDS}, _trainer_together
+    if target.startswith("moa_lit."):
         return getattr(built, "_parameter_constraints", {}), Settings.together
-    return {}, Settings.together
+    return library_booleans(built), Settings.together
 
 
 def groups(schema: type[Settings]) -> dict[str, type[Settings]]:
